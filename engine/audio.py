@@ -1,0 +1,62 @@
+"""PCM audio returned by the engine, and how to write it."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+MAX_WAV_VALUE = 32767.0
+
+
+def float_to_int16(audio: np.ndarray, volume: float = 1.0) -> np.ndarray:
+    """Scale float audio in [-1, 1] to int16 the way piper does (clip, then truncate)."""
+    if volume != 1.0:
+        audio = audio * volume
+    audio = np.clip(audio, -1.0, 1.0).astype(np.float32)
+    return np.clip(audio * MAX_WAV_VALUE, -MAX_WAV_VALUE, MAX_WAV_VALUE).astype(np.int16)
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Mono 16-bit PCM audio."""
+
+    samples: np.ndarray
+    """int16 samples, one channel."""
+
+    sample_rate: int
+    """Samples per second."""
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+    def to_wav_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        soundfile.write(buffer, self.samples, self.sample_rate, format="WAV", subtype="PCM_16")
+        return buffer.getvalue()
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        soundfile.write(str(path), self.samples, self.sample_rate, format="WAV", subtype="PCM_16")
+        return path
+
+    @staticmethod
+    def concatenate(parts: list[Audio], sample_rate: int) -> Audio:
+        if not parts:
+            return Audio(np.zeros(0, dtype=np.int16), sample_rate)
+        return Audio(np.concatenate([p.samples for p in parts]), sample_rate)
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    """One sentence of a stream, with its place in the whole."""
+
+    audio: Audio
+    index: int
+    """0-based position of this sentence."""
+    total: int
+    """Number of sentences in the text."""

@@ -1,0 +1,80 @@
+"""A Piper voice run on our own onnxruntime session."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+from piper.config import PiperConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """Per-request overrides; ``None`` means the voice's own default."""
+
+    length_scale: float | None = None
+    """Phoneme duration multiplier: < 1 is faster speech, > 1 slower."""
+    noise_scale: float | None = None
+    """Generator noise; 0 makes the output deterministic."""
+    noise_w_scale: float | None = None
+    """Phoneme width noise; 0 makes durations deterministic."""
+    speaker_id: int | None = None
+    """For multi-speaker voices."""
+
+
+def session_options(threads: int | None = None) -> onnxruntime.SessionOptions:
+    """Session options set explicitly rather than left to onnxruntime's defaults."""
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    return options
+
+
+class OnnxVoice:
+    """One loaded Piper model: config plus an inference session."""
+
+    def __init__(self, model_path: Path, config_path: Path, providers: list[str] | None = None, threads: int | None = None) -> None:
+        self.model_path = model_path
+        with open(config_path, encoding="utf-8") as config_file:
+            self.config = PiperConfig.from_dict(json.load(config_file))
+        self.session = onnxruntime.InferenceSession(
+            str(model_path),
+            sess_options=session_options(threads),
+            providers=providers or ["CPUExecutionProvider"],
+        )
+        self._input_names = {i.name for i in self.session.get_inputs()}
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.config.sample_rate)
+
+    def infer(self, phoneme_ids: list[int], options: SynthesisOptions) -> np.ndarray:
+        """Float audio in [-1, 1] for one sentence's phoneme ids."""
+        config = self.config
+        scales = np.array(
+            [
+                config.noise_scale if options.noise_scale is None else options.noise_scale,
+                config.length_scale if options.length_scale is None else options.length_scale,
+                config.noise_w_scale if options.noise_w_scale is None else options.noise_w_scale,
+            ],
+            dtype=np.float32,
+        )
+        ids = np.array([phoneme_ids], dtype=np.int64)
+        inputs: dict[str, np.ndarray] = {
+            "input": ids,
+            "input_lengths": np.array([ids.shape[1]], dtype=np.int64),
+            "scales": scales,
+        }
+        if config.num_speakers > 1 and "sid" in self._input_names:
+            sid = config.default_speaker_id if options.speaker_id is None else options.speaker_id
+            inputs["sid"] = np.array([sid], dtype=np.int64)
+        return self.session.run(None, inputs)[0].squeeze()

@@ -1,0 +1,84 @@
+"""A prepared voice that turns text into audio, one caller at a time."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+
+from .audio import Audio, AudioChunk, float_to_int16
+from .errors import InvalidInputError
+from .onnx_voice import OnnxVoice, SynthesisOptions
+from .phonemize import sentence_ids
+
+MIN_SPEED = 0.25
+MAX_SPEED = 4.0
+
+
+class Speaker:
+    """A named voice; ``generate`` and ``stream`` hold this speaker's lock while they run."""
+
+    def __init__(self, name: str, voice: OnnxVoice) -> None:
+        self.name = name
+        self.voice = voice
+        # One synthesis at a time per speaker; different speakers run in parallel.
+        self.lock = threading.Lock()
+
+    @property
+    def sample_rate(self) -> int:
+        return self.voice.sample_rate
+
+    def generate(
+        self,
+        text: str,
+        speed: float = 1.0,
+        noise_scale: float | None = None,
+        noise_w_scale: float | None = None,
+        volume: float = 1.0,
+    ) -> Audio:
+        """Synthesize the whole text; sentences are joined back to back, as piper does."""
+        parts = [chunk.audio for chunk in self.stream(text, speed, noise_scale, noise_w_scale, volume)]
+        return Audio.concatenate(parts, self.sample_rate)
+
+    def stream(
+        self,
+        text: str,
+        speed: float = 1.0,
+        noise_scale: float | None = None,
+        noise_w_scale: float | None = None,
+        volume: float = 1.0,
+    ) -> Iterator[AudioChunk]:
+        """Yield one chunk per sentence; closing the generator early releases the lock."""
+        options = self._options(text, speed, noise_scale, noise_w_scale)
+        with self.lock:
+            sentences = sentence_ids(text, self.voice.config)
+            for index, ids in enumerate(sentences):
+                samples = float_to_int16(self.voice.infer(ids, options), volume)
+                yield AudioChunk(Audio(samples, self.sample_rate), index, len(sentences))
+
+    def count_sentences(self, text: str) -> int:
+        return len(sentence_ids(text, self.voice.config))
+
+    def _options(self, text: str, speed: float, noise_scale: float | None, noise_w_scale: float | None) -> SynthesisOptions:
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError("text is empty")
+        if not MIN_SPEED <= speed <= MAX_SPEED:
+            raise InvalidInputError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed!r}")
+        for label, value in (("noise_scale", noise_scale), ("noise_w_scale", noise_w_scale)):
+            if value is not None and not 0.0 <= value <= 2.0:
+                raise InvalidInputError(f"{label} must be between 0 and 2, got {value!r}")
+        return SynthesisOptions(
+            length_scale=self.voice.config.length_scale / speed,
+            noise_scale=noise_scale,
+            noise_w_scale=noise_w_scale,
+        )
+
+    def warmup(self, rounds: int = 2) -> None:
+        """Run a few short syntheses so the first real request pays no allocation or cache cost."""
+        for _ in range(rounds):
+            self.generate("Warming up. This is a short sentence, with a comma!")
+
+
+def silence(duration_s: float, sample_rate: int) -> Audio:
+    return Audio(np.zeros(int(round(duration_s * sample_rate)), dtype=np.int16), sample_rate)
