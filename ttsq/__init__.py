@@ -1,0 +1,1 @@
+"""ttsq's service core: configuration, job records, storage and the command line, shared by api/ and worker/."""

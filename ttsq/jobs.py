@@ -1,0 +1,172 @@
+"""Job records in Redis: the source of truth for a job's status (not Celery's result backend)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from enum import Enum
+from typing import Any
+
+import redis
+from pydantic import BaseModel
+
+TEXT_FORMATS = ("wav",)
+
+
+class JobStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed)
+
+
+class Progress(BaseModel):
+    chunks_done: int = 0
+    chunks_total: int | None = None
+    audio_s: float = 0.0
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobResult(BaseModel):
+    key: str
+    format: str
+    duration_s: float
+    sample_rate: int
+    size_bytes: int
+
+
+class Job(BaseModel):
+    """Everything known about one job, as stored and as the API reports it."""
+
+    id: str
+    status: JobStatus = JobStatus.queued
+    speaker: str
+    format: str = "wav"
+    speed: float = 1.0
+    text_chars: int
+    queue: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    heartbeat_at: float | None = None
+    attempts: int = 0
+    worker: str | None = None
+    progress: Progress = Progress()
+    error: JobError | None = None
+    result: JobResult | None = None
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class JobStore:
+    """Reads and writes job records, texts and per-job locks under one key prefix."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "ttsq:") -> None:
+        self.redis = client
+        self.prefix = prefix
+
+    def _key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def _text_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:text"
+
+    def lock_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:lock"
+
+    @property
+    def active_key(self) -> str:
+        return f"{self.prefix}jobs:active"
+
+    def create(self, job: Job, text: str) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.set(self._text_key(job.id), text.encode("utf-8"))
+            pipe.hset(self._key(job.id), mapping=_encode(job.model_dump(mode="json")))
+            pipe.sadd(self.active_key, job.id)
+            pipe.execute()
+
+    def get(self, job_id: str) -> Job | None:
+        raw = self.redis.hgetall(self._key(job_id))
+        if not raw:
+            return None
+        return Job.model_validate({k.decode(): json.loads(v) for k, v in raw.items()})
+
+    def text(self, job_id: str) -> str | None:
+        raw = self.redis.get(self._text_key(job_id))
+        return None if raw is None else raw.decode("utf-8")
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        self.redis.hset(self._key(job_id), mapping=_encode(fields))
+
+    def set_progress(self, job_id: str, progress: Progress) -> None:
+        self.update(job_id, progress=progress.model_dump(), heartbeat_at=time.time())
+
+    def mark_running(self, job_id: str, worker: str, attempts: int) -> None:
+        self.update(job_id, status=JobStatus.running.value, started_at=time.time(), heartbeat_at=time.time(),
+                    worker=worker, attempts=attempts, error=None)
+
+    def mark_succeeded(self, job_id: str, result: JobResult, progress: Progress) -> None:
+        self._finish(job_id, status=JobStatus.succeeded.value, result=result.model_dump(), progress=progress.model_dump())
+
+    def mark_failed(self, job_id: str, code: str, message: str) -> None:
+        self._finish(job_id, status=JobStatus.failed.value, error={"code": code, "message": message})
+
+    def _finish(self, job_id: str, **fields: Any) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self._key(job_id), mapping=_encode({**fields, "finished_at": time.time()}))
+            pipe.srem(self.active_key, job_id)
+            pipe.execute()
+
+    def active_ids(self) -> list[str]:
+        return sorted(m.decode() for m in self.redis.smembers(self.active_key))
+
+    # A per-job lock guarantees one execution at a time, whatever the broker redelivers.
+    def acquire_lock(self, job_id: str, token: str, ttl_s: int) -> bool:
+        return bool(self.redis.set(self.lock_key(job_id), token, nx=True, px=ttl_s * 1000))
+
+    def refresh_lock(self, job_id: str, token: str, ttl_s: int) -> bool:
+        return bool(self.redis.eval(_REFRESH, 1, self.lock_key(job_id), token, ttl_s * 1000))
+
+    def release_lock(self, job_id: str, token: str) -> None:
+        self.redis.eval(_RELEASE, 1, self.lock_key(job_id), token)
+
+    def requeue_if_orphaned(self, job_id: str) -> Job | None:
+        """Move a running job whose lock has expired (its worker died) back to queued; None if it is not orphaned."""
+        key, lock = self._key(job_id), self.lock_key(job_id)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key, lock)
+                job = self.get(job_id)
+                if job is None or job.status != JobStatus.running or pipe.exists(lock):
+                    return None
+                pipe.multi()
+                pipe.hset(key, mapping=_encode({"status": JobStatus.queued.value}))
+                pipe.execute()
+            except redis.WatchError:
+                return None
+        return job
+
+
+_REFRESH = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, str]:
+    return {k: json.dumps(v) for k, v in fields.items()}

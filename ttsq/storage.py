@@ -1,0 +1,70 @@
+"""Where finished audio lives. Keys are made by ttsq, never by a request."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from .jobs import TEXT_FORMATS
+
+KEY_PATTERN = re.compile(r"^[0-9a-f]{32}\.(%s)$" % "|".join(TEXT_FORMATS))
+
+
+class InvalidKeyError(ValueError):
+    """A storage key that ttsq could not have made (path traversal, odd names)."""
+
+
+def key_for(job_id: str, fmt: str) -> str:
+    key = f"{job_id}.{fmt}"
+    check_key(key)
+    return key
+
+
+def check_key(key: str) -> str:
+    if not KEY_PATTERN.match(key):
+        raise InvalidKeyError(f"invalid storage key {key!r}")
+    return key
+
+
+class Storage(Protocol):
+    def writer(self, key: str) -> contextlib.AbstractContextManager[Path]:
+        """A local path to write; the object appears under ``key`` only if the block succeeds."""
+        ...
+
+    def size(self, key: str) -> int | None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class LocalStorage:
+    """Files under one directory; served by the API at signed URLs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[Path]:
+        final = self.path(key)
+        self.root.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(f".{final.name}.part")
+        try:
+            yield partial
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self.path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
