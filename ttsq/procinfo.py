@@ -1,0 +1,21 @@
+"""Process memory figures for start-up reports and benchmarks."""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+
+def rss_bytes() -> int:
+    """Current resident set size; falls back to the peak where /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return peak_rss_bytes()
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

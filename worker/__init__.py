@@ -1,0 +1,1 @@
+"""The Celery worker: holds the only engine instance and runs synthesis jobs."""

@@ -1,0 +1,70 @@
+"""Start a worker: build and warm the engine once, then consume the speakers' queues on threads."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import redis
+
+from engine import TTS
+from ttsq.config import Config
+from ttsq.jobs import JobStore
+from ttsq.procinfo import rss_bytes
+from ttsq.storage import LocalStorage
+
+from . import runtime as runtime_module
+from .celery_app import create_celery
+from .runtime import Runtime
+from .upkeep import start_upkeep
+
+logger = logging.getLogger(__name__)
+
+
+def build_engine(config: Config) -> TTS:
+    """Load, prepare and warm every configured speaker; log the memory each one takes."""
+    tts = TTS(device=config.device, cache_dir=config.cache_dir, threads=config.threads)
+    for name, source in config.speakers.items():
+        tts.load(name, source)
+    for name in tts.names:
+        before = rss_bytes()
+        tts.load(name, config.speakers[name]).prepare(warmup=True)
+        info = tts.info[name]
+        logger.info("speaker %s: %s, %d Hz, +%.0f MB RAM, ready in %.2f s",
+                    name, info.source, info.sample_rate, (rss_bytes() - before) / 1e6, info.load_s)
+    return tts
+
+
+def build_runtime(config: Config, tts: TTS | None = None) -> Runtime:
+    name = config.worker_name or f"ttsq-{config.device.replace(':', '')}@{socket.gethostname()}"
+    return Runtime(
+        config=config,
+        tts=tts or build_engine(config),
+        store=JobStore(redis.Redis.from_url(config.effective_redis_url), config.key_prefix),
+        storage=LocalStorage(config.audio_dir),
+        celery=create_celery(config),
+        name=name,
+    )
+
+
+def run_worker(config: Config) -> None:
+    """Blocks until the worker is stopped."""
+    runtime = build_runtime(config)
+    runtime_module.install(runtime)
+    stop = start_upkeep(runtime)
+    queues = ",".join(config.queue_for(name) for name in runtime.tts.names)
+    logger.info("worker %s consuming %s", runtime.name, queues)
+    try:
+        runtime.celery.worker_main([
+            "worker",
+            "--pool=threads",
+            # One thread per speaker: the speaker's lock keeps each voice serial.
+            f"--concurrency={len(runtime.tts.names)}",
+            f"--queues={queues}",
+            f"--hostname={runtime.name}",
+            f"--loglevel={config.log_level}",
+            "--without-gossip",
+            "--without-mingle",
+        ])
+    finally:
+        stop.set()

@@ -1,0 +1,14 @@
+"""Celery tasks: each takes a job id and hands it to the worker's runtime."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from .celery_app import SYNTHESIZE_TASK
+from .runtime import current
+from .synthesis import run_job
+
+
+@shared_task(name=SYNTHESIZE_TASK)
+def synthesize(job_id: str) -> str:
+    return run_job(current(), job_id)

@@ -1,0 +1,55 @@
+"""Background upkeep in each worker: announce it is alive, and requeue jobs whose worker died."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+from .celery_app import SYNTHESIZE_TASK
+from .runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+def workers_pattern(prefix: str) -> str:
+    return f"{prefix}workers:*"
+
+
+def announce(runtime: Runtime) -> None:
+    """A key that lives lock_ttl_s: /readyz counts workers by these."""
+    info = {"name": runtime.name, "speakers": runtime.tts.names, "device": runtime.tts.device, "at": time.time()}
+    key = f"{runtime.config.key_prefix}workers:{runtime.name}"
+    runtime.store.redis.set(key, json.dumps(info), ex=runtime.config.lock_ttl_s)
+
+
+def requeue_orphans(runtime: Runtime) -> list[str]:
+    """Send again every running job whose lock expired: its worker was killed before it could finish."""
+    requeued = []
+    for job_id in runtime.store.active_ids():
+        job = runtime.store.requeue_if_orphaned(job_id)
+        if job is None:
+            continue
+        runtime.celery.send_task(SYNTHESIZE_TASK, args=[job_id], queue=job.queue)
+        logger.warning("%s: its worker (%s) stopped refreshing the job lock; requeued", job_id, job.worker)
+        requeued.append(job_id)
+    return requeued
+
+
+def run_upkeep(runtime: Runtime, stop: threading.Event) -> None:
+    interval = max(1.0, runtime.config.lock_ttl_s / 3)
+    while True:
+        try:
+            announce(runtime)
+            requeue_orphans(runtime)
+        except Exception:  # upkeep must outlive a Redis hiccup
+            logger.exception("worker upkeep failed; retrying in %.0f s", interval)
+        if stop.wait(interval):
+            return
+
+
+def start_upkeep(runtime: Runtime) -> threading.Event:
+    stop = threading.Event()
+    threading.Thread(target=run_upkeep, args=(runtime, stop), name="ttsq-upkeep", daemon=True).start()
+    return stop
