@@ -24,11 +24,10 @@ logger = logging.getLogger(__name__)
 def build_engine(config: Config) -> TTS:
     """Load, prepare and warm every configured speaker; log the memory each one takes."""
     tts = TTS(device=config.device, cache_dir=config.cache_dir, threads=config.threads)
-    for name, source in config.speakers.items():
-        tts.load(name, source)
-    for name in tts.names:
+    for name, source in sorted(config.speakers.items()):
         before = rss_bytes()
-        tts.load(name, config.speakers[name]).prepare(warmup=True)
+        # prepare() only builds speakers not yet prepared, so each delta is this speaker's own.
+        tts.load(name, source).prepare(warmup=True)
         info = tts.info[name]
         logger.info("speaker %s: %s, %d Hz, +%.0f MB RAM, ready in %.2f s",
                     name, info.source, info.sample_rate, (rss_bytes() - before) / 1e6, info.load_s)

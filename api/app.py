@@ -1,0 +1,36 @@
+"""The Flask app factory."""
+
+from __future__ import annotations
+
+import redis
+from celery import Celery
+from flask import Flask
+
+from ttsq.config import Config, load_config, secret_key
+from ttsq.jobs import JobStore
+from ttsq.storage import LocalStorage
+from worker.celery_app import create_celery
+
+from . import files, health, jobs
+from .errors import register_error_handlers
+from .services import Services
+
+
+def create_app(config: Config | None = None, celery: Celery | None = None) -> Flask:
+    config = config or load_config()
+    app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    client = redis.Redis.from_url(config.effective_redis_url, socket_connect_timeout=2, socket_timeout=5)
+    app.extensions["ttsq"] = Services(
+        config=config,
+        redis=client,
+        store=JobStore(client, config.key_prefix),
+        celery=celery or create_celery(config),
+        storage=LocalStorage(config.audio_dir),
+        secret=secret_key(config),
+    )
+    register_error_handlers(app)
+    app.register_blueprint(jobs.bp)
+    app.register_blueprint(files.bp)
+    app.register_blueprint(health.bp)
+    return app

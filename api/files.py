@@ -1,0 +1,36 @@
+"""Signed downloads of finished audio from local storage."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request, send_file
+from flask.typing import ResponseReturnValue
+
+from ttsq import signing
+from ttsq.storage import InvalidKeyError, check_key
+
+from .errors import ApiError
+from .services import services
+
+bp = Blueprint("files", __name__, url_prefix="/v1")
+
+MIME_TYPES = {"wav": "audio/wav"}
+
+
+@bp.get("/files/<key>")
+def get_file(key: str) -> ResponseReturnValue:
+    s = services()
+    try:
+        check_key(key)
+    except InvalidKeyError:
+        raise ApiError(404, "file_not_found", "no such file") from None
+    try:
+        expires = int(request.args.get("expires", ""))
+    except ValueError:
+        raise ApiError(403, "invalid_signature", "the link is missing its expiry or signature") from None
+    if not signing.verify(s.secret, key, expires, request.args.get("signature", "")):
+        raise ApiError(403, "invalid_signature", "the link is invalid or has expired; fetch the job again for a fresh one")
+    path = s.storage.path(key)
+    if not path.is_file():
+        raise ApiError(404, "file_not_found", "the file no longer exists")
+    fmt = key.rsplit(".", 1)[1]
+    return send_file(path, mimetype=MIME_TYPES[fmt], download_name=key, max_age=0)

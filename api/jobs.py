@@ -1,0 +1,78 @@
+"""/v1/jobs and /v1/speakers: create jobs, report their status, list speakers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Blueprint, jsonify, request, url_for
+from flask.typing import ResponseReturnValue
+
+from ttsq import signing
+from ttsq.jobs import Job, JobStatus, new_job_id
+
+from .errors import ApiError
+from .schemas import iso, job_view, parse_job_request
+from .services import services
+from .workers import live_workers
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("jobs", __name__, url_prefix="/v1")
+
+DEFAULT_SPEAKER = "joe"
+
+
+@bp.post("/jobs")
+def create_job() -> ResponseReturnValue:
+    s = services()
+    body = request.get_json(silent=True)
+    if body is None:
+        raise ApiError(400, "invalid_json", "the body must be JSON with Content-Type: application/json")
+    req = parse_job_request(body)
+    if len(req.text) > s.config.max_text_chars:
+        raise ApiError(413, "text_too_long",
+                       f"text has {len(req.text)} characters; the limit is {s.config.max_text_chars}")
+    known = sorted(s.config.speakers)
+    speaker = req.speaker or (DEFAULT_SPEAKER if DEFAULT_SPEAKER in known else known[0])
+    if speaker not in s.config.speakers:
+        raise ApiError(404, "unknown_speaker", f"unknown speaker {speaker!r}; expected one of: {', '.join(known)}",
+                       {"speakers": known})
+    job = Job(id=new_job_id(), speaker=speaker, format=req.format, speed=float(req.speed),
+              text_chars=len(req.text), queue=s.config.queue_for(speaker), created_at=time.time())
+    s.store.create(job, req.text)
+    s.celery.send_task("ttsq.synthesize", args=[job.id], queue=job.queue)
+    logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
+    response = jsonify(job_view(job, None))
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return response, 202
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str) -> ResponseReturnValue:
+    s = services()
+    job = s.store.get(job_id) if job_id.isalnum() and len(job_id) == 32 else None
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+    link = _result_link(job) if job.status == JobStatus.succeeded else None
+    return jsonify(job_view(job, link))
+
+
+def _result_link(job: Job) -> dict[str, Any] | None:
+    """A fresh signed URL each time the job is read, so a client never holds a stale one."""
+    s = services()
+    if job.result is None:
+        return None
+    expires, signature = signing.sign(s.secret, job.result.key, s.config.url_ttl_s)
+    path = url_for("files.get_file", key=job.result.key, expires=expires, signature=signature)
+    base = s.config.public_url or request.host_url.rstrip("/")
+    return {"url": f"{base}{path}", "url_expires_at": iso(expires)}
+
+
+@bp.get("/speakers")
+def list_speakers() -> ResponseReturnValue:
+    s = services()
+    served = {name for worker in live_workers(s) for name in worker.get("speakers", [])}
+    speakers = [{"name": name, "source": source, "available": name in served}
+                for name, source in sorted(s.config.speakers.items())]
+    return jsonify({"speakers": speakers})

@@ -1,0 +1,74 @@
+"""Request bodies and the job's public representation."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError
+
+from engine.speaker import MAX_SPEED, MIN_SPEED
+from ttsq.jobs import TEXT_FORMATS, Job
+
+from .errors import ApiError
+
+
+class JobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: StrictStr
+    speaker: StrictStr | None = None
+    format: StrictStr = "wav"
+    speed: StrictFloat | StrictInt = 1.0
+
+
+def parse_job_request(body: Any) -> JobRequest:
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_request", "the request body must be a JSON object")
+    try:
+        request = JobRequest.model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise ApiError(400, "invalid_request", f"{where}: {first['msg']}") from None
+    if request.format not in TEXT_FORMATS:
+        raise ApiError(400, "invalid_format", f"format {request.format!r} is not supported; expected one of: {', '.join(TEXT_FORMATS)}")
+    if not MIN_SPEED <= request.speed <= MAX_SPEED:
+        raise ApiError(400, "invalid_speed", f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {request.speed!r}")
+    if not request.text.strip():
+        raise ApiError(400, "empty_text", "text is empty or only whitespace")
+    return request
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def job_view(job: Job, result_link: dict[str, Any] | None) -> dict[str, Any]:
+    progress = job.progress
+    fraction = None
+    if progress.chunks_total:
+        fraction = round(progress.chunks_done / progress.chunks_total, 4)
+    elif job.status.value == "succeeded":
+        fraction = 1.0
+    view: dict[str, Any] = {
+        "id": job.id,
+        "status": job.status.value,
+        "speaker": job.speaker,
+        "format": job.format,
+        "speed": job.speed,
+        "text_chars": job.text_chars,
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "attempts": job.attempts,
+        "progress": {**progress.model_dump(), "fraction": fraction},
+        "error": job.error.model_dump() if job.error else None,
+        "result": None,
+        "links": {"self": f"/v1/jobs/{job.id}"},
+    }
+    if job.result and result_link:
+        view["result"] = {**job.result.model_dump(exclude={"key"}), **result_link}
+    return view

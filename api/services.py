@@ -1,0 +1,27 @@
+"""What the API's routes share: config, job store, queue client, storage and signing secret."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+from flask import current_app
+
+from ttsq.config import Config
+from ttsq.jobs import JobStore
+from ttsq.storage import LocalStorage
+
+
+@dataclass
+class Services:
+    config: Config
+    redis: redis.Redis
+    store: JobStore
+    celery: Celery
+    storage: LocalStorage
+    secret: str
+
+
+def services() -> Services:
+    return current_app.extensions["ttsq"]  # type: ignore[no-any-return]

@@ -1,0 +1,280 @@
+"""The ``ttsq`` command: serve, api, worker, submit, speakers, say, pre-download, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .config import Config, ConfigError, load_config, secret_key
+
+logger = logging.getLogger("ttsq")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEMO_TEXT = Path(__file__).resolve().parent.parent / "examples" / "sample.txt"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+def _config() -> Config:
+    try:
+        return load_config()
+    except ConfigError as error:
+        sys.exit(f"ttsq: configuration error: {error}")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import waitress
+
+    from api import create_app
+
+    config = _config()
+    _setup_logging(config.log_level)
+    app = create_app(config)
+    logger.info("API on http://%s:%d", args.host, args.port)
+    waitress.serve(app, host=args.host, port=args.port, threads=8, ident="ttsq")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    if args.device:
+        os.environ["TTSQ_DEVICE"] = args.device
+    config = _config()
+    if config.redis_url is None:
+        sys.exit("ttsq: TTSQ_REDIS_URL is not set; run `ttsq serve` for the embedded stack, or point it at your Redis")
+    _setup_logging(config.log_level)
+    from worker.main import run_worker
+
+    run_worker(config)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """API + worker + (unless TTSQ_REDIS_URL is set) the embedded Redis, as one command."""
+    from .embedded import EmbeddedRedis
+
+    config = _config()
+    _setup_logging(config.log_level)
+    embedded = EmbeddedRedis(config.data_dir) if config.redis_url is None else None
+    env = dict(os.environ)
+    if embedded is not None:
+        env["TTSQ_REDIS_URL"] = embedded.start()
+        env["TTSQ_SECRET_KEY"] = secret_key(config)
+    env["TTSQ_DATA_DIR"] = str(config.data_dir)
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def _stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        base = [sys.executable, "-m", "ttsq"]
+        children.append(subprocess.Popen([*base, "worker"], env=env))
+        children.append(subprocess.Popen([*base, "api", "--host", args.host, "--port", str(args.port)], env=env))
+        print(f"ttsq serving on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
+        while not stopping and all(child.poll() is None for child in children):
+            time.sleep(0.2)
+        return 0 if stopping else 1
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if embedded is not None:
+            embedded.stop()
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from . import client
+
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    started = time.monotonic()
+    try:
+        job = client.submit(args.url, text, args.speaker, args.speed)
+        print(f"job {job['id']} queued", file=sys.stderr)
+        if not args.wait:
+            print(job["id"])
+            return 0
+        job = _follow(args.url, job["id"])
+        if job["status"] != "succeeded":
+            print(f"job failed: {job['error']['code']}: {job['error']['message']}", file=sys.stderr)
+            return 1
+        out = client.download(job["result"]["url"], Path(args.output))
+    except client.ClientError as error:
+        print(f"ttsq: {error}", file=sys.stderr)
+        return 1
+    result = job["result"]
+    print(f"wrote {out.resolve()}: {result['duration_s']:.1f} s of audio, {result['size_bytes']} bytes, "
+          f"in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def _follow(base_url: str, job_id: str) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from . import client
+
+    with tqdm(total=1, unit="sentence", desc="synthesizing", file=sys.stderr) as bar:
+        def update(job: dict[str, Any]) -> None:
+            progress = job["progress"]
+            if progress["chunks_total"]:
+                bar.total = progress["chunks_total"]
+                bar.n = progress["chunks_done"]
+            bar.set_postfix_str(f"{job['status']}, {progress['audio_s']:.1f} s audio")
+            bar.refresh()
+
+        return client.wait(base_url, job_id, update)
+
+
+def cmd_speakers(args: argparse.Namespace) -> int:
+    import requests
+
+    try:
+        speakers = requests.get(f"{args.url}/v1/speakers", timeout=5).json()["speakers"]
+    except (requests.RequestException, ValueError, KeyError):
+        config = _config()
+        speakers = [{"name": n, "source": s, "available": None} for n, s in sorted(config.speakers.items())]
+        print(f"(no server at {args.url}; showing configured speakers)", file=sys.stderr)
+    for speaker in speakers:
+        state = {True: "available", False: "no worker", None: ""}[speaker["available"]]
+        print(f"{speaker['name']}\t{speaker['source']}\t{state}".rstrip())
+    return 0
+
+
+def _engine(config: Config, speaker: str | None = None) -> Any:
+    from engine import TTS
+
+    tts = TTS(device=config.device, cache_dir=config.cache_dir, threads=config.threads)
+    for name, source in config.speakers.items():
+        if speaker is None or name == speaker:
+            tts.load(name, source)
+    return tts
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    from engine import EngineError
+
+    config = _config()
+    if args.speaker not in config.speakers:
+        sys.exit(f"ttsq: unknown speaker {args.speaker!r}; expected one of: {', '.join(sorted(config.speakers))}")
+    try:
+        tts = _engine(config, args.speaker).prepare(warmup=False)
+        audio = tts.speakers[args.speaker].generate(args.text, speed=args.speed)
+    except EngineError as error:
+        sys.exit(f"ttsq: {error}")
+    audio.save(args.output)
+    print(f"wrote {Path(args.output).resolve()}: {audio.duration_s:.1f} s of audio")
+    return 0
+
+
+def cmd_pre_download(args: argparse.Namespace) -> int:
+    config = _config()
+    _setup_logging(config.log_level)
+    for name, path in _engine(config).pre_download().items():
+        print(f"{name}\t{path}")
+    return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((DEFAULT_HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start the embedded stack, narrate the sample text over HTTP, fetch it by its signed URL, stop."""
+    from . import client
+
+    config = _config()
+    port = _free_port()
+    url = f"http://{DEFAULT_HOST}:{port}"
+    started = time.monotonic()
+    server = subprocess.Popen([sys.executable, "-m", "ttsq", "serve", "--port", str(port)])
+    try:
+        client.wait_ready(url, alive=lambda: server.poll() is None)
+        print(f"stack ready in {time.monotonic() - started:.1f} s", flush=True)
+        output = Path(args.output) if args.output else config.data_dir / "demo.wav"
+        return cmd_submit(argparse.Namespace(file=str(args.file), url=url, speaker=None, speed=1.0,
+                                             wait=True, output=str(output)))
+    except client.ClientError as error:
+        print(f"ttsq demo: {error}", file=sys.stderr)
+        return 1
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ttsq", description="Queue-backed text-to-speech.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    api_url = _env("TTSQ_API_URL", f"http://{DEFAULT_HOST}:{DEFAULT_PORT}")
+
+    for name, func, help_text in (("serve", cmd_serve, "API + worker + embedded Redis in one process tree"),
+                                  ("api", cmd_api, "the HTTP API alone")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--host", default=_env("TTSQ_HOST", DEFAULT_HOST), help="bind address (TTSQ_HOST)")
+        p.add_argument("--port", type=int, default=int(_env("TTSQ_PORT", str(DEFAULT_PORT))), help="port (TTSQ_PORT)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("worker", help="a synthesis worker (one per GPU or CPU host)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (TTSQ_DEVICE)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("submit", help="send a text to a running server")
+    p.add_argument("file", help="text file, or - for standard input")
+    p.add_argument("--speaker", default=None)
+    p.add_argument("--speed", type=float, default=1.0, help="> 1 is faster")
+    p.add_argument("--wait", action="store_true", help="follow progress and download the audio")
+    p.add_argument("-o", "--output", default="out.wav")
+    p.add_argument("--url", default=api_url, help="server base URL (TTSQ_API_URL)")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("speakers", help="list speakers")
+    p.add_argument("--url", default=api_url, help="server base URL (TTSQ_API_URL)")
+    p.set_defaults(func=cmd_speakers)
+
+    p = sub.add_parser("say", help="synthesize with the engine alone, no server")
+    p.add_argument("text")
+    p.add_argument("-o", "--output", default="say.wav")
+    p.add_argument("--speaker", default="joe")
+    p.add_argument("--speed", type=float, default=1.0)
+    p.set_defaults(func=cmd_say)
+
+    p = sub.add_parser("pre-download", help="fetch the configured voices into TTSQ_CACHE (for image builds)")
+    p.set_defaults(func=cmd_pre_download)
+
+    p = sub.add_parser("demo", help="run the embedded stack once on the sample text")
+    p.add_argument("--file", default=str(DEMO_TEXT))
+    p.add_argument("-o", "--output", default=None, help="default: TTSQ_DATA_DIR/demo.wav")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

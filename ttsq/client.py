@@ -1,0 +1,78 @@
+"""A small HTTP client of a running ttsq server, used by ``ttsq submit`` and ``ttsq demo``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+POLL_INTERVAL_S = 0.25
+
+
+class ClientError(Exception):
+    pass
+
+
+def _check(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code >= 400:
+        error = body.get("error", {}) if isinstance(body, dict) else {}
+        raise ClientError(f"HTTP {response.status_code} {error.get('code', '')}: {error.get('message', response.text[:200])}")
+    return body  # type: ignore[no-any-return]
+
+
+def submit(base_url: str, text: str, speaker: str | None = None, speed: float = 1.0) -> dict[str, Any]:
+    body: dict[str, Any] = {"text": text, "speed": speed}
+    if speaker:
+        body["speaker"] = speaker
+    return _check(requests.post(f"{base_url}/v1/jobs", json=body, timeout=30))
+
+
+def get_job(base_url: str, job_id: str) -> dict[str, Any]:
+    return _check(requests.get(f"{base_url}/v1/jobs/{job_id}", timeout=30))
+
+
+def wait(base_url: str, job_id: str, on_update: Callable[[dict[str, Any]], None] | None = None,
+         timeout_s: float = 3600) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = get_job(base_url, job_id)
+        if on_update:
+            on_update(job)
+        if job["status"] in ("succeeded", "failed"):
+            return job
+        if time.monotonic() > deadline:
+            raise ClientError(f"job {job_id} did not finish within {timeout_s:.0f} s")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def download(url: str, dest: Path) -> Path:
+    with requests.get(url, stream=True, timeout=60) as response:
+        if response.status_code >= 400:
+            _check(response)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with open(dest, "wb") as out:
+            for block in response.iter_content(1 << 16):
+                out.write(block)
+    return dest
+
+
+def wait_ready(base_url: str, timeout_s: float = 120, alive: Callable[[], bool] = lambda: True) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive():
+            raise ClientError("the server exited before it was ready")
+        try:
+            if requests.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise ClientError(f"{base_url} was not ready within {timeout_s:.0f} s")

