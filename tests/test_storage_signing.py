@@ -1,0 +1,56 @@
+"""Local storage keys no request can steer, and signed URLs that expire."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ttsq import signing
+from ttsq.storage import InvalidKeyError, LocalStorage, key_for
+
+JOB = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize("key", ["../etc/passwd", f"{JOB}.exe", "a.wav", f"../{JOB}.wav", f"{JOB}.wav/..", ""])
+def test_keys_ttsq_did_not_make_are_refused(tmp_path: Path, key: str) -> None:
+    with pytest.raises(InvalidKeyError):
+        LocalStorage(tmp_path).path(key)
+
+
+def test_writer_publishes_only_on_success(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "audio")
+    key = key_for(JOB, "wav")
+    with pytest.raises(RuntimeError):
+        with storage.writer(key) as path:
+            path.write_bytes(b"half")
+            raise RuntimeError("boom")
+    assert storage.size(key) is None
+    assert list((tmp_path / "audio").iterdir()) == []
+    with storage.writer(key) as path:
+        path.write_bytes(b"whole")
+    assert storage.size(key) == 5
+    storage.delete(key)
+    assert storage.size(key) is None
+
+
+def test_signature_verifies_until_expiry() -> None:
+    expires, sig = signing.sign("secret", "k.wav", ttl_s=60, now=1000)
+    assert expires == 1060
+    assert signing.verify("secret", "k.wav", expires, sig, now=1059)
+    assert not signing.verify("secret", "k.wav", expires, sig, now=1061)
+
+
+@pytest.mark.parametrize("change", ["key", "expires", "signature", "secret"])
+def test_tampered_links_fail(change: str) -> None:
+    expires, sig = signing.sign("secret", "k.wav", ttl_s=60, now=1000)
+    key, secret = "k.wav", "secret"
+    if change == "key":
+        key = "other.wav"
+    elif change == "expires":
+        expires += 3600
+    elif change == "signature":
+        sig = sig[:-1] + ("0" if sig[-1] != "0" else "1")
+    else:
+        secret = "other"
+    assert not signing.verify(secret, key, expires, sig, now=1000)

@@ -1,0 +1,94 @@
+"""The job runner: one execution per job at a time, orphaned jobs requeued, failures that say why."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ttsq.jobs import Job, JobStatus, new_job_id
+from worker.synthesis import run_job
+from worker.upkeep import announce, requeue_orphans
+
+
+def make_job(runtime, text: str = "Hello there.", speaker: str = "joe") -> str:  # type: ignore[no-untyped-def]
+    job = Job(id=new_job_id(), speaker=speaker, text_chars=len(text), queue=runtime.config.queue_for(speaker),
+              created_at=time.time())
+    runtime.store.create(job, text)
+    return job.id
+
+
+def test_second_delivery_while_running_is_skipped(runtime) -> None:  # type: ignore[no-untyped-def]
+    job_id = make_job(runtime)
+    assert runtime.store.acquire_lock(job_id, "other-worker", 30)
+    assert run_job(runtime, job_id) == "locked"
+    assert runtime.store.get(job_id).status == JobStatus.queued
+    runtime.store.release_lock(job_id, "other-worker")
+    assert run_job(runtime, job_id) == "succeeded"
+    assert run_job(runtime, job_id) == "done-already"  # a late redelivery does nothing
+
+
+def test_lock_is_released_after_the_job(runtime) -> None:  # type: ignore[no-untyped-def]
+    job_id = make_job(runtime)
+    run_job(runtime, job_id)
+    assert not runtime.store.redis.exists(runtime.store.lock_key(job_id))
+    assert job_id not in runtime.store.active_ids()
+
+
+def test_orphaned_running_job_is_requeued_once(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    job_id = make_job(runtime)
+    runtime.store.mark_running(job_id, "dead-worker", attempts=1)  # a worker that died: no lock left
+    assert requeue_orphans(runtime) == [job_id]
+    assert runtime.store.get(job_id).status == JobStatus.queued
+    assert redis_client.llen(runtime.config.queue_for("joe")) == 1
+    assert requeue_orphans(runtime) == []  # queued now, not orphaned
+    assert run_job(runtime, job_id) == "succeeded"
+    assert runtime.store.get(job_id).attempts == 2
+
+
+def test_running_job_with_a_live_lock_is_left_alone(runtime) -> None:  # type: ignore[no-untyped-def]
+    job_id = make_job(runtime)
+    runtime.store.mark_running(job_id, "busy-worker", attempts=1)
+    runtime.store.acquire_lock(job_id, "busy-worker", 30)
+    assert requeue_orphans(runtime) == []
+    assert runtime.store.get(job_id).status == JobStatus.running
+
+
+def test_a_job_whose_worker_keeps_dying_fails_after_max_attempts(runtime) -> None:  # type: ignore[no-untyped-def]
+    job_id = make_job(runtime)
+    runtime.store.update(job_id, attempts=runtime.config.max_attempts)
+    assert run_job(runtime, job_id) == "failed"
+    job = runtime.store.get(job_id)
+    assert job.error.code == "worker_lost"
+    assert str(runtime.config.max_attempts) in job.error.message
+
+
+def test_time_limit_fails_the_job_with_advice(config_env, tts) -> None:  # type: ignore[no-untyped-def]
+    from ttsq.config import load_config
+    from worker.main import build_runtime
+
+    config = load_config({**config_env, "TTSQ_TASK_TIME_LIMIT_S": "1", "TTSQ_VISIBILITY_TIMEOUT_S": "10"})
+    runtime = build_runtime(config, tts=tts)
+    job_id = make_job(runtime, " ".join(["This is one of many sentences."] * 40))
+    assert run_job(runtime, job_id) == "failed"
+    job = runtime.store.get(job_id)
+    assert job.error.code == "timeout"
+    assert "TTSQ_TASK_TIME_LIMIT_S" in job.error.message
+    assert runtime.storage.size(f"{job_id}.wav") is None  # no partial output left behind
+
+
+def test_missing_job_is_dropped(runtime) -> None:  # type: ignore[no-untyped-def]
+    assert run_job(runtime, new_job_id()) == "missing"
+
+
+def test_announce_expires(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    announce(runtime)
+    key = f"{runtime.config.key_prefix}workers:{runtime.name}"
+    assert 0 < redis_client.ttl(key) <= runtime.config.lock_ttl_s
+
+
+@pytest.mark.parametrize("status", [JobStatus.succeeded, JobStatus.failed])
+def test_terminal_jobs_are_not_run_again(runtime, status: JobStatus) -> None:  # type: ignore[no-untyped-def]
+    job_id = make_job(runtime)
+    runtime.store.update(job_id, status=status.value)
+    assert run_job(runtime, job_id) == "done-already"
