@@ -22,7 +22,10 @@ CONFIG_SUFFIX = ".onnx.json"
 class Source(Protocol):
     """A place a voice directory can be fetched from."""
 
-    uri: str
+    @property
+    def uri(self) -> str:
+        """The canonical URI, as ``parse_source`` accepts it."""
+        ...
 
     def fetch(self, cache_root: Path) -> Path:
         """Return a local directory (or ``.onnx`` file) holding the voice, downloading into cache_root if needed."""
@@ -65,7 +68,10 @@ class PackageSource:
         data_dir = getattr(module, "data_dir", None)
         if callable(data_dir):
             return Path(data_dir())
-        return Path(str(importlib.resources.files(self.package)))
+        try:
+            return Path(str(importlib.resources.files(self.package)))
+        except TypeError as error:  # a plain module, not a package
+            raise SourceError(f"pkg://{self.package} is a module, not a package holding a voice") from error
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,10 @@ class S3Source:
                     if item["Key"].endswith("/"):
                         continue  # a zero-byte "folder" marker (S3 consoles make them), not a file to cache
                     found = True
-                    _download_if_changed(client, self.bucket, item["Key"], item["ETag"], target / item["Key"][len(prefix) :])
+                    relative = item["Key"][len(prefix) :]
+                    if ".." in Path(relative).parts or relative.startswith("/"):
+                        raise SourceError(f"refusing object key {item['Key']!r}: it would land outside the cache")
+                    _download_if_changed(client, self.bucket, item["Key"], item["ETag"], target / relative)
         except Exception as error:  # botocore's errors share no useful base
             raise SourceError(f"could not fetch {self.uri}: {error}") from error
         if not found:
@@ -159,6 +168,8 @@ def parse_source(uri: str) -> Source:
         if not parsed.netloc.isidentifier():
             raise SourceError(f"pkg:// needs an importable package name, got {uri!r}")
         return PackageSource(parsed.netloc)
+    if ".." in parsed.path.split("/") and parsed.scheme in ("hf", "s3"):
+        raise SourceError(f"'..' is not allowed in a voice URI, got {uri!r}")
     if parsed.scheme == "hf":
         path, _, revision = f"{parsed.netloc}{parsed.path}".partition("@")
         parts = [p for p in path.split("/") if p]

@@ -226,7 +226,12 @@ def test_hub_source_returns_the_subdirectory(tmp_path: Path, hf_offline: None) -
         tmp_path,
         "org/voices",
         COMMIT_A,
-        {"en/joe/joe.onnx": b"joe", "en/joe/joe.onnx.json": b"{}", "de/max/max.onnx": b"max", "de/max/max.onnx.json": b"{}"},
+        {
+            "en/joe/joe.onnx": b"joe",
+            "en/joe/joe.onnx.json": b"{}",
+            "de/max/max.onnx": b"max",
+            "de/max/max.onnx.json": b"{}",
+        },
     )
     location = parse_source("hf://org/voices/en/joe").fetch(tmp_path)
     assert location == snapshot / "en" / "joe"
@@ -258,7 +263,6 @@ def test_hub_source_not_in_cache_raises_source_error_naming_the_uri(tmp_path: Pa
         parse_source("hf://org/repo@v9").fetch(tmp_path)
 
 
-@pytest.mark.slow
 def test_tts_speaks_with_the_real_joe_voice_from_the_hub_cache(tmp_path: Path, hf_offline: None) -> None:
     subdir = "en/en_US/joe/medium"
     _hf_cache(
@@ -399,14 +403,18 @@ def test_s3_source_on_a_missing_bucket_raises_source_error(s3: object, tmp_path:
 
 def test_s3_source_skips_folder_marker_objects(s3: object, tmp_path: Path) -> None:
     """Regression: the zero-byte ``prefix/`` keys that S3 consoles create for folders were written over the voice dir."""
-    for key, body in (("en/joe/", b""), ("en/joe/sub/", b""), ("en/joe/sub/v.onnx", b"m"), ("en/joe/sub/v.onnx.json", b"{}")):
+    for key, body in (
+        ("en/joe/", b""),
+        ("en/joe/sub/", b""),
+        ("en/joe/sub/v.onnx", b"m"),
+        ("en/joe/sub/v.onnx.json", b"{}"),
+    ):
         s3.put_object(Bucket="voices", Key=key, Body=body)  # type: ignore[attr-defined]
     location = parse_source("s3://voices/en/joe").fetch(tmp_path / "cache")
     assert location.is_dir()
     assert find_voice_files(location) == (location / "sub" / "v.onnx", location / "sub" / "v.onnx.json")
 
 
-@pytest.mark.slow
 def test_pre_download_fills_the_cache_without_building_sessions(s3: object, tmp_path: Path) -> None:
     _upload_joe(s3, "en/joe")
     tts = TTS(cache_dir=tmp_path).load("s3joe", "s3://voices/en/joe")

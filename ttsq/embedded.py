@@ -15,11 +15,14 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
 
 PID_FILE = "redis.pid"
 START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 10.0
 MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
 
 
@@ -42,6 +45,15 @@ def _is_redis(pid: int) -> bool:
         return False
 
 
+def _is_running(pid: int) -> bool:
+    """Alive and not a zombie (an adopted server is not our child, so nobody may reap it at once)."""
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return status.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 class EmbeddedRedis:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -55,10 +67,14 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def _ping(self) -> bool:
+        # No retries: a leftover that does not answer at once is treated as dead.
+        client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1, retry=Retry(NoBackoff(), 0))
         try:
-            return bool(redis.Redis(unix_socket_path=str(self.socket), socket_timeout=1).ping())
+            return bool(client.ping())
         except (redis.RedisError, OSError):
             return False
+        finally:
+            client.close()
 
     def start(self) -> str:
         if len(str(self.socket)) > MAX_SOCKET_PATH:
@@ -106,20 +122,23 @@ class EmbeddedRedis:
         return False
 
     def stop(self) -> None:
+        """SIGTERM makes Redis flush its append-only file and exit; SIGKILL if it does not within STOP_TIMEOUT_S."""
         if self.pid is None:
             return
-        try:
-            redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5).shutdown(nosave=True)
-        except (redis.RedisError, OSError):
-            pass  # shutdown closes the connection; an error here is expected
         if self.process is not None:
+            self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         elif _is_redis(self.pid):
             os.kill(self.pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while _is_running(self.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _is_running(self.pid):
+                os.kill(self.pid, signal.SIGKILL)
         self.pid = None
         self.pid_file.unlink(missing_ok=True)
         self.socket.unlink(missing_ok=True)

