@@ -28,7 +28,9 @@ def get_file(key: str) -> ResponseReturnValue:
     except ValueError:
         raise ApiError(403, "invalid_signature", "the link is missing its expiry or signature") from None
     if not signing.verify(s.secret, key, expires, request.args.get("signature", "")):
-        raise ApiError(403, "invalid_signature", "the link is invalid or has expired; fetch the job again for a fresh one")
+        raise ApiError(
+            403, "invalid_signature", "the link is invalid or has expired; fetch the job again for a fresh one"
+        )
     path = s.storage.path(key)
     if not path.is_file():
         raise ApiError(404, "file_not_found", "the file no longer exists")

@@ -31,15 +31,27 @@ def create_job() -> ResponseReturnValue:
         raise ApiError(400, "invalid_json", "the body must be JSON with Content-Type: application/json")
     req = parse_job_request(body)
     if len(req.text) > s.config.max_text_chars:
-        raise ApiError(413, "text_too_long",
-                       f"text has {len(req.text)} characters; the limit is {s.config.max_text_chars}")
+        raise ApiError(
+            413, "text_too_long", f"text has {len(req.text)} characters; the limit is {s.config.max_text_chars}"
+        )
     known = sorted(s.config.speakers)
     speaker = req.speaker or (DEFAULT_SPEAKER if DEFAULT_SPEAKER in known else known[0])
     if speaker not in s.config.speakers:
-        raise ApiError(404, "unknown_speaker", f"unknown speaker {speaker!r}; expected one of: {', '.join(known)}",
-                       {"speakers": known})
-    job = Job(id=new_job_id(), speaker=speaker, format=req.format, speed=float(req.speed),
-              text_chars=len(req.text), queue=s.config.queue_for(speaker), created_at=time.time())
+        raise ApiError(
+            404,
+            "unknown_speaker",
+            f"unknown speaker {speaker!r}; expected one of: {', '.join(known)}",
+            {"speakers": known},
+        )
+    job = Job(
+        id=new_job_id(),
+        speaker=speaker,
+        format=req.format,
+        speed=float(req.speed),
+        text_chars=len(req.text),
+        queue=s.config.queue_for(speaker),
+        created_at=time.time(),
+    )
     s.store.create(job, req.text)
     s.celery.send_task("ttsq.synthesize", args=[job.id], queue=job.queue)
     logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
@@ -73,6 +85,8 @@ def _result_link(job: Job) -> dict[str, Any] | None:
 def list_speakers() -> ResponseReturnValue:
     s = services()
     served = {name for worker in live_workers(s) for name in worker.get("speakers", [])}
-    speakers = [{"name": name, "source": source, "available": name in served}
-                for name, source in sorted(s.config.speakers.items())]
+    speakers = [
+        {"name": name, "source": source, "available": name in served}
+        for name, source in sorted(s.config.speakers.items())
+    ]
     return jsonify({"speakers": speakers})

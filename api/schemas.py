@@ -32,9 +32,15 @@ def parse_job_request(body: Any) -> JobRequest:
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise ApiError(400, "invalid_request", f"{where}: {first['msg']}") from None
     if request.format not in TEXT_FORMATS:
-        raise ApiError(400, "invalid_format", f"format {request.format!r} is not supported; expected one of: {', '.join(TEXT_FORMATS)}")
+        raise ApiError(
+            400,
+            "invalid_format",
+            f"format {request.format!r} is not supported; expected one of: {', '.join(TEXT_FORMATS)}",
+        )
     if not MIN_SPEED <= request.speed <= MAX_SPEED:
-        raise ApiError(400, "invalid_speed", f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {request.speed!r}")
+        raise ApiError(
+            400, "invalid_speed", f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {request.speed!r}"
+        )
     if not request.text.strip():
         raise ApiError(400, "empty_text", "text is empty or only whitespace")
     return request

@@ -268,21 +268,24 @@ def run_job(session: requests.Session, base_url: str, text: str, timeout_s: floa
         time.sleep(POLL_INTERVAL_S)
 
 
-def bench_jobs(base_url: str, count: int) -> list[JobTiming]:
+def time_synthesis(speaker: Speaker) -> float:
+    """The job's sentence on an in-process engine, with the voice's default noise as the worker uses."""
+    started = time.perf_counter()
+    speaker.generate(SHORT_TEXT)
+    return time.perf_counter() - started
+
+
+def bench_jobs(base_url: str, speaker: Speaker, count: int) -> tuple[list[JobTiming], list[float]]:
+    """Alternate an in-process synthesis and a job through the stack, so slow spells of the host hit both alike."""
+    jobs: list[JobTiming] = []
+    synthesis: list[float] = []
     with requests.Session() as session:
         # The first job also waits for the worker to start consuming (/readyz only says it announced itself).
         run_job(session, base_url, SHORT_TEXT, timeout_s=READY_TIMEOUT_S)
-        return [run_job(session, base_url, SHORT_TEXT) for _ in range(count)]
-
-
-def bench_synthesis(speaker: Speaker, count: int) -> list[float]:
-    """The same sentence on an in-process engine, with the voice's default noise as the worker uses."""
-    times = []
-    for _ in range(count):
-        started = time.perf_counter()
-        speaker.generate(SHORT_TEXT)
-        times.append(time.perf_counter() - started)
-    return times
+        for _ in range(count):
+            synthesis.append(time_synthesis(speaker))
+            jobs.append(run_job(session, base_url, SHORT_TEXT))
+    return jobs, synthesis
 
 
 def raw_celery_app(redis_url: str) -> Celery:
@@ -332,10 +335,9 @@ def bench_queue(speaker: Speaker, count: int) -> dict[str, Any]:
         base_url = stack.enter_context(api_server(env))
         print("  waiting for the worker to be ready", file=sys.stderr, flush=True)
         wait_ready(base_url, timeout_s=READY_TIMEOUT_S, alive=lambda: worker.poll() is None)
-        print(f"  {count} jobs through the API", file=sys.stderr, flush=True)
-        jobs = bench_jobs(base_url, count)
-        print(f"  {count} in-process syntheses, {count} raw Celery round trips", file=sys.stderr, flush=True)
-        synthesis = bench_synthesis(speaker, count)
+        print(f"  {count} jobs through the API, each after an in-process synthesis", file=sys.stderr, flush=True)
+        jobs, synthesis = bench_jobs(base_url, speaker, count)
+        print(f"  {count} raw Celery round trips", file=sys.stderr, flush=True)
         raw = bench_raw_celery(redis_url, count)
     e2e = statistics.median(j.e2e_s for j in jobs)
     overhead = e2e - statistics.median(synthesis)

@@ -42,7 +42,9 @@ def session_options(threads: int | None = None) -> onnxruntime.SessionOptions:
 class OnnxVoice:
     """One loaded Piper model: config plus an inference session."""
 
-    def __init__(self, model_path: Path, config_path: Path, providers: list[str] | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self, model_path: Path, config_path: Path, providers: list[str] | None = None, threads: int | None = None
+    ) -> None:
         self.model_path = model_path
         with open(config_path, encoding="utf-8") as config_file:
             self.config = PiperConfig.from_dict(json.load(config_file))

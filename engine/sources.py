@@ -180,7 +180,9 @@ def parse_source(uri: str) -> Source:
         if not parsed.netloc:
             raise SourceError(f"s3:// needs a bucket, got {uri!r}")
         return S3Source(parsed.netloc, parsed.path.strip("/"))
-    raise SourceError(f"unsupported voice source scheme {parsed.scheme!r} in {uri!r}; expected one of: {', '.join(SCHEMES)}")
+    raise SourceError(
+        f"unsupported voice source scheme {parsed.scheme!r} in {uri!r}; expected one of: {', '.join(SCHEMES)}"
+    )
 
 
 def find_voice_files(location: Path) -> tuple[Path, Path]:

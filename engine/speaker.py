@@ -60,7 +60,9 @@ class Speaker:
     def count_sentences(self, text: str) -> int:
         return len(sentence_ids(text, self.voice.config))
 
-    def _options(self, text: str, speed: float, noise_scale: float | None, noise_w_scale: float | None) -> SynthesisOptions:
+    def _options(
+        self, text: str, speed: float, noise_scale: float | None, noise_w_scale: float | None
+    ) -> SynthesisOptions:
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("text is empty")
         if not MIN_SPEED <= speed <= MAX_SPEED:
@@ -81,4 +83,4 @@ class Speaker:
 
 
 def silence(duration_s: float, sample_rate: int) -> Audio:
-    return Audio(np.zeros(int(round(duration_s * sample_rate)), dtype=np.int16), sample_rate)
+    return Audio(np.zeros(round(duration_s * sample_rate), dtype=np.int16), sample_rate)

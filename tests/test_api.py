@@ -42,7 +42,12 @@ def test_job_runs_to_success_with_a_signed_url(client, runtime) -> None:  # type
     assert run_job(runtime, job_id) == "succeeded"
     job = client.get(f"/v1/jobs/{job_id}").get_json()
     assert job["status"] == "succeeded"
-    assert job["progress"] == {"chunks_done": 2, "chunks_total": 2, "audio_s": pytest.approx(job["result"]["duration_s"], abs=0.01), "fraction": 1.0}
+    assert job["progress"] == {
+        "chunks_done": 2,
+        "chunks_total": 2,
+        "audio_s": pytest.approx(job["result"]["duration_s"], abs=0.01),
+        "fraction": 1.0,
+    }
     assert job["started_at"] and job["finished_at"] and job["attempts"] == 1
     result = job["result"]
     assert result["sample_rate"] == 22050 and result["format"] == "wav"
@@ -63,7 +68,11 @@ def test_signed_url_tampered_or_expired_is_403(client, runtime, app) -> None:  #
     query = parse_qs(url.query)
     path = url.path
     assert_error(client.get(f"{path}?expires={query['expires'][0]}&signature={'0' * 64}"), 403, "invalid_signature")
-    assert_error(client.get(f"{path}?expires={int(query['expires'][0]) + 10}&signature={query['signature'][0]}"), 403, "invalid_signature")
+    assert_error(
+        client.get(f"{path}?expires={int(query['expires'][0]) + 10}&signature={query['signature'][0]}"),
+        403,
+        "invalid_signature",
+    )
     assert_error(client.get(f"{path}?expires=1&signature={query['signature'][0]}"), 403, "invalid_signature")
     assert_error(client.get(path), 403, "invalid_signature")
     assert_error(client.get("/v1/files/..%2F..%2Fetc%2Fpasswd?expires=1&signature=x"), 404, "not_found")
@@ -113,7 +122,12 @@ def test_bad_input_is_a_json_4xx(client, redis_client, body, status, code) -> No
 
 @pytest.mark.parametrize(
     ("data", "content_type"),
-    [("{not json", "application/json"), ("text=hi", "application/x-www-form-urlencoded"), ("", "application/json"), ("\xff", "application/json")],
+    [
+        ("{not json", "application/json"),
+        ("text=hi", "application/x-www-form-urlencoded"),
+        ("", "application/json"),
+        ("\xff", "application/json"),
+    ],
 )
 def test_malformed_bodies_are_400(client, data: str, content_type: str) -> None:  # type: ignore[no-untyped-def]
     assert_error(client.post("/v1/jobs", data=data, content_type=content_type), 400, "invalid_json")

@@ -44,8 +44,14 @@ def start_worker(config_env: dict[str, str]) -> Iterator[Callable[[], subprocess
     env = clean_env({**config_env, "TTSQ_LOCK_TTL_S": "3", "TTSQ_MAX_TEXT_CHARS": "20000"})
 
     def start() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen([sys.executable, "-m", "ttsq", "worker"], env=env, cwd=ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ttsq", "worker"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         workers.append(process)
         return process
 
@@ -98,8 +104,14 @@ def test_embedded_default_demo_end_to_end(tmp_path: Path) -> None:
     """The README's first command: no Redis URL, no S3, no GPU; speech comes back through HTTP + queue + signed URL."""
     env = clean_env({"TTSQ_DATA_DIR": str(tmp_path / "data"), "TTSQ_CACHE": str(tmp_path / "cache")})
     output = tmp_path / "demo.wav"
-    done = subprocess.run([sys.executable, "-m", "ttsq", "demo", "-o", str(output)], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "ttsq", "demo", "-o", str(output)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"wrote {output}" in done.stdout
     data, rate = soundfile.read(str(output), dtype="int16")

@@ -159,7 +159,7 @@ def test_find_voice_files_without_config_names_the_missing_file(tmp_path: Path) 
 
 
 def test_find_voice_files_in_an_empty_directory(tmp_path: Path) -> None:
-    with pytest.raises(VoiceNotFoundError, match="no \\*.onnx voice model"):
+    with pytest.raises(VoiceNotFoundError, match=r"no \*\.onnx voice model"):
         find_voice_files(tmp_path)
 
 
@@ -402,7 +402,7 @@ def test_s3_source_on_a_missing_bucket_raises_source_error(s3: object, tmp_path:
 
 
 def test_s3_source_skips_folder_marker_objects(s3: object, tmp_path: Path) -> None:
-    """Regression: the zero-byte ``prefix/`` keys that S3 consoles create for folders were written over the voice dir."""
+    """Regression: the zero-byte ``prefix/`` keys S3 consoles create for folders were written over the voice dir."""
     for key, body in (
         ("en/joe/", b""),
         ("en/joe/sub/", b""),

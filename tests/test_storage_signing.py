@@ -21,10 +21,9 @@ def test_keys_ttsq_did_not_make_are_refused(tmp_path: Path, key: str) -> None:
 def test_writer_publishes_only_on_success(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "audio")
     key = key_for(JOB, "wav")
-    with pytest.raises(RuntimeError):
-        with storage.writer(key) as path:
-            path.write_bytes(b"half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), storage.writer(key) as path:
+        path.write_bytes(b"half")
+        raise RuntimeError("boom")
     assert storage.size(key) is None
     assert list((tmp_path / "audio").iterdir()) == []
     with storage.writer(key) as path:

@@ -12,8 +12,13 @@ from worker.upkeep import announce, requeue_orphans
 
 
 def make_job(runtime, text: str = "Hello there.", speaker: str = "joe") -> str:  # type: ignore[no-untyped-def]
-    job = Job(id=new_job_id(), speaker=speaker, text_chars=len(text), queue=runtime.config.queue_for(speaker),
-              created_at=time.time())
+    job = Job(
+        id=new_job_id(),
+        speaker=speaker,
+        text_chars=len(text),
+        queue=runtime.config.queue_for(speaker),
+        created_at=time.time(),
+    )
     runtime.store.create(job, text)
     return job.id
 

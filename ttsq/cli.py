@@ -125,8 +125,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"ttsq: {error}", file=sys.stderr)
         return 1
     result = job["result"]
-    print(f"wrote {out.resolve()}: {result['duration_s']:.1f} s of audio, {result['size_bytes']} bytes, "
-          f"in {time.monotonic() - started:.1f} s")
+    print(
+        f"wrote {out.resolve()}: {result['duration_s']:.1f} s of audio, {result['size_bytes']} bytes, "
+        f"in {time.monotonic() - started:.1f} s"
+    )
     return 0
 
 
@@ -136,6 +138,7 @@ def _follow(base_url: str, job_id: str) -> dict[str, Any]:
     from . import client
 
     with tqdm(total=1, unit="sentence", desc="synthesizing", file=sys.stderr) as bar:
+
         def update(job: dict[str, Any]) -> None:
             progress = job["progress"]
             if progress["chunks_total"]:
@@ -215,8 +218,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         client.wait_ready(url, alive=lambda: server.poll() is None)
         print(f"stack ready in {time.monotonic() - started:.1f} s", flush=True)
         output = Path(args.output) if args.output else config.data_dir / "demo.wav"
-        return cmd_submit(argparse.Namespace(file=str(args.file), url=url, speaker=None, speed=1.0,
-                                             wait=True, output=str(output)))
+        return cmd_submit(
+            argparse.Namespace(file=str(args.file), url=url, speaker=None, speed=1.0, wait=True, output=str(output))
+        )
     except client.ClientError as error:
         print(f"ttsq demo: {error}", file=sys.stderr)
         return 1
@@ -230,8 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     api_url = _env("TTSQ_API_URL", f"http://{DEFAULT_HOST}:{DEFAULT_PORT}")
 
-    for name, func, help_text in (("serve", cmd_serve, "API + worker + embedded Redis in one process tree"),
-                                  ("api", cmd_api, "the HTTP API alone")):
+    for name, func, help_text in (
+        ("serve", cmd_serve, "API + worker + embedded Redis in one process tree"),
+        ("api", cmd_api, "the HTTP API alone"),
+    ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--host", default=_env("TTSQ_HOST", DEFAULT_HOST), help="bind address (TTSQ_HOST)")
         p.add_argument("--port", type=int, default=int(_env("TTSQ_PORT", str(DEFAULT_PORT))), help="port (TTSQ_PORT)")

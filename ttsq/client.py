@@ -24,7 +24,9 @@ def _check(response: requests.Response) -> dict[str, Any]:
         body = {}
     if response.status_code >= 400:
         error = body.get("error", {}) if isinstance(body, dict) else {}
-        raise ClientError(f"HTTP {response.status_code} {error.get('code', '')}: {error.get('message', response.text[:200])}")
+        raise ClientError(
+            f"HTTP {response.status_code} {error.get('code', '')}: {error.get('message', response.text[:200])}"
+        )
     return body  # type: ignore[no-any-return]
 
 
@@ -39,8 +41,9 @@ def get_job(base_url: str, job_id: str) -> dict[str, Any]:
     return _check(requests.get(f"{base_url}/v1/jobs/{job_id}", timeout=30))
 
 
-def wait(base_url: str, job_id: str, on_update: Callable[[dict[str, Any]], None] | None = None,
-         timeout_s: float = 3600) -> dict[str, Any]:
+def wait(
+    base_url: str, job_id: str, on_update: Callable[[dict[str, Any]], None] | None = None, timeout_s: float = 3600
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
         job = get_job(base_url, job_id)

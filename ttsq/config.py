@@ -103,7 +103,9 @@ class Config(BaseModel):
     @classmethod
     def _check_secret(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 16:
-            raise ValueError("must be at least 16 characters (try: python -c 'import secrets;print(secrets.token_hex(32))')")
+            raise ValueError(
+                "must be at least 16 characters (try: python -c 'import secrets;print(secrets.token_hex(32))')"
+            )
         return value
 
     @field_validator("device")
@@ -136,11 +138,13 @@ class Config(BaseModel):
             raise ValueError("TTSQ_SPEAKERS: at least one speaker is needed")
         if self.task_time_limit_s * 2 > self.visibility_timeout_s:
             raise ValueError(
-                f"TTSQ_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must be at least twice TTSQ_TASK_TIME_LIMIT_S "
-                f"({self.task_time_limit_s}), or a running job is delivered a second time"
+                f"TTSQ_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must be at least twice "
+                f"TTSQ_TASK_TIME_LIMIT_S ({self.task_time_limit_s}), or a running job is delivered a second time"
             )
         if self.redis_url is not None and self.secret_key is None:
-            raise ValueError("TTSQ_SECRET_KEY must be set when TTSQ_REDIS_URL is set (signed URLs need a shared secret)")
+            raise ValueError(
+                "TTSQ_SECRET_KEY must be set when TTSQ_REDIS_URL is set (signed URLs need a shared secret)"
+            )
         return self
 
     @property
@@ -210,10 +214,10 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         return Config.model_validate(values)
     except ValidationError as error:
         first = error.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else ""
-        var = next((v for v, f in ENV_VARS.items() if f == field), None)
+        bad_field = str(first["loc"][0]) if first["loc"] else ""
+        bad_var = next((v for v, f in ENV_VARS.items() if f == bad_field), None)
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"{var}: {message}" if var else message) from None
+        raise ConfigError(f"{bad_var}: {message}" if bad_var else message) from None
 
 
 def secret_key(config: Config) -> str:

@@ -84,12 +84,31 @@ class EmbeddedRedis:
             return self.url
         self.socket.unlink(missing_ok=True)
         self.process = subprocess.Popen(
-            [_executable(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-             "--dir", str(self.data_dir), "--pidfile", str(self.pid_file),
-             # Queued jobs survive a restart; a queue must never evict.
-             "--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction",
-             "--logfile", str(self.data_dir / "redis.log")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                _executable(),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(self.socket),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(self.data_dir),
+                "--pidfile",
+                str(self.pid_file),
+                # Queued jobs survive a restart; a queue must never evict.
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+                "--logfile",
+                str(self.data_dir / "redis.log"),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.pid = self.process.pid
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -100,11 +100,11 @@ class JobStore:
         raw = self.redis.hgetall(self._key(job_id))
         if not raw:
             return None
-        return Job.model_validate({k.decode(): json.loads(v) for k, v in raw.items()})
+        return Job.model_validate({_text(k): json.loads(v) for k, v in raw.items()})
 
     def text(self, job_id: str) -> str | None:
         raw = self.redis.get(self._text_key(job_id))
-        return None if raw is None else raw.decode("utf-8")
+        return None if raw is None else _text(raw)
 
     def update(self, job_id: str, **fields: Any) -> None:
         self.redis.hset(self._key(job_id), mapping=_encode(fields))
@@ -113,11 +113,20 @@ class JobStore:
         self.update(job_id, progress=progress.model_dump(), heartbeat_at=time.time())
 
     def mark_running(self, job_id: str, worker: str, attempts: int) -> None:
-        self.update(job_id, status=JobStatus.running.value, started_at=time.time(), heartbeat_at=time.time(),
-                    worker=worker, attempts=attempts, error=None)
+        self.update(
+            job_id,
+            status=JobStatus.running.value,
+            started_at=time.time(),
+            heartbeat_at=time.time(),
+            worker=worker,
+            attempts=attempts,
+            error=None,
+        )
 
     def mark_succeeded(self, job_id: str, result: JobResult, progress: Progress) -> None:
-        self._finish(job_id, status=JobStatus.succeeded.value, result=result.model_dump(), progress=progress.model_dump())
+        self._finish(
+            job_id, status=JobStatus.succeeded.value, result=result.model_dump(), progress=progress.model_dump()
+        )
 
     def mark_failed(self, job_id: str, code: str, message: str) -> None:
         self._finish(job_id, status=JobStatus.failed.value, error={"code": code, "message": message})
@@ -129,7 +138,7 @@ class JobStore:
             pipe.execute()
 
     def active_ids(self) -> list[str]:
-        return sorted(m.decode() for m in self.redis.smembers(self.active_key))
+        return sorted(_text(m) for m in self.redis.smembers(self.active_key))
 
     # A per-job lock guarantees one execution at a time, whatever the broker redelivers.
     def acquire_lock(self, job_id: str, token: str, ttl_s: int) -> bool:
@@ -168,5 +177,10 @@ return 0
 """
 
 
-def _encode(fields: dict[str, Any]) -> dict[str, str]:
+def _encode(fields: dict[str, Any]) -> dict[Any, Any]:
+    """Each field JSON-encoded, so a partial update never needs a read first."""
     return {k: json.dumps(v) for k, v in fields.items()}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

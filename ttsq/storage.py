@@ -11,7 +11,7 @@ from typing import Protocol
 
 from .jobs import TEXT_FORMATS
 
-KEY_PATTERN = re.compile(r"^[0-9a-f]{32}\.(%s)$" % "|".join(TEXT_FORMATS))
+KEY_PATTERN = re.compile(r"^[0-9a-f]{32}\.(" + "|".join(TEXT_FORMATS) + r")$")
 
 
 class InvalidKeyError(ValueError):

@@ -29,8 +29,14 @@ def build_engine(config: Config) -> TTS:
         # prepare() only builds speakers not yet prepared, so each delta is this speaker's own.
         tts.load(name, source).prepare(warmup=True)
         info = tts.info[name]
-        logger.info("speaker %s: %s, %d Hz, +%.0f MB RAM, ready in %.2f s",
-                    name, info.source, info.sample_rate, (rss_bytes() - before) / 1e6, info.load_s)
+        logger.info(
+            "speaker %s: %s, %d Hz, +%.0f MB RAM, ready in %.2f s",
+            name,
+            info.source,
+            info.sample_rate,
+            (rss_bytes() - before) / 1e6,
+            info.load_s,
+        )
     return tts
 
 
@@ -54,16 +60,18 @@ def run_worker(config: Config) -> None:
     queues = ",".join(config.queue_for(name) for name in runtime.tts.names)
     logger.info("worker %s consuming %s", runtime.name, queues)
     try:
-        runtime.celery.worker_main([
-            "worker",
-            "--pool=threads",
-            # One thread per speaker: the speaker's lock keeps each voice serial.
-            f"--concurrency={len(runtime.tts.names)}",
-            f"--queues={queues}",
-            f"--hostname={runtime.name}",
-            f"--loglevel={config.log_level}",
-            "--without-gossip",
-            "--without-mingle",
-        ])
+        runtime.celery.worker_main(
+            [
+                "worker",
+                "--pool=threads",
+                # One thread per speaker: the speaker's lock keeps each voice serial.
+                f"--concurrency={len(runtime.tts.names)}",
+                f"--queues={queues}",
+                f"--hostname={runtime.name}",
+                f"--loglevel={config.log_level}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
     finally:
         stop.set()

@@ -41,7 +41,9 @@ def run_job(runtime: Runtime, job_id: str) -> str:
     keeper.start()
     try:
         if job.attempts >= config.max_attempts:
-            store.mark_failed(job_id, "worker_lost", f"the job was started {job.attempts} times and its worker died each time")
+            store.mark_failed(
+                job_id, "worker_lost", f"the job was started {job.attempts} times and its worker died each time"
+            )
             return "failed"
         store.mark_running(job_id, runtime.name, job.attempts + 1)
         return _synthesize(runtime, job_id)
@@ -63,24 +65,39 @@ def _synthesize(runtime: Runtime, job_id: str) -> str:
     try:
         speaker = runtime.tts.speakers[job.speaker]
         progress = Progress()
-        with runtime.storage.writer(key) as path:
-            with soundfile.SoundFile(str(path), "w", speaker.sample_rate, 1, subtype="PCM_16", format="WAV") as out:
-                for chunk in speaker.stream(text, speed=job.speed):
-                    out.write(chunk.audio.samples)
-                    progress = Progress(chunks_done=chunk.index + 1, chunks_total=chunk.total,
-                                        audio_s=progress.audio_s + chunk.audio.duration_s)
-                    store.set_progress(job_id, progress)
-                    if time.monotonic() > deadline and chunk.index + 1 < chunk.total:
-                        raise JobTimeoutError
+        with (
+            runtime.storage.writer(key) as path,
+            soundfile.SoundFile(str(path), "w", speaker.sample_rate, 1, subtype="PCM_16", format="WAV") as out,
+        ):
+            for chunk in speaker.stream(text, speed=job.speed):
+                out.write(chunk.audio.samples)
+                progress = Progress(
+                    chunks_done=chunk.index + 1,
+                    chunks_total=chunk.total,
+                    audio_s=progress.audio_s + chunk.audio.duration_s,
+                )
+                store.set_progress(job_id, progress)
+                if time.monotonic() > deadline and chunk.index + 1 < chunk.total:
+                    raise JobTimeoutError
         size = runtime.storage.size(key) or 0
-        result = JobResult(key=key, format=job.format, duration_s=round(progress.audio_s, 3),
-                           sample_rate=speaker.sample_rate, size_bytes=size)
+        result = JobResult(
+            key=key,
+            format=job.format,
+            duration_s=round(progress.audio_s, 3),
+            sample_rate=speaker.sample_rate,
+            size_bytes=size,
+        )
         store.mark_succeeded(job_id, result, progress)
         logger.info("%s: succeeded, %.1f s of audio, %d bytes", job_id, progress.audio_s, size)
         return JobStatus.succeeded.value
     except JobTimeoutError:
-        _fail(runtime, job_id, "timeout", f"synthesis ran past {config.task_time_limit_s} s; "
-              "split the text into smaller jobs or raise TTSQ_TASK_TIME_LIMIT_S")
+        _fail(
+            runtime,
+            job_id,
+            "timeout",
+            f"synthesis ran past {config.task_time_limit_s} s; "
+            "split the text into smaller jobs or raise TTSQ_TASK_TIME_LIMIT_S",
+        )
     except UnknownSpeakerError as error:
         _fail(runtime, job_id, "unknown_speaker", f"worker {runtime.name} does not serve this speaker: {error}")
     except InvalidInputError as error:
