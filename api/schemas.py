@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError
 
-from engine.speaker import MAX_SPEED, MIN_SPEED
+from engine.constants import MAX_SPEED, MIN_SPEED
+from engine.errors import InvalidInputError
+from engine.text import check_speakable
 from ttsq.jobs import TEXT_FORMATS, Job
 
 from .errors import ApiError
@@ -43,6 +45,10 @@ def parse_job_request(body: Any) -> JobRequest:
         )
     if not request.text.strip():
         raise ApiError(400, "empty_text", "text is empty or only whitespace")
+    try:
+        check_speakable(request.text)
+    except InvalidInputError as error:
+        raise ApiError(400, "invalid_text", str(error)) from None
     return request
 
 

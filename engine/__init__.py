@@ -1,31 +1,51 @@
-"""ttsq's speech engine: Piper voices on onnxruntime, loaded once and shared safely."""
+"""ttsq's speech engine: Piper voices on onnxruntime, loaded once and shared safely.
 
-from .audio import Audio, AudioChunk
-from .errors import (
-    EngineError,
-    InvalidInputError,
-    NotPreparedError,
-    SourceError,
-    UnknownSpeakerError,
-    VoiceNotFoundError,
-)
-from .sources import Source, parse_source
-from .speaker import Speaker
-from .tts import DEFAULT_SOURCE, TTS, SpeakerInfo
+Names are imported lazily, so that ``engine.constants`` or ``engine.text`` can be used (by the API,
+say) without loading onnxruntime and espeak-ng.
+"""
 
-__all__ = [
-    "DEFAULT_SOURCE",
-    "TTS",
-    "Audio",
-    "AudioChunk",
-    "EngineError",
-    "InvalidInputError",
-    "NotPreparedError",
-    "Source",
-    "SourceError",
-    "Speaker",
-    "SpeakerInfo",
-    "UnknownSpeakerError",
-    "VoiceNotFoundError",
-    "parse_source",
-]
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Audio": "audio",
+    "AudioChunk": "audio",
+    "DEFAULT_SOURCE": "constants",
+    "EngineError": "errors",
+    "InvalidInputError": "errors",
+    "NotPreparedError": "errors",
+    "SourceError": "errors",
+    "UnknownSpeakerError": "errors",
+    "VoiceNotFoundError": "errors",
+    "Source": "sources",
+    "parse_source": "sources",
+    "Speaker": "speaker",
+    "TTS": "tts",
+    "SpeakerInfo": "tts",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .audio import Audio, AudioChunk
+    from .constants import DEFAULT_SOURCE
+    from .errors import (
+        EngineError,
+        InvalidInputError,
+        NotPreparedError,
+        SourceError,
+        UnknownSpeakerError,
+        VoiceNotFoundError,
+    )
+    from .sources import Source, parse_source
+    from .speaker import Speaker
+    from .tts import TTS, SpeakerInfo
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

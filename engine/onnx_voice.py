@@ -12,7 +12,11 @@ import numpy as np
 import onnxruntime
 from piper.config import PiperConfig
 
+from .errors import EngineError
+
 logger = logging.getLogger(__name__)
+
+Provider = str | tuple[str, dict[str, object]]
 
 
 @dataclass(frozen=True)
@@ -39,11 +43,15 @@ def session_options(threads: int | None = None) -> onnxruntime.SessionOptions:
     return options
 
 
+def _provider_name(provider: Provider) -> str:
+    return provider if isinstance(provider, str) else provider[0]
+
+
 class OnnxVoice:
     """One loaded Piper model: config plus an inference session."""
 
     def __init__(
-        self, model_path: Path, config_path: Path, providers: list[str] | None = None, threads: int | None = None
+        self, model_path: Path, config_path: Path, providers: list[Provider] | None = None, threads: int | None = None
     ) -> None:
         self.model_path = model_path
         with open(config_path, encoding="utf-8") as config_file:
@@ -53,6 +61,13 @@ class OnnxVoice:
             sess_options=session_options(threads),
             providers=providers or ["CPUExecutionProvider"],
         )
+        wanted = _provider_name((providers or ["CPUExecutionProvider"])[0])
+        if wanted not in self.session.get_providers():
+            # onnxruntime silently falls back to the CPU; a GPU worker on the CPU must not go unnoticed.
+            raise EngineError(
+                f"{wanted} is not available (have: {', '.join(onnxruntime.get_available_providers())}); "
+                "for CUDA install onnxruntime-gpu"
+            )
         self._input_names = {i.name for i in self.session.get_inputs()}
 
     @property

@@ -8,6 +8,7 @@ from piper.config import PhonemeType, PiperConfig
 from piper.phoneme_ids import phonemes_to_ids
 from piper.phonemize_espeak import ESPEAK_DATA_DIR, EspeakPhonemizer
 
+from .constants import MAX_SENTENCE_PHONEMES
 from .errors import InvalidInputError
 
 # espeak-ng keeps global state (the current voice, its buffers): one caller at a time.
@@ -27,6 +28,30 @@ def phonemize(text: str, config: PiperConfig) -> list[list[str]]:
     return [s for s in sentences if s]
 
 
+def split_long(phonemes: list[str], limit: int = MAX_SENTENCE_PHONEMES) -> list[list[str]]:
+    """Split a run longer than ``limit`` at its last clause mark (or else word gap) before the limit."""
+    pieces: list[list[str]] = []
+    while len(phonemes) > limit:
+        window = phonemes[:limit]
+        cut = _last_index(window, (",", ";", ":")) or _last_index(window, (" ",)) or limit - 1
+        pieces.append(phonemes[: cut + 1])
+        phonemes = phonemes[cut + 1 :]
+    if phonemes:
+        pieces.append(phonemes)
+    return pieces
+
+
+def _last_index(items: list[str], marks: tuple[str, ...]) -> int | None:
+    for index in range(len(items) - 1, 0, -1):
+        if items[index] in marks:
+            return index
+    return None
+
+
 def sentence_ids(text: str, config: PiperConfig) -> list[list[int]]:
-    """Phoneme ids, one list per sentence, with BOS/EOS and padding as the model expects."""
-    return [phonemes_to_ids(phonemes, config.phoneme_id_map) for phonemes in phonemize(text, config)]
+    """Phoneme ids, one list per sentence (over-long ones split), with BOS/EOS and padding as the model expects."""
+    return [
+        phonemes_to_ids(piece, config.phoneme_id_map)
+        for phonemes in phonemize(text, config)
+        for piece in split_long(phonemes)
+    ]

