@@ -20,6 +20,11 @@ def float_to_int16(audio: np.ndarray, volume: float = 1.0) -> np.ndarray:
     return np.clip(audio * MAX_WAV_VALUE, -MAX_WAV_VALUE, MAX_WAV_VALUE).astype(np.int16)
 
 
+def open_wav_writer(path: str | Path, sample_rate: int) -> soundfile.SoundFile:
+    """A mono 16-bit WAV opened for writing chunk by chunk (``.write(int16 samples)``), so no job is held whole."""
+    return soundfile.SoundFile(str(path), "w", sample_rate, 1, subtype="PCM_16", format="WAV")
+
+
 @dataclass(frozen=True)
 class Audio:
     """Mono 16-bit PCM audio."""

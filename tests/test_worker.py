@@ -97,3 +97,38 @@ def test_terminal_jobs_are_not_run_again(runtime, status: JobStatus) -> None:  #
     job_id = make_job(runtime)
     runtime.store.update(job_id, status=status.value)
     assert run_job(runtime, job_id) == "done-already"
+
+
+def test_outcome_is_recorded_only_by_the_lock_holder(runtime) -> None:  # type: ignore[no-untyped-def]
+    job_id = make_job(runtime)
+    runtime.store.acquire_lock(job_id, "holder", 30)
+    assert not runtime.store.mark_failed(job_id, "someone-else", "x", "y")
+    assert runtime.store.get(job_id).status == JobStatus.queued
+    assert runtime.store.mark_failed(job_id, "holder", "x", "y")
+    assert runtime.store.get(job_id).status == JobStatus.failed
+
+
+def test_a_run_that_loses_its_lock_records_nothing(runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Regression: a run whose lock lapsed went on to mark the job while a second run owned it."""
+    job_id = make_job(runtime, "First sentence. Second sentence.")
+    store = runtime.store
+    original = store.set_progress
+
+    def steal(job: str, progress) -> None:  # type: ignore[no-untyped-def]
+        original(job, progress)
+        store.redis.set(store.lock_key(job), "another-run")  # the lock lapsed and another run took it
+
+    monkeypatch.setattr(store, "set_progress", steal)
+    assert run_job(runtime, job_id) == "lock-lost"
+    assert store.get(job_id).status == JobStatus.running  # left to the run that holds the lock
+    assert store.redis.get(store.lock_key(job_id)) == b"another-run"  # and its lock was not released by us
+
+
+def test_stale_partial_files_are_removed(runtime) -> None:  # type: ignore[no-untyped-def]
+    job_id = make_job(runtime)
+    stale = runtime.storage.root / f".{job_id}.wav.deadrun.part"
+    runtime.storage.root.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"half a job")
+    assert run_job(runtime, job_id) == "succeeded"
+    assert not stale.exists()
+    assert [p.name for p in runtime.storage.root.iterdir()] == [f"{job_id}.wav"]

@@ -123,19 +123,28 @@ class JobStore:
             error=None,
         )
 
-    def mark_succeeded(self, job_id: str, result: JobResult, progress: Progress) -> None:
-        self._finish(
-            job_id, status=JobStatus.succeeded.value, result=result.model_dump(), progress=progress.model_dump()
-        )
+    def mark_succeeded(self, job_id: str, token: str, result: JobResult, progress: Progress) -> bool:
+        fields = {"status": JobStatus.succeeded.value, "result": result.model_dump(), "progress": progress.model_dump()}
+        return self._finish(job_id, token, fields)
 
-    def mark_failed(self, job_id: str, code: str, message: str) -> None:
-        self._finish(job_id, status=JobStatus.failed.value, error={"code": code, "message": message})
+    def mark_failed(self, job_id: str, token: str, code: str, message: str) -> bool:
+        return self._finish(job_id, token, {"status": JobStatus.failed.value, "error": {"code": code, "message": message}})
 
-    def _finish(self, job_id: str, **fields: Any) -> None:
+    def _finish(self, job_id: str, token: str, fields: dict[str, Any]) -> bool:
+        """Record the outcome only while still holding the job's lock; False if another run owns the job now."""
+        lock = self.lock_key(job_id)
         with self.redis.pipeline() as pipe:
-            pipe.hset(self._key(job_id), mapping=_encode({**fields, "finished_at": time.time()}))
-            pipe.srem(self.active_key, job_id)
-            pipe.execute()
+            try:
+                pipe.watch(lock)
+                if _text(pipe.get(lock) or b"") != token:
+                    return False
+                pipe.multi()
+                pipe.hset(self._key(job_id), mapping=_encode({**fields, "finished_at": time.time()}))
+                pipe.srem(self.active_key, job_id)
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
 
     def active_ids(self) -> list[str]:
         return sorted(_text(m) for m in self.redis.smembers(self.active_key))

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from .jobs import TEXT_FORMATS
 
-KEY_PATTERN = re.compile(r"^[0-9a-f]{32}\.(" + "|".join(TEXT_FORMATS) + r")$")
+KEY_PATTERN = re.compile(r"[0-9a-f]{32}\.(" + "|".join(TEXT_FORMATS) + r")")
 
 
 class InvalidKeyError(ValueError):
@@ -25,13 +25,13 @@ def key_for(job_id: str, fmt: str) -> str:
 
 
 def check_key(key: str) -> str:
-    if not KEY_PATTERN.match(key):
+    if not KEY_PATTERN.fullmatch(key):
         raise InvalidKeyError(f"invalid storage key {key!r}")
     return key
 
 
 class Storage(Protocol):
-    def writer(self, key: str) -> contextlib.AbstractContextManager[Path]:
+    def writer(self, key: str, tag: str = "") -> contextlib.AbstractContextManager[Path]:
         """A local path to write; the object appears under ``key`` only if the block succeeds."""
         ...
 
@@ -50,10 +50,13 @@ class LocalStorage:
         return self.root / check_key(key)
 
     @contextlib.contextmanager
-    def writer(self, key: str) -> Iterator[Path]:
+    def writer(self, key: str, tag: str = "") -> Iterator[Path]:
+        """``tag`` keeps two runs of one job from ever writing the same partial file."""
         final = self.path(key)
         self.root.mkdir(parents=True, exist_ok=True)
-        partial = final.with_name(f".{final.name}.part")
+        for stale in self.root.glob(f".{final.name}.*.part"):
+            stale.unlink(missing_ok=True)  # left by a run that was killed; callers hold the job's lock
+        partial = final.with_name(f".{final.name}.{tag or os.getpid()}.part")
         try:
             yield partial
             os.replace(partial, final)

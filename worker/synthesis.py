@@ -7,10 +7,11 @@ import threading
 import time
 import uuid
 
-import soundfile
+import redis
 
 from engine import EngineError, InvalidInputError, UnknownSpeakerError
-from ttsq.jobs import JobResult, JobStatus, Progress
+from engine.audio import open_wav_writer
+from ttsq.jobs import Job, JobResult, Progress
 from ttsq.storage import key_for
 
 from .runtime import Runtime
@@ -22,54 +23,54 @@ class JobTimeoutError(Exception):
     """A job ran past the configured time limit."""
 
 
+class LockLostError(Exception):
+    """The job's lock expired under us: another run may own the job, so this one must stop quietly."""
+
+
 def run_job(runtime: Runtime, job_id: str) -> str:
-    """Process one job if nobody else is; return what happened, for logs and tests."""
+    """Process one job unless another run holds it; return what happened, for logs and tests."""
     store, config = runtime.store, runtime.config
-    job = store.get(job_id)
-    if job is None:
-        logger.warning("%s: no such job; dropping the task", job_id)
-        return "missing"
-    if job.status.terminal:
-        logger.info("%s: already %s; nothing to do", job_id, job.status.value)
-        return "done-already"
     token = uuid.uuid4().hex
     if not store.acquire_lock(job_id, token, config.lock_ttl_s):
         logger.info("%s: running elsewhere; skipping this delivery", job_id)
         return "locked"
+    lost = threading.Event()
     stop = threading.Event()
-    keeper = threading.Thread(target=_keep_lock, args=(runtime, job_id, token, stop), daemon=True)
+    keeper = threading.Thread(target=_keep_lock, args=(runtime, job_id, token, stop, lost), daemon=True)
     keeper.start()
     try:
+        # Read only under the lock: a run that finished a moment ago must be seen as finished.
+        job = store.get(job_id)
+        text = store.text(job_id)
+        if job is None or text is None:
+            logger.warning("%s: no such job; dropping the task", job_id)
+            return "missing"
+        if job.status.terminal:
+            logger.info("%s: already %s; nothing to do", job_id, job.status.value)
+            return "done-already"
         if job.attempts >= config.max_attempts:
-            store.mark_failed(
-                job_id, "worker_lost", f"the job was started {job.attempts} times and its worker died each time"
-            )
+            message = f"the job was started {job.attempts} times and its worker died each time"
+            store.mark_failed(job_id, token, "worker_lost", message)
             return "failed"
         store.mark_running(job_id, runtime.name, job.attempts + 1)
-        return _synthesize(runtime, job_id)
+        return _synthesize(runtime, job, text, token, lost)
     finally:
         stop.set()
         keeper.join()
         store.release_lock(job_id, token)
 
 
-def _synthesize(runtime: Runtime, job_id: str) -> str:
-    store, config = runtime.store, runtime.config
-    job = store.get(job_id)
-    text = store.text(job_id)
-    if job is None or text is None:
-        logger.error("%s: record or text vanished", job_id)
-        return "missing"
-    deadline = time.monotonic() + config.task_time_limit_s
+def _synthesize(runtime: Runtime, job: Job, text: str, token: str, lost: threading.Event) -> str:
+    store, config, job_id = runtime.store, runtime.config, job.id
     key = key_for(job_id, job.format)
     try:
         speaker = runtime.tts.speakers[job.speaker]
         progress = Progress()
-        with (
-            runtime.storage.writer(key) as path,
-            soundfile.SoundFile(str(path), "w", speaker.sample_rate, 1, subtype="PCM_16", format="WAV") as out,
-        ):
+        deadline: float | None = None
+        with runtime.storage.writer(key, tag=token) as path, open_wav_writer(path, speaker.sample_rate) as out:
             for chunk in speaker.stream(text, speed=job.speed):
+                # The clock starts once the speaker is ours: waiting for its lock is not synthesis time.
+                deadline = deadline or time.monotonic() + config.task_time_limit_s
                 out.write(chunk.audio.samples)
                 progress = Progress(
                     chunks_done=chunk.index + 1,
@@ -77,6 +78,8 @@ def _synthesize(runtime: Runtime, job_id: str) -> str:
                     audio_s=progress.audio_s + chunk.audio.duration_s,
                 )
                 store.set_progress(job_id, progress)
+                if lost.is_set():
+                    raise LockLostError
                 if time.monotonic() > deadline and chunk.index + 1 < chunk.total:
                     raise JobTimeoutError
         size = runtime.storage.size(key) or 0
@@ -87,39 +90,47 @@ def _synthesize(runtime: Runtime, job_id: str) -> str:
             sample_rate=speaker.sample_rate,
             size_bytes=size,
         )
-        store.mark_succeeded(job_id, result, progress)
+        if not store.mark_succeeded(job_id, token, result, progress):
+            raise LockLostError
         logger.info("%s: succeeded, %.1f s of audio, %d bytes", job_id, progress.audio_s, size)
-        return JobStatus.succeeded.value
+        return "succeeded"
+    except LockLostError:
+        logger.error("%s: lost its lock mid-run; leaving the job to the run that holds it", job_id)
+        return "lock-lost"
     except JobTimeoutError:
-        _fail(
-            runtime,
-            job_id,
-            "timeout",
+        message = (
             f"synthesis ran past {config.task_time_limit_s} s; "
-            "split the text into smaller jobs or raise TTSQ_TASK_TIME_LIMIT_S",
+            "split the text into smaller jobs or raise TTSQ_TASK_TIME_LIMIT_S"
         )
+        return _fail(runtime, job_id, token, "timeout", message)
     except UnknownSpeakerError as error:
-        _fail(runtime, job_id, "unknown_speaker", f"worker {runtime.name} does not serve this speaker: {error}")
+        return _fail(runtime, job_id, token, "unknown_speaker", f"worker {runtime.name} does not serve it: {error}")
     except InvalidInputError as error:
-        _fail(runtime, job_id, "invalid_input", str(error))
+        return _fail(runtime, job_id, token, "invalid_input", str(error))
     except EngineError as error:
-        _fail(runtime, job_id, "engine_error", str(error))
+        return _fail(runtime, job_id, token, "engine_error", str(error))
     except OSError as error:
-        _fail(runtime, job_id, "storage_error", f"could not write the audio: {error}")
+        return _fail(runtime, job_id, token, "storage_error", f"could not write the audio: {error}")
+    except redis.RedisError:
+        raise  # the record can't be written; let the lock expire so the job is requeued
     except Exception as error:  # the job must say why it failed, whatever went wrong
         logger.exception("%s: unexpected error", job_id)
-        _fail(runtime, job_id, "internal_error", f"{type(error).__name__}: {error}")
-    return JobStatus.failed.value
+        return _fail(runtime, job_id, token, "internal_error", f"{type(error).__name__}: {error}")
 
 
-def _fail(runtime: Runtime, job_id: str, code: str, message: str) -> None:
+def _fail(runtime: Runtime, job_id: str, token: str, code: str, message: str) -> str:
     logger.warning("%s: failed (%s): %s", job_id, code, message)
-    runtime.store.mark_failed(job_id, code, message)
+    runtime.store.mark_failed(job_id, token, code, message)
+    return "failed"
 
 
-def _keep_lock(runtime: Runtime, job_id: str, token: str, stop: threading.Event) -> None:
+def _keep_lock(runtime: Runtime, job_id: str, token: str, stop: threading.Event, lost: threading.Event) -> None:
     ttl = runtime.config.lock_ttl_s
     while not stop.wait(ttl / 3):
-        if not runtime.store.refresh_lock(job_id, token, ttl):
-            logger.error("%s: lost its lock; another worker may take it over", job_id)
-            return
+        try:
+            if not runtime.store.refresh_lock(job_id, token, ttl):
+                lost.set()
+                return
+        except redis.RedisError as error:
+            # Two more tries fit in the TTL; if Redis stays away the lock lapses and the job is requeued.
+            logger.warning("%s: could not refresh the job lock: %s", job_id, error)

@@ -31,7 +31,12 @@ def requeue_orphans(runtime: Runtime) -> list[str]:
         job = runtime.store.requeue_if_orphaned(job_id)
         if job is None:
             continue
-        runtime.celery.send_task(SYNTHESIZE_TASK, args=[job_id], queue=job.queue)
+        try:
+            runtime.celery.send_task(SYNTHESIZE_TASK, args=[job_id], queue=job.queue)
+        except Exception:
+            # Put it back as it was, so the next sweep tries again instead of leaving a queued job with no message.
+            runtime.store.update(job_id, status="running")
+            raise
         logger.warning("%s: its worker (%s) stopped refreshing the job lock; requeued", job_id, job.worker)
         requeued.append(job_id)
     return requeued
