@@ -20,6 +20,8 @@ def create_app(config: Config | None = None, celery: Celery | None = None) -> Fl
     config = config or load_config()
     app = Flask(__name__)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # Refuse oversized bodies before reading them: JSON escapes take at most 6 bytes a character, plus slack.
+    app.config["MAX_CONTENT_LENGTH"] = config.max_text_chars * 6 + 64 * 1024
     client = redis.Redis.from_url(config.effective_redis_url, socket_connect_timeout=2, socket_timeout=5)
     app.extensions["ttsq"] = Services(
         config=config,

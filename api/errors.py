@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
@@ -37,6 +38,11 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(error: HTTPException) -> ResponseReturnValue:
         code = (error.name or "error").lower().replace(" ", "_")
         return jsonify(error_body(code, error.description or error.name)), error.code or 500
+
+    @app.errorhandler(redis.RedisError)
+    def _redis_down(error: redis.RedisError) -> ResponseReturnValue:
+        logger.error("Redis error: %s", error)
+        return jsonify(error_body("redis_unavailable", "the job store is not reachable; try again shortly")), 503
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> ResponseReturnValue:

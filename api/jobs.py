@@ -11,9 +11,10 @@ from flask.typing import ResponseReturnValue
 
 from ttsq import signing
 from ttsq.jobs import Job, JobStatus, new_job_id
+from worker.celery_app import SYNTHESIZE_TASK
 
 from .errors import ApiError
-from .schemas import iso, job_view, parse_job_request
+from .schemas import iso, job_view, parse_job_request, read_json_body
 from .services import services
 from .workers import live_workers
 
@@ -26,10 +27,7 @@ DEFAULT_SPEAKER = "joe"
 @bp.post("/jobs")
 def create_job() -> ResponseReturnValue:
     s = services()
-    body = request.get_json(silent=True)
-    if body is None:
-        raise ApiError(400, "invalid_json", "the body must be JSON with Content-Type: application/json")
-    req = parse_job_request(body)
+    req = parse_job_request(read_json_body())
     if len(req.text) > s.config.max_text_chars:
         raise ApiError(
             413, "text_too_long", f"text has {len(req.text)} characters; the limit is {s.config.max_text_chars}"
@@ -53,7 +51,11 @@ def create_job() -> ResponseReturnValue:
         created_at=time.time(),
     )
     s.store.create(job, req.text)
-    s.celery.send_task("ttsq.synthesize", args=[job.id], queue=job.queue)
+    try:
+        s.celery.send_task(SYNTHESIZE_TASK, args=[job.id], queue=job.queue)
+    except Exception as error:  # kombu raises several unrelated types when the broker is away
+        s.store.delete(job.id)  # no job may stay queued with no message behind it
+        raise ApiError(503, "queue_unavailable", "the job queue is not reachable; try again shortly") from error
     logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
     response = jsonify(job_view(job, None))
     response.headers["Location"] = f"/v1/jobs/{job.id}"

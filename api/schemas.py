@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any
 
+from flask import request
 from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from engine.constants import MAX_SPEED, MIN_SPEED
@@ -22,6 +24,16 @@ class JobRequest(BaseModel):
     speaker: StrictStr | None = None
     format: StrictStr = "wav"
     speed: StrictFloat | StrictInt = 1.0
+
+
+def read_json_body() -> Any:
+    """The request's JSON, parsed here so that every way it can be malformed is a 4xx."""
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json")
+    try:
+        return json.loads(request.get_data(cache=False))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError is deep nesting
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
 
 
 def parse_job_request(body: Any) -> JobRequest:

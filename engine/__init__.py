@@ -26,7 +26,22 @@ _EXPORTS = {
     "SpeakerInfo": "tts",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DEFAULT_SOURCE",
+    "TTS",
+    "Audio",
+    "AudioChunk",
+    "EngineError",
+    "InvalidInputError",
+    "NotPreparedError",
+    "Source",
+    "SourceError",
+    "Speaker",
+    "SpeakerInfo",
+    "UnknownSpeakerError",
+    "VoiceNotFoundError",
+    "parse_source",
+]
 
 if TYPE_CHECKING:
     from .audio import Audio, AudioChunk

@@ -77,6 +77,8 @@ def test_signed_url_tampered_or_expired_is_403(client, runtime, app) -> None:  #
     assert_error(client.get(path), 403, "invalid_signature")
     assert_error(client.get("/v1/files/..%2F..%2Fetc%2Fpasswd?expires=1&signature=x"), 404, "not_found")
     assert_error(client.get("/v1/files/secret_key?expires=1&signature=x"), 404, "file_not_found")
+    assert_error(client.get(f"{path}?expires={query['expires'][0]}&signature=%C3%A9"), 403, "invalid_signature")
+    assert_error(client.get(f"{path}?expires=soon&signature=x"), 403, "invalid_signature")
 
 
 def test_public_url_is_used_for_links(config_env, runtime) -> None:  # type: ignore[no-untyped-def]
@@ -121,16 +123,39 @@ def test_bad_input_is_a_json_4xx(client, redis_client, body, status, code) -> No
 
 
 @pytest.mark.parametrize(
-    ("data", "content_type"),
+    ("data", "content_type", "status", "code"),
     [
-        ("{not json", "application/json"),
-        ("text=hi", "application/x-www-form-urlencoded"),
-        ("", "application/json"),
-        ("\xff", "application/json"),
+        ("{not json", "application/json", 400, "invalid_json"),
+        ("", "application/json", 400, "invalid_json"),
+        (b"\xff\xfe", "application/json", 400, "invalid_json"),
+        ("[" * 20_000, "application/json", 400, "invalid_json"),
+        ('{"text": "\\ud800 alone"}', "application/json", 400, "invalid_text"),
+        ('{"text": "..."}', "application/json", 400, "invalid_text"),
+        ('{"text": "\\u0000\\u200b"}', "application/json", 400, "invalid_text"),
+        ('{"text": "' + "a" * 20_000 + '"}', "application/json", 413, "text_too_long"),
+        ("x" * 200_000, "application/json", 413, "request_entity_too_large"),
+        ("text=hi", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        ('{"text": "hi"}', "text/plain", 415, "unsupported_media_type"),
     ],
 )
-def test_malformed_bodies_are_400(client, data: str, content_type: str) -> None:  # type: ignore[no-untyped-def]
-    assert_error(client.post("/v1/jobs", data=data, content_type=content_type), 400, "invalid_json")
+def test_malformed_bodies_are_4xx(client, redis_client, data, content_type, status, code) -> None:  # type: ignore[no-untyped-def]
+    assert_error(client.post("/v1/jobs", data=data, content_type=content_type), status, code)
+    assert redis_client.llen("ttsqtest:speaker.joe") == 0
+
+
+def test_control_characters_are_cleaned_not_refused(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.post("/v1/jobs", json={"text": "Hello\u0000 there."}).status_code == 202
+
+
+def test_redis_down_is_503_not_500(config_env) -> None:  # type: ignore[no-untyped-def]
+    from api import create_app
+    from ttsq.config import load_config
+
+    app = create_app(load_config({**config_env, "TTSQ_REDIS_URL": "redis://127.0.0.1:1/0"}))
+    client = app.test_client()
+    assert_error(client.post("/v1/jobs", json={"text": "Hello."}), 503, "redis_unavailable")
+    assert_error(client.get("/v1/jobs/" + "0" * 32), 503, "redis_unavailable")
+    assert_error(client.get("/v1/speakers"), 503, "redis_unavailable")
 
 
 def test_unknown_job_and_route_and_method(client) -> None:  # type: ignore[no-untyped-def]

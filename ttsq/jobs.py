@@ -96,6 +96,10 @@ class JobStore:
             pipe.sadd(self.active_key, job.id)
             pipe.execute()
 
+    def delete(self, job_id: str) -> None:
+        self.redis.delete(self._key(job_id), self._text_key(job_id))
+        self.redis.srem(self.active_key, job_id)
+
     def get(self, job_id: str) -> Job | None:
         raw = self.redis.hgetall(self._key(job_id))
         if not raw:
@@ -128,7 +132,8 @@ class JobStore:
         return self._finish(job_id, token, fields)
 
     def mark_failed(self, job_id: str, token: str, code: str, message: str) -> bool:
-        return self._finish(job_id, token, {"status": JobStatus.failed.value, "error": {"code": code, "message": message}})
+        fields = {"status": JobStatus.failed.value, "error": {"code": code, "message": message}}
+        return self._finish(job_id, token, fields)
 
     def _finish(self, job_id: str, token: str, fields: dict[str, Any]) -> bool:
         """Record the outcome only while still holding the job's lock; False if another run owns the job now."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
+
+SIGNATURE = re.compile(r"[0-9a-f]{64}")
 
 
 def signature(secret: str, key: str, expires: int) -> str:
@@ -20,6 +23,6 @@ def sign(secret: str, key: str, ttl_s: int, now: float | None = None) -> tuple[i
 
 def verify(secret: str, key: str, expires: int, given: str, now: float | None = None) -> bool:
     """True only for an untampered signature that has not expired."""
-    if expires < (time.time() if now is None else now):
+    if expires < (time.time() if now is None else now) or not SIGNATURE.fullmatch(given):
         return False
     return hmac.compare_digest(signature(secret, key, expires), given)
