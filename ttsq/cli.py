@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,29 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-def _config() -> Config:
+def _config(**overrides: str) -> Config:
+    """Config from the environment; a command-line flag overrides its TTSQ_* variable."""
     try:
-        return load_config()
+        return load_config({**os.environ, **overrides})
     except ConfigError as error:
         sys.exit(f"ttsq: configuration error: {error}")
 
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _exit_with_parent(parent_pid: int | None) -> None:
+    """Children of `ttsq serve` stop when it dies, even by SIGKILL, instead of lingering on a dead Redis."""
+    if not parent_pid:
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="ttsq-parent-watch", daemon=True).start()
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -44,6 +59,7 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     config = _config()
     _setup_logging(config.log_level)
+    _exit_with_parent(args.parent_pid)
     app = create_app(config)
     logger.info("API on http://%s:%d", args.host, args.port)
     waitress.serve(app, host=args.host, port=args.port, threads=8, ident="ttsq")
@@ -51,64 +67,78 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    if args.device:
-        os.environ["TTSQ_DEVICE"] = args.device
-    config = _config()
+    config = _config(**({"TTSQ_DEVICE": args.device} if args.device else {}))
     if config.redis_url is None:
         sys.exit("ttsq: TTSQ_REDIS_URL is not set; run `ttsq serve` for the embedded stack, or point it at your Redis")
     _setup_logging(config.log_level)
+    _exit_with_parent(args.parent_pid)
+    from engine import EngineError
     from worker.main import run_worker
 
-    run_worker(config)
+    try:
+        run_worker(config)
+    except EngineError as error:
+        sys.exit(f"ttsq worker: {error}")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """API + worker + (unless TTSQ_REDIS_URL is set) the embedded Redis, as one command."""
-    from .embedded import EmbeddedRedis
+    from .embedded import EmbeddedRedis, EmbeddedRedisError
 
     config = _config()
     _setup_logging(config.log_level)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
     embedded = EmbeddedRedis(config.data_dir) if config.redis_url is None else None
-    env = dict(os.environ)
-    if embedded is not None:
-        env["TTSQ_REDIS_URL"] = embedded.start()
-        env["TTSQ_SECRET_KEY"] = secret_key(config)
-    env["TTSQ_DATA_DIR"] = str(config.data_dir)
     children: list[subprocess.Popen[bytes]] = []
-    stopping = False
-
-    def _stop(signum: int, frame: Any) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     try:
+        env = {**os.environ, "TTSQ_DATA_DIR": str(config.data_dir)}
+        if embedded is not None:
+            env["TTSQ_REDIS_URL"] = embedded.start()
+            env["TTSQ_SECRET_KEY"] = secret_key(config)
         base = [sys.executable, "-m", "ttsq"]
-        children.append(subprocess.Popen([*base, "worker"], env=env))
-        children.append(subprocess.Popen([*base, "api", "--host", args.host, "--port", str(args.port)], env=env))
+        parent = ["--parent-pid", str(os.getpid())]
+        # Own sessions: Ctrl-C reaches only this process, which then stops the API, the worker, and Redis last.
+        for command in (["worker", *parent], ["api", "--host", args.host, "--port", str(args.port), *parent]):
+            children.append(subprocess.Popen([*base, *command], env=env, start_new_session=True))
         print(f"ttsq serving on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
-        while not stopping and all(child.poll() is None for child in children):
-            time.sleep(0.2)
-        return 0 if stopping else 1
+        while not stopping.wait(0.2):
+            if any(child.poll() is not None for child in children):
+                print("ttsq serve: a component exited; stopping", file=sys.stderr)
+                return 1
+        return 0
+    except EmbeddedRedisError as error:
+        print(f"ttsq serve: {error}", file=sys.stderr)
+        return 1
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        for child in reversed(children):  # the API first, then the worker (it finishes its current sentence)
+            _stop_process(child)
         if embedded is not None:
             embedded.stop()
 
 
+def _stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
+    import requests
+
     from . import client
 
-    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        print(f"ttsq: cannot read {args.file}: {error}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     try:
         job = client.submit(args.url, text, args.speaker, args.speed)
@@ -123,6 +153,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         out = client.download(job["result"]["url"], Path(args.output))
     except client.ClientError as error:
         print(f"ttsq: {error}", file=sys.stderr)
+        return 1
+    except requests.RequestException as error:
+        print(f"ttsq: cannot reach the server at {args.url}: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"ttsq: cannot write {args.output}: {error}", file=sys.stderr)
         return 1
     result = job["result"]
     print(
@@ -186,7 +222,10 @@ def cmd_say(args: argparse.Namespace) -> int:
         audio = tts.speakers[args.speaker].generate(args.text, speed=args.speed)
     except EngineError as error:
         sys.exit(f"ttsq: {error}")
-    audio.save(args.output)
+    try:
+        audio.save(args.output)
+    except (OSError, RuntimeError) as error:  # soundfile reports unwritable paths as RuntimeError
+        sys.exit(f"ttsq: cannot write {args.output}: {error}")
     print(f"wrote {Path(args.output).resolve()}: {audio.duration_s:.1f} s of audio")
     return 0
 
@@ -194,9 +233,22 @@ def cmd_say(args: argparse.Namespace) -> int:
 def cmd_pre_download(args: argparse.Namespace) -> int:
     config = _config()
     _setup_logging(config.log_level)
-    for name, path in _engine(config).pre_download().items():
+    from engine import EngineError
+
+    try:
+        found = _engine(config).pre_download()
+    except EngineError as error:
+        sys.exit(f"ttsq pre-download: {error}")
+    for name, path in found.items():
         print(f"{name}\t{path}")
     return 0
+
+
+def _port(value: str) -> int:
+    """argparse also applies this to a default read from TTSQ_PORT, so a bad variable is one clear line too."""
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise argparse.ArgumentTypeError(f"got {value!r}; expected a port number 1-65535 (--port or TTSQ_PORT)")
+    return int(value)
 
 
 def _free_port() -> int:
@@ -225,8 +277,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"ttsq demo: {error}", file=sys.stderr)
         return 1
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+        _stop_process(server, timeout_s=60)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,11 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--host", default=_env("TTSQ_HOST", DEFAULT_HOST), help="bind address (TTSQ_HOST)")
-        p.add_argument("--port", type=int, default=int(_env("TTSQ_PORT", str(DEFAULT_PORT))), help="port (TTSQ_PORT)")
+        p.add_argument("--port", type=_port, default=_env("TTSQ_PORT", str(DEFAULT_PORT)), help="port (TTSQ_PORT)")
+        p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
         p.set_defaults(func=func)
 
     p = sub.add_parser("worker", help="a synthesis worker (one per GPU or CPU host)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (TTSQ_DEVICE)")
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("submit", help="send a text to a running server")

