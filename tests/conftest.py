@@ -22,9 +22,27 @@ def tts() -> TTS:
     return TTS(device="cpu").load("joe").prepare(warmup=False)
 
 
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The machine's Redis (database 15); where none answers, a real one of our own on a unix socket."""
+    probe = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=1)
+    try:
+        probe.ping()
+    except redis.ConnectionError:
+        from ttsq.embedded import EmbeddedRedis
+
+        server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+        yield server.start() + "?db=15"
+        server.stop()
+        return
+    finally:
+        probe.close()
+    yield TEST_REDIS_URL
+
+
 @pytest.fixture()
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(TEST_REDIS_URL)
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
     client.flushdb()
     yield client
     client.flushdb()
@@ -32,10 +50,10 @@ def redis_client() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture()
-def config_env(tmp_path: Path, redis_client: redis.Redis) -> dict[str, str]:
+def config_env(tmp_path: Path, redis_url: str, redis_client: redis.Redis) -> dict[str, str]:
     """TTSQ_* variables for a stack on the test Redis with everything under tmp_path."""
     return {
-        "TTSQ_REDIS_URL": TEST_REDIS_URL,
+        "TTSQ_REDIS_URL": redis_url,
         "TTSQ_SECRET_KEY": TEST_SECRET,
         "TTSQ_DATA_DIR": str(tmp_path / "data"),
         "TTSQ_CACHE": str(tmp_path / "cache"),
