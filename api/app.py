@@ -8,7 +8,7 @@ from flask import Flask
 
 from ttsq.config import Config, load_config, secret_key
 from ttsq.jobs import JobStore
-from ttsq.storage import LocalStorage
+from ttsq.storage import open_storage
 from worker.celery_app import create_celery
 
 from . import files, health, jobs
@@ -28,7 +28,7 @@ def create_app(config: Config | None = None, celery: Celery | None = None) -> Fl
         redis=client,
         store=JobStore(client, config.key_prefix),
         celery=celery or create_celery(config),
-        storage=LocalStorage(config.audio_dir),
+        storage=open_storage(config),
         secret=secret_key(config),
     )
     register_error_handlers(app)

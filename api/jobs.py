@@ -62,14 +62,34 @@ def create_job() -> ResponseReturnValue:
     return response, 202
 
 
+MAX_WAIT_S = 30.0
+
+
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> ResponseReturnValue:
+    """``?wait=S`` (at most 30) holds the answer until the job changes or ends: progress without busy polling."""
     s = services()
-    job = s.store.get(job_id) if job_id.isalnum() and len(job_id) == 32 else None
+    wait_s = _wait_seconds(request.args.get("wait"))
+    valid = len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)
+    job = None
+    if valid:
+        job = s.store.wait_for_change(job_id, wait_s) if wait_s else s.store.get(job_id)
     if job is None:
         raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
     link = _result_link(job) if job.status == JobStatus.succeeded else None
     return jsonify(job_view(job, link))
+
+
+def _wait_seconds(raw: str | None) -> float:
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= MAX_WAIT_S:  # also refuses nan and inf
+        raise ApiError(400, "invalid_wait", f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}, got {raw!r}")
+    return value
 
 
 def _result_link(job: Job) -> dict[str, Any] | None:

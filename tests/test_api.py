@@ -249,3 +249,30 @@ def _openapi_to_jsonschema(node):  # type: ignore[no-untyped-def]
     elif node.get("nullable"):
         out = {"anyOf": [out, {"type": "null"}]}
     return out
+
+
+def test_long_poll_answers_when_the_job_changes(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    job_id = client.post("/v1/jobs", json={"text": "Hello there."}).get_json()["id"]
+    answers: list[dict] = []  # type: ignore[type-arg]
+    waiter = threading.Thread(target=lambda: answers.append(client.get(f"/v1/jobs/{job_id}?wait=20").get_json()))
+    started = time.monotonic()
+    waiter.start()
+    run_job(runtime, job_id)
+    waiter.join(timeout=20)
+    assert answers and answers[0]["status"] in ("running", "succeeded")
+    assert time.monotonic() - started < 15  # answered on the change, not at the end of the wait
+    done = client.get(f"/v1/jobs/{job_id}?wait=20")  # a finished job answers at once
+    assert done.get_json()["status"] == "succeeded"
+
+
+def test_long_poll_times_out_with_the_job_as_it_is(client) -> None:  # type: ignore[no-untyped-def]
+    job_id = client.post("/v1/jobs", json={"text": "Hello there."}).get_json()["id"]
+    assert client.get(f"/v1/jobs/{job_id}?wait=0.2").get_json()["status"] == "queued"
+
+
+@pytest.mark.parametrize("wait", ["-1", "31", "soon", "nan", "inf"])
+def test_bad_wait_is_400(client, wait: str) -> None:  # type: ignore[no-untyped-def]
+    assert_error(client.get(f"/v1/jobs/{'0' * 32}?wait={wait}"), 400, "invalid_wait")

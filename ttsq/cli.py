@@ -204,7 +204,7 @@ def cmd_speakers(args: argparse.Namespace) -> int:
 def _engine(config: Config, speaker: str | None = None) -> Any:
     from engine import TTS
 
-    tts = TTS(device=config.device, cache_dir=config.cache_dir, threads=config.threads)
+    tts = TTS(config.device, config.cache_dir, config.threads, parallel_sentences=config.parallel_sentences)
     for name, source in config.speakers.items():
         if speaker is None or name == speaker:
             tts.load(name, source)

@@ -10,7 +10,7 @@ from typing import Any
 import requests
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
-POLL_INTERVAL_S = 0.25
+LONG_POLL_S = 25
 
 
 class ClientError(Exception):
@@ -37,23 +37,25 @@ def submit(base_url: str, text: str, speaker: str | None = None, speed: float = 
     return _check(requests.post(f"{base_url}/v1/jobs", json=body, timeout=30))
 
 
-def get_job(base_url: str, job_id: str) -> dict[str, Any]:
-    return _check(requests.get(f"{base_url}/v1/jobs/{job_id}", timeout=30))
+def get_job(base_url: str, job_id: str, wait_s: float = 0) -> dict[str, Any]:
+    """The job; with ``wait_s`` the server answers as soon as it changes (long polling)."""
+    params = {"wait": wait_s} if wait_s else None
+    return _check(requests.get(f"{base_url}/v1/jobs/{job_id}", params=params, timeout=wait_s + 30))
 
 
 def wait(
     base_url: str, job_id: str, on_update: Callable[[dict[str, Any]], None] | None = None, timeout_s: float = 3600
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
+    job = get_job(base_url, job_id)
     while True:
-        job = get_job(base_url, job_id)
         if on_update:
             on_update(job)
         if job["status"] in ("succeeded", "failed"):
             return job
         if time.monotonic() > deadline:
             raise ClientError(f"job {job_id} did not finish within {timeout_s:.0f} s")
-        time.sleep(POLL_INTERVAL_S)
+        job = get_job(base_url, job_id, wait_s=LONG_POLL_S)
 
 
 def download(url: str, dest: Path) -> Path:

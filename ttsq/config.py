@@ -43,6 +43,7 @@ ENV_VARS: dict[str, str] = {
     "TTSQ_MAX_ATTEMPTS": "max_attempts",
     "TTSQ_WORKER_NAME": "worker_name",
     "TTSQ_THREADS": "threads",
+    "TTSQ_PARALLEL_SENTENCES": "parallel_sentences",
     "TTSQ_LOG_LEVEL": "log_level",
 }
 
@@ -80,6 +81,8 @@ class Config(BaseModel):
     max_attempts: int = Field(3, ge=1, le=20)
     worker_name: str | None = None
     threads: int | None = Field(None, ge=1, le=256)
+    parallel_sentences: bool = True
+    """On CPUs, synthesize sentences side by side (throughput) rather than each on all cores (latency)."""
     log_level: str = "INFO"
 
     @field_validator("redis_url")

@@ -110,8 +110,28 @@ class JobStore:
         raw = self.redis.get(self._text_key(job_id))
         return None if raw is None else _text(raw)
 
+    def _events(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:events"
+
     def update(self, job_id: str, **fields: Any) -> None:
-        self.redis.hset(self._key(job_id), mapping=_encode(fields))
+        """Change fields and tell anyone waiting on the job (see ``wait_for_change``)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self._key(job_id), mapping=_encode(fields))
+            pipe.publish(self._events(job_id), "changed")
+            pipe.execute()
+
+    def wait_for_change(self, job_id: str, timeout_s: float) -> Job | None:
+        """The job once it is finished or has changed, or as it stands after ``timeout_s``; None if unknown."""
+        deadline = time.monotonic() + timeout_s
+        with self.redis.pubsub(ignore_subscribe_messages=True) as events:
+            events.subscribe(self._events(job_id))  # before reading, so no change can slip in between
+            job = self.get(job_id)
+            if job is None or job.status.terminal:
+                return job
+            while (remaining := deadline - time.monotonic()) > 0:
+                if events.get_message(timeout=remaining) is not None:
+                    break
+        return self.get(job_id)
 
     def set_progress(self, job_id: str, progress: Progress) -> None:
         self.update(job_id, progress=progress.model_dump(), heartbeat_at=time.time())
@@ -146,6 +166,7 @@ class JobStore:
                 pipe.multi()
                 pipe.hset(self._key(job_id), mapping=_encode({**fields, "finished_at": time.time()}))
                 pipe.srem(self.active_key, job_id)
+                pipe.publish(self._events(job_id), "finished")
                 pipe.execute()
             except redis.WatchError:
                 return False

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from .config import Config
 from .jobs import TEXT_FORMATS
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{32}\.(" + "|".join(TEXT_FORMATS) + r")")
@@ -71,3 +72,8 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+
+def open_storage(config: Config) -> LocalStorage:
+    """The storage that TTSQ_STORAGE names (validated in config): today local disk."""
+    return LocalStorage(config.audio_dir)

@@ -13,7 +13,7 @@ from engine import TTS
 from ttsq.config import Config
 from ttsq.jobs import JobStore
 from ttsq.procinfo import rss_bytes
-from ttsq.storage import LocalStorage
+from ttsq.storage import open_storage
 
 from . import runtime as runtime_module
 from .celery_app import create_celery
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 def build_engine(config: Config) -> TTS:
     """Load, prepare and warm every configured speaker; log the memory each one takes."""
-    tts = TTS(device=config.device, cache_dir=config.cache_dir, threads=config.threads)
+    tts = TTS(config.device, config.cache_dir, config.threads, parallel_sentences=config.parallel_sentences)
     for name, source in sorted(config.speakers.items()):
         before = rss_bytes()
         # prepare() only builds speakers not yet prepared, so each delta is this speaker's own.
@@ -48,7 +48,7 @@ def build_runtime(config: Config, tts: TTS | None = None) -> Runtime:
         config=config,
         tts=tts or build_engine(config),
         store=JobStore(redis.Redis.from_url(config.effective_redis_url), config.key_prefix),
-        storage=LocalStorage(config.audio_dir),
+        storage=open_storage(config),
         celery=create_celery(config),
         name=name,
     )
