@@ -459,11 +459,13 @@ def engine_report(result: dict[str, Any]) -> str:
             f"Engine throughput: {result['text_chars']} chars, {result['rounds']} alternating rounds, "
             f"noise_scale={result['noise_scale']} noise_w_scale={result['noise_w_scale']}",
             format_table(headers, rows),
-            "x realtime = audio seconds / wall seconds; ttsq/piper is the median of per-round ratios (> 1: ttsq faster);",
+            "x realtime = audio seconds / wall seconds; ttsq/piper is the median of per-round ratios "
+            "(> 1: ttsq faster);",
             "best compares each engine's fastest run, the one least slowed by anything else on the host.",
             f"Samples, ttsq against piper (last round): {_sample_verdict(result['max_sample_diff'])}.",
             f"ttsq runs up to {result['ttsq_parallel_sentences']} sentence(s) at once on "
-            f"{result['ttsq_intra_op_threads']} intra-op thread(s) each; piper, one at a time with onnxruntime's defaults.",
+            f"{result['ttsq_intra_op_threads']} intra-op thread(s) each; "
+            "piper, one at a time with onnxruntime's defaults.",
         ]
     )
 
