@@ -265,7 +265,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     port = _free_port()
     url = f"http://{DEFAULT_HOST}:{port}"
     started = time.monotonic()
-    server = subprocess.Popen([sys.executable, "-m", "ttsq", "serve", "--port", str(port)])
+    # The stack's own logs would bury the demo's few lines; TTSQ_LOG_LEVEL=INFO shows them.
+    env = {"TTSQ_LOG_LEVEL": "WARNING", **os.environ}
+    server = subprocess.Popen([sys.executable, "-m", "ttsq", "serve", "--port", str(port)], env=env)
     try:
         client.wait_ready(url, alive=lambda: server.poll() is None)
         print(f"stack ready in {time.monotonic() - started:.1f} s", flush=True)

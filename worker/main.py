@@ -68,8 +68,10 @@ def run_worker(config: Config) -> None:
     queues = ",".join(config.queue_for(name) for name in runtime.tts.names)
     logger.info("worker %s consuming %s", runtime.name, queues)
     try:
+        quiet = ["--quiet"] if config.log_level in ("WARNING", "ERROR") else []  # no banner either
         runtime.celery.worker_main(
             [
+                *quiet,
                 "worker",
                 "--pool=threads",
                 # One thread per speaker: the speaker's lock keeps each voice serial.
