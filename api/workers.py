@@ -10,7 +10,7 @@ from .services import Services
 
 def live_workers(s: Services) -> list[dict[str, Any]]:
     workers = []
-    for key in s.redis.scan_iter(match=f"{s.config.key_prefix}workers:*", count=100):
+    for key in s.redis.scan_iter(match=s.config.worker_key("*"), count=100):
         raw = s.redis.get(key)
         if raw:
             workers.append(json.loads(raw))

@@ -244,6 +244,28 @@ def cmd_pre_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    """For container HEALTHCHECKs: the API answers /healthz, or this host's worker is announced in Redis."""
+    import requests
+
+    if args.component == "api":
+        try:
+            ok = requests.get(f"http://127.0.0.1:{args.port}/healthz", timeout=3).status_code == 200
+        except requests.RequestException:
+            ok = False
+    else:
+        import redis
+
+        config = _config()
+        try:
+            client = redis.Redis.from_url(config.effective_redis_url, socket_timeout=3)
+            ok = bool(client.exists(config.worker_key(config.worker_id)))
+        except redis.RedisError:
+            ok = False
+    print("healthy" if ok else "unhealthy")
+    return 0 if ok else 1
+
+
 def _port(value: str) -> int:
     """argparse also applies this to a default read from TTSQ_PORT, so a bad variable is one clear line too."""
     if not value.isdigit() or not 0 < int(value) < 65536:
@@ -324,6 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pre-download", help="fetch the configured voices into TTSQ_CACHE (for image builds)")
     p.set_defaults(func=cmd_pre_download)
+
+    p = sub.add_parser("healthcheck", help="exit 0 if the API (or this host's worker) is healthy; for containers")
+    p.add_argument("component", choices=["api", "worker"])
+    p.add_argument("--port", type=_port, default=_env("TTSQ_PORT", str(DEFAULT_PORT)), help="API port (TTSQ_PORT)")
+    p.set_defaults(func=cmd_healthcheck)
 
     p = sub.add_parser("demo", help="run the embedded stack once on the sample text")
     p.add_argument("--file", default=str(DEMO_TEXT))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -173,6 +174,15 @@ class Config(BaseModel):
 
     def queue_for(self, speaker: str) -> str:
         return f"{self.key_prefix}speaker.{speaker}"
+
+    @property
+    def worker_id(self) -> str:
+        """This process's worker name: configured, or one per device and host."""
+        return self.worker_name or f"ttsq-{self.device.replace(':', '')}@{socket.gethostname()}"
+
+    def worker_key(self, worker_id: str) -> str:
+        """The key a live worker keeps refreshed (read by /readyz and the worker healthcheck)."""
+        return f"{self.key_prefix}workers:{worker_id}"
 
 
 def parse_speakers(value: str) -> dict[str, str]:

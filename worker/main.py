@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 
 import redis
@@ -43,14 +42,13 @@ def build_engine(config: Config) -> TTS:
 
 
 def build_runtime(config: Config, tts: TTS | None = None) -> Runtime:
-    name = config.worker_name or f"ttsq-{config.device.replace(':', '')}@{socket.gethostname()}"
     return Runtime(
         config=config,
         tts=tts or build_engine(config),
         store=JobStore(redis.Redis.from_url(config.effective_redis_url), config.key_prefix),
         storage=open_storage(config),
         celery=create_celery(config),
-        name=name,
+        name=config.worker_id,
     )
 
 

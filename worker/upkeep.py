@@ -13,15 +13,10 @@ from .runtime import Runtime
 logger = logging.getLogger(__name__)
 
 
-def workers_pattern(prefix: str) -> str:
-    return f"{prefix}workers:*"
-
-
 def announce(runtime: Runtime) -> None:
     """A key that lives lock_ttl_s: /readyz counts workers by these."""
     info = {"name": runtime.name, "speakers": runtime.tts.names, "device": runtime.tts.device, "at": time.time()}
-    key = f"{runtime.config.key_prefix}workers:{runtime.name}"
-    runtime.store.redis.set(key, json.dumps(info), ex=runtime.config.lock_ttl_s)
+    runtime.store.redis.set(runtime.config.worker_key(runtime.name), json.dumps(info), ex=runtime.config.lock_ttl_s)
 
 
 def requeue_orphans(runtime: Runtime) -> list[str]:
