@@ -6,14 +6,12 @@ from flask import Blueprint, request, send_file
 from flask.typing import ResponseReturnValue
 
 from ttsq import signing
-from ttsq.storage import InvalidKeyError, check_key
+from ttsq.storage import InvalidKeyError, LocalStorage, check_key, mime_type
 
 from .errors import ApiError
 from .services import services
 
 bp = Blueprint("files", __name__, url_prefix="/v1")
-
-MIME_TYPES = {"wav": "audio/wav"}
 
 
 @bp.get("/files/<key>")
@@ -31,8 +29,9 @@ def get_file(key: str) -> ResponseReturnValue:
         raise ApiError(
             403, "invalid_signature", "the link is invalid or has expired; fetch the job again for a fresh one"
         )
+    if not isinstance(s.storage, LocalStorage):
+        raise ApiError(404, "file_not_found", "audio is not served here; fetch the job for its storage URL")
     path = s.storage.path(key)
     if not path.is_file():
         raise ApiError(404, "file_not_found", "the file no longer exists")
-    fmt = key.rsplit(".", 1)[1]
-    return send_file(path, mimetype=MIME_TYPES[fmt], download_name=key, max_age=0)
+    return send_file(path, mimetype=mime_type(key), download_name=key, max_age=0)

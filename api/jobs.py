@@ -93,14 +93,19 @@ def _wait_seconds(raw: str | None) -> float:
 
 
 def _result_link(job: Job) -> dict[str, Any] | None:
-    """A fresh signed URL each time the job is read, so a client never holds a stale one."""
+    """A fresh link each time the job is read, so a client never holds a stale one."""
     s = services()
     if job.result is None:
         return None
-    expires, signature = signing.sign(s.secret, job.result.key, s.config.url_ttl_s)
-    path = url_for("files.get_file", key=job.result.key, expires=expires, signature=signature)
-    base = s.config.public_url or request.host_url.rstrip("/")
-    return {"url": f"{base}{path}", "url_expires_at": iso(expires)}
+    ttl_s = s.config.url_ttl_s
+    expires_at = time.time() + ttl_s
+    url = s.storage.public_url(job.result.key, ttl_s)  # S3: a presigned GET
+    if url is None:
+        expires, signature = signing.sign(s.secret, job.result.key, ttl_s)
+        path = url_for("files.get_file", key=job.result.key, expires=expires, signature=signature)
+        url = f"{s.config.public_url or request.host_url.rstrip('/')}{path}"
+        expires_at = expires
+    return {"url": url, "url_expires_at": iso(expires_at)}
 
 
 @bp.get("/speakers")

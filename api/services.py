@@ -10,7 +10,7 @@ from flask import current_app
 
 from ttsq.config import Config
 from ttsq.jobs import JobStore
-from ttsq.storage import LocalStorage
+from ttsq.storage import Storage
 
 
 @dataclass
@@ -19,7 +19,7 @@ class Services:
     redis: redis.Redis
     store: JobStore
     celery: Celery
-    storage: LocalStorage
+    storage: Storage
     secret: str
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import soundfile
@@ -20,9 +21,13 @@ def float_to_int16(audio: np.ndarray, volume: float = 1.0) -> np.ndarray:
     return np.clip(audio * MAX_WAV_VALUE, -MAX_WAV_VALUE, MAX_WAV_VALUE).astype(np.int16)
 
 
-def open_wav_writer(path: str | Path, sample_rate: int) -> soundfile.SoundFile:
-    """A mono 16-bit WAV opened for writing chunk by chunk (``.write(int16 samples)``), so no job is held whole."""
-    return soundfile.SoundFile(str(path), "w", sample_rate, 1, subtype="PCM_16", format="WAV")
+def open_wav_writer(target: str | Path | BinaryIO, sample_rate: int) -> soundfile.SoundFile:
+    """A mono 16-bit WAV opened for writing chunk by chunk (``.write(int16 samples)``), so no job is held whole.
+
+    ``target`` is a path or a seekable binary file (the header's sizes are filled in on close)."""
+    return soundfile.SoundFile(
+        str(target) if isinstance(target, (str, Path)) else target, "w", sample_rate, 1, subtype="PCM_16", format="WAV"
+    )
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,13 @@ def test_keys_ttsq_did_not_make_are_refused(tmp_path: Path, key: str) -> None:
 def test_writer_publishes_only_on_success(tmp_path: Path) -> None:
     storage = LocalStorage(tmp_path / "audio")
     key = key_for(JOB, "wav")
-    with pytest.raises(RuntimeError), storage.writer(key) as path:
-        path.write_bytes(b"half")
+    with pytest.raises(RuntimeError), storage.writer(key) as sink:
+        sink.write(b"half")
         raise RuntimeError("boom")
     assert storage.size(key) is None
     assert list((tmp_path / "audio").iterdir()) == []
-    with storage.writer(key) as path:
-        path.write_bytes(b"whole")
+    with storage.writer(key) as sink:
+        sink.write(b"whole")
     assert storage.size(key) == 5
     storage.delete(key)
     assert storage.size(key) is None

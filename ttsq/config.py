@@ -43,6 +43,7 @@ ENV_VARS: dict[str, str] = {
     "TTSQ_LOCK_TTL_S": "lock_ttl_s",
     "TTSQ_MAX_ATTEMPTS": "max_attempts",
     "TTSQ_WORKER_NAME": "worker_name",
+    "TTSQ_S3_PART_SIZE": "s3_part_size",
     "TTSQ_THREADS": "threads",
     "TTSQ_PARALLEL_SENTENCES": "parallel_sentences",
     "TTSQ_LOG_LEVEL": "log_level",
@@ -81,6 +82,8 @@ class Config(BaseModel):
     """A running job's lock expires this long after its worker stops refreshing it (death is noticed then)."""
     max_attempts: int = Field(3, ge=1, le=20)
     worker_name: str | None = None
+    s3_part_size: int = Field(8 * 1024 * 1024, ge=64 * 1024, le=5 * 1024**3)
+    """Bytes per multipart part. S3 and MinIO need at least 5 MiB; smaller is for test servers."""
     threads: int | None = Field(None, ge=1, le=256)
     parallel_sentences: bool = True
     """On CPUs, synthesize sentences side by side (throughput) rather than each on all cores (latency)."""
@@ -101,9 +104,9 @@ class Config(BaseModel):
     def _check_storage(cls, value: str) -> str:
         if value == "local" or value.startswith("file:///"):
             return value
-        if value.startswith("s3://"):
-            raise ValueError("S3 storage is not available in this version; use 'local' or file:///abs/dir")
-        raise ValueError(f"got {value!r}; expected 'local' or file:///abs/dir")
+        if value.startswith("s3://") and urlparse(value).netloc:
+            return value
+        raise ValueError(f"got {value!r}; expected 'local', file:///abs/dir or s3://bucket[/prefix]")
 
     @field_validator("secret_key")
     @classmethod
@@ -152,6 +155,14 @@ class Config(BaseModel):
                 "TTSQ_SECRET_KEY must be set when TTSQ_REDIS_URL is set (signed URLs need a shared secret)"
             )
         return self
+
+    @property
+    def s3_location(self) -> tuple[str, str] | None:
+        """(bucket, prefix) when audio goes to S3."""
+        if not self.storage.startswith("s3://"):
+            return None
+        parsed = urlparse(self.storage)
+        return parsed.netloc, parsed.path.strip("/")
 
     @property
     def audio_dir(self) -> Path:

@@ -7,12 +7,17 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from .config import Config
 from .jobs import TEXT_FORMATS
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{32}\.(" + "|".join(TEXT_FORMATS) + r")")
+MIME_TYPES = {"wav": "audio/wav"}
+
+
+class StorageError(OSError):
+    """Writing or reading stored audio failed; the message says where and why."""
 
 
 class InvalidKeyError(ValueError):
@@ -31,14 +36,24 @@ def check_key(key: str) -> str:
     return key
 
 
+def mime_type(key: str) -> str:
+    return MIME_TYPES[key.rsplit(".", 1)[1]]
+
+
 class Storage(Protocol):
-    def writer(self, key: str, tag: str = "") -> contextlib.AbstractContextManager[Path]:
-        """A local path to write; the object appears under ``key`` only if the block succeeds."""
+    def writer(self, key: str, tag: str = "") -> contextlib.AbstractContextManager[BinaryIO]:
+        """A seekable binary file to write; the object appears under ``key`` only if the block succeeds.
+
+        ``tag`` names this run, so that two runs of one job never write the same partial object."""
         ...
 
     def size(self, key: str) -> int | None: ...
 
     def delete(self, key: str) -> None: ...
+
+    def public_url(self, key: str, ttl_s: int) -> str | None:
+        """A URL a client can fetch directly for ``ttl_s`` seconds, or None when the API serves the file."""
+        ...
 
 
 class LocalStorage:
@@ -51,15 +66,15 @@ class LocalStorage:
         return self.root / check_key(key)
 
     @contextlib.contextmanager
-    def writer(self, key: str, tag: str = "") -> Iterator[Path]:
-        """``tag`` keeps two runs of one job from ever writing the same partial file."""
+    def writer(self, key: str, tag: str = "") -> Iterator[BinaryIO]:
         final = self.path(key)
         self.root.mkdir(parents=True, exist_ok=True)
         for stale in self.root.glob(f".{final.name}.*.part"):
             stale.unlink(missing_ok=True)  # left by a run that was killed; callers hold the job's lock
         partial = final.with_name(f".{final.name}.{tag or os.getpid()}.part")
         try:
-            yield partial
+            with open(partial, "w+b") as handle:
+                yield handle
             os.replace(partial, final)
         finally:
             partial.unlink(missing_ok=True)
@@ -73,7 +88,15 @@ class LocalStorage:
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def public_url(self, key: str, ttl_s: int) -> str | None:
+        return None  # served by the API at /v1/files/<key> with an HMAC-signed link
 
-def open_storage(config: Config) -> LocalStorage:
-    """The storage that TTSQ_STORAGE names (validated in config): today local disk."""
+
+def open_storage(config: Config) -> Storage:
+    """The storage that TTSQ_STORAGE names (validated in config)."""
+    if config.s3_location is not None:
+        from .s3_storage import S3Storage
+
+        bucket, prefix = config.s3_location
+        return S3Storage(bucket, prefix, config.s3_part_size)
     return LocalStorage(config.audio_dir)

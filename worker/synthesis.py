@@ -67,11 +67,12 @@ def _synthesize(runtime: Runtime, job: Job, text: str, token: str, lost: threadi
         speaker = runtime.tts.speakers[job.speaker]
         progress = Progress()
         deadline: float | None = None
-        with runtime.storage.writer(key, tag=token) as path, open_wav_writer(path, speaker.sample_rate) as out:
+        with runtime.storage.writer(key, tag=token) as sink, open_wav_writer(sink, speaker.sample_rate) as out:
             for chunk in speaker.stream(text, speed=job.speed):
                 # The clock starts once the speaker is ours: waiting for its lock is not synthesis time.
                 deadline = deadline or time.monotonic() + config.task_time_limit_s
                 out.write(chunk.audio.samples)
+                sink.flush()  # surfaces a failed upload now, not after the whole text
                 progress = Progress(
                     chunks_done=chunk.index + 1,
                     chunks_total=chunk.total,
