@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.resources
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -93,15 +94,22 @@ class HubSource:
         except ImportError as error:  # pragma: no cover - a core dependency
             raise SourceError("hf:// voices need huggingface_hub: pip install huggingface_hub") from error
         patterns = [f"{self.subdir}/*"] if self.subdir else None
-        try:
-            local = snapshot_download(
-                repo_id=self.repo_id,
-                revision=self.revision,
-                cache_dir=str(cache_root / "hf"),
-                allow_patterns=patterns,
-            )
-        except Exception as error:  # huggingface_hub raises many unrelated types
-            raise SourceError(f"could not fetch {self.uri}: {error}") from error
+        # A commit hash never changes: once cached, load it without asking the Hub. Branches and tags are
+        # resolved online each time (offline, huggingface_hub falls back to the cached ref).
+        pinned = self.revision is not None and re.fullmatch(r"[0-9a-f]{40}", self.revision) is not None
+        for local_only in (True, False) if pinned else (False,):
+            try:
+                local = snapshot_download(
+                    repo_id=self.repo_id,
+                    revision=self.revision,
+                    cache_dir=str(cache_root / "hf"),
+                    allow_patterns=patterns,
+                    local_files_only=local_only,
+                )
+                break
+            except Exception as error:  # huggingface_hub raises many unrelated types
+                if not local_only:
+                    raise SourceError(f"could not fetch {self.uri}: {error}") from error
         return Path(local) / self.subdir if self.subdir else Path(local)
 
 
@@ -135,11 +143,43 @@ class S3Source:
                     if ".." in Path(relative).parts or relative.startswith("/"):
                         raise SourceError(f"refusing object key {item['Key']!r}: it would land outside the cache")
                     _download_if_changed(client, self.bucket, item["Key"], item["ETag"], target / relative)
+        except SourceError:
+            raise
         except Exception as error:  # botocore's errors share no useful base
+            if _has_voice(target):
+                # A runtime without network (a baked image) still starts; the warning says the check was skipped.
+                logger.warning(
+                    "could not check %s for changes (%s); using the cached copy in %s", self.uri, error, target
+                )
+                return target
             raise SourceError(f"could not fetch {self.uri}: {error}") from error
         if not found:
             raise SourceError(f"no objects under {self.uri}")
         return target
+
+    def upload(self, local: Path) -> list[str]:
+        """Push a voice directory under this prefix (``ttsq voices push``); returns the keys written."""
+        find_voice_files(local)  # refuse to publish a directory that holds no voice
+        import boto3
+
+        client = boto3.client("s3")
+        keys = []
+        for path in sorted(p for p in local.rglob("*") if p.is_file() and not p.name.endswith((".etag", ".part"))):
+            key = "/".join(filter(None, [self.prefix.strip("/"), path.relative_to(local).as_posix()]))
+            try:
+                client.upload_file(str(path), self.bucket, key)
+            except Exception as error:  # botocore's errors share no useful base
+                raise SourceError(f"could not upload {path} to s3://{self.bucket}/{key}: {error}") from error
+            keys.append(key)
+        return keys
+
+
+def _has_voice(location: Path) -> bool:
+    try:
+        find_voice_files(location)
+    except VoiceNotFoundError:
+        return False
+    return location.exists()
 
 
 def _download_if_changed(client: object, bucket: str, key: str, etag: str, dest: Path) -> None:

@@ -347,3 +347,63 @@ def test_pre_download_fills_the_cache_without_building_sessions(s3: object, tmp_
     assert tts.info == {}
     with pytest.raises(NotPreparedError):
         tts.speakers["s3joe"]
+
+
+def test_voices_push_then_load_from_s3(s3: object, tmp_path: Path) -> None:
+    """`ttsq voices push` (the upload half of the source protocol), then a speaker loads what it pushed."""
+    import subprocess
+    import sys
+
+    voice = tmp_path / "voice"
+    voice.mkdir()
+    for source in (JOE_MODEL, JOE_CONFIG):
+        (voice / source.name).symlink_to(source)
+    done = subprocess.run(
+        [sys.executable, "-m", "ttsq", "voices", "push", str(voice), "s3://voices/team/joe"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split()) == [
+        f"s3://voices/team/joe/{JOE_MODEL.name}",
+        f"s3://voices/team/joe/{JOE_CONFIG.name}",
+    ]
+    fetched = S3Source("voices", "team/joe").fetch(tmp_path / "cache")
+    assert (fetched / JOE_MODEL.name).read_bytes() == JOE_MODEL.read_bytes()
+
+
+def test_voices_push_refuses_a_directory_without_a_voice(tmp_path: Path) -> None:
+    with pytest.raises(VoiceNotFoundError):
+        S3Source("voices", "x").upload(tmp_path)
+
+
+def test_s3_voice_loads_from_the_cache_when_s3_is_unreachable(
+    s3: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _upload_joe(s3, "en/joe")
+    cache = tmp_path / "cache"
+    first = S3Source("voices", "en/joe").fetch(cache)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1")  # nothing listens there
+    assert S3Source("voices", "en/joe").fetch(cache) == first
+    assert "using the cached copy" in caplog.text
+
+
+def test_s3_voice_never_fetched_and_unreachable_is_a_source_error(
+    s3: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1")
+    with pytest.raises(SourceError, match="could not fetch s3://voices/en/joe"):
+        S3Source("voices", "en/joe").fetch(tmp_path / "cache")
+
+
+def test_pinned_hub_commit_loads_from_the_cache_without_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit hash never changes, so a cached one is used without asking the Hub (here: an endpoint that is down)."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:1")
+    _hf_cache(tmp_path, "org/voice", COMMIT_A, {"v.onnx": b"model", "v.onnx.json": b"{}"}, refs=())
+    found = HubSource("org/voice", "", COMMIT_A).fetch(tmp_path)
+    assert (found / "v.onnx").read_bytes() == b"model"

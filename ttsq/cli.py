@@ -273,6 +273,23 @@ def _port(value: str) -> int:
     return int(value)
 
 
+def cmd_voices_push(args: argparse.Namespace) -> int:
+    """Publish a voice directory to S3, where workers load it with TTSQ_SPEAKERS=name=s3://..."""
+    from engine import EngineError
+    from engine.sources import S3Source, parse_source
+
+    try:
+        target = parse_source(args.destination)
+        if not isinstance(target, S3Source):
+            sys.exit(f"ttsq voices push: only s3:// destinations are supported, got {args.destination!r}")
+        keys = target.upload(Path(args.directory))
+    except EngineError as error:
+        sys.exit(f"ttsq voices push: {error}")
+    for key in keys:
+        print(f"s3://{target.bucket}/{key}")
+    return 0
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((DEFAULT_HOST, 0))
@@ -346,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pre-download", help="fetch the configured voices into TTSQ_CACHE (for image builds)")
     p.set_defaults(func=cmd_pre_download)
+
+    voices = sub.add_parser("voices", help="manage voices").add_subparsers(dest="voices_command", required=True)
+    p = voices.add_parser("push", help="upload a voice directory to s3://bucket/prefix")
+    p.add_argument("directory", help="a directory holding one *.onnx voice and its .onnx.json")
+    p.add_argument("destination", help="s3://bucket/prefix")
+    p.set_defaults(func=cmd_voices_push)
 
     p = sub.add_parser("healthcheck", help="exit 0 if the API (or this host's worker) is healthy; for containers")
     p.add_argument("component", choices=["api", "worker"])
