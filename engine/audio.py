@@ -70,3 +70,32 @@ class AudioChunk:
     """0-based position of this sentence."""
     total: int
     """Number of sentences in the text."""
+
+
+# Output formats: (libsndfile format, subtype). Opus needs 48 kHz; Piper voices are 22.05 kHz, so Ogg is Vorbis.
+FORMATS: dict[str, tuple[str, str]] = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+}
+MIME_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
+WAV_LIMIT_BYTES = 4 * 1024**3 - 1024
+"""A RIFF WAV's sizes are 32-bit; past this the file is written as RF64."""
+
+
+def open_audio_writer(
+    target: str | Path | BinaryIO, sample_rate: int, fmt: str, total_frames: int | None = None
+) -> soundfile.SoundFile:
+    """A mono writer for ``fmt``; a WAV whose ``total_frames`` would pass 4 GB becomes RF64."""
+    container, subtype = FORMATS[fmt]
+    if fmt == "wav" and total_frames is not None and total_frames * 2 > WAV_LIMIT_BYTES:
+        container = "RF64"
+    return soundfile.SoundFile(
+        str(target) if isinstance(target, (str, Path)) else target,
+        "w",
+        sample_rate,
+        1,
+        subtype=subtype,
+        format=container,
+    )

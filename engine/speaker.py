@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
@@ -14,7 +14,7 @@ from .constants import MAX_SPEED, MIN_SPEED
 from .errors import InvalidInputError
 from .onnx_voice import OnnxVoice, SynthesisOptions
 from .phonemize import sentence_ids
-from .text import check_speakable
+from .text import check_speakable, clean_text
 
 
 class Speaker:
@@ -61,27 +61,70 @@ class Speaker:
             sentences = sentence_ids(text, self.voice.config)
             if not sentences:
                 raise InvalidInputError("text has nothing the voice can speak")
-            todo = iter(sentences)
-            pending: deque[Future[np.ndarray]] = deque()
-            try:
-                # A bounded window ahead of the consumer keeps all workers busy and memory flat.
-                for ids in todo:
-                    pending.append(self._pool.submit(self.voice.infer, ids, options))
-                    if len(pending) >= 2 * self.parallel:
-                        break
-                index = 0
-                while pending:
-                    samples = float_to_int16(pending.popleft().result(), volume)
-                    following = next(todo, None)
-                    if following is not None:
-                        pending.append(self._pool.submit(self.voice.infer, following, options))
-                    yield AudioChunk(Audio(samples, self.sample_rate), index, len(sentences))
-                    index += 1
-            finally:
-                # Closed early: drop what has not started and let running sentences end before the lock goes.
-                for future in pending:
-                    future.cancel()
-                wait(pending)
+            work = ((index, ids) for index, ids in enumerate(sentences))
+            for index, audio in self._pipeline(work, options):
+                samples = float_to_int16(audio, volume)
+                yield AudioChunk(Audio(samples, self.sample_rate), index, len(sentences))
+
+    def stream_chunks(
+        self,
+        texts: Iterable[str],
+        speed: float = 1.0,
+        noise_scale: float | None = None,
+        noise_w_scale: float | None = None,
+        volume: float = 1.0,
+    ) -> Iterator[np.ndarray]:
+        """int16 samples for each text in turn (its sentences joined), for long narrations.
+
+        Texts are phonemized only as the pipeline reaches them, so memory stays flat however long the input;
+        a text with nothing speakable yields no samples rather than failing the whole narration."""
+        options = self._options(speed, noise_scale, noise_w_scale)
+        with self.lock:
+            work = (
+                (index, ids)
+                for index, text in enumerate(texts)
+                for ids in _with_marker(sentence_ids(clean_text(text), self.voice.config))
+            )
+            parts: list[np.ndarray] = []
+            current = 0
+            for index, audio in self._pipeline(work, options):
+                while index > current:  # every text starts with an empty marker, so none is skipped
+                    yield _join(parts)
+                    parts, current = [], current + 1
+                parts.append(float_to_int16(audio, volume))
+            if current or parts:
+                yield _join(parts)
+
+    def _pipeline(
+        self, work: Iterator[tuple[int, list[int]]], options: SynthesisOptions
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Run phoneme-id lists on the pool, a bounded window ahead of the consumer, and yield them in order."""
+        pending: deque[tuple[int, Future[np.ndarray]]] = deque()
+        try:
+            for item in work:
+                pending.append(self._submit(item, options))
+                if len(pending) >= 2 * self.parallel:
+                    break
+            while pending:
+                index, future = pending.popleft()
+                audio = future.result()
+                following = next(work, None)
+                if following is not None:
+                    pending.append(self._submit(following, options))
+                yield index, audio
+        finally:
+            # Closed early: drop what has not started and let running sentences end before the lock goes.
+            for _, future in pending:
+                future.cancel()
+            wait([future for _, future in pending])
+
+    def _submit(self, item: tuple[int, list[int]], options: SynthesisOptions) -> tuple[int, Future[np.ndarray]]:
+        index, ids = item
+        if not ids:  # the marker that opens a text
+            done: Future[np.ndarray] = Future()
+            done.set_result(np.zeros(0, dtype=np.float32))
+            return index, done
+        return index, self._pool.submit(self.voice.infer, ids, options)
 
     def _options(self, speed: float, noise_scale: float | None, noise_w_scale: float | None) -> SynthesisOptions:
         if not MIN_SPEED <= speed <= MAX_SPEED:
@@ -99,6 +142,15 @@ class Speaker:
         """Run a few short syntheses so the first real request pays no allocation or cache cost."""
         for _ in range(rounds):
             self.generate("Warming up. This is a short sentence, with a comma!")
+
+
+def _with_marker(sentences: list[list[int]]) -> list[list[int]]:
+    """An empty id list opens each text, so a text with nothing to speak still shows up (as no samples)."""
+    return [[], *sentences]
+
+
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
 
 def silence(duration_s: float, sample_rate: int) -> Audio:
