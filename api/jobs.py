@@ -46,6 +46,9 @@ def create_job() -> ResponseReturnValue:
         speaker=speaker,
         format=req.format,
         speed=float(req.speed),
+        noise_scale=req.noise_scale,
+        noise_w_scale=req.noise_w_scale,
+        marks=req.marks,
         text_chars=len(req.text),
         queue=s.config.queue_for(speaker),
         created_at=time.time(),
@@ -65,14 +68,32 @@ def create_job() -> ResponseReturnValue:
 MAX_WAIT_S = 30.0
 
 
+@bp.delete("/jobs/<job_id>")
+@bp.post("/jobs/<job_id>/cancel")
+def cancel_job(job_id: str) -> ResponseReturnValue:
+    """Stop a queued or running job between sentences; its partial output is removed by its worker."""
+    s = services()
+    job = s.store.get(job_id) if _valid_id(job_id) else None
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+    if not s.store.cancel(job_id):
+        job = s.store.get(job_id) or job
+        raise ApiError(409, "job_finished", f"the job already ended as {job.status.value}")
+    logger.info("%s: canceled", job_id)
+    return jsonify(job_view(s.store.get(job_id) or job, None)), 202
+
+
+def _valid_id(job_id: str) -> bool:
+    return len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)
+
+
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> ResponseReturnValue:
     """``?wait=S`` (at most 30) holds the answer until the job changes or ends: progress without busy polling."""
     s = services()
     wait_s = _wait_seconds(request.args.get("wait"))
-    valid = len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)
     job = None
-    if valid:
+    if _valid_id(job_id):
         job = s.store.wait_for_change(job_id, wait_s) if wait_s else s.store.get(job_id)
     if job is None:
         raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")

@@ -7,12 +7,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from flask import request
-from pydantic import BaseModel, ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from engine.constants import MAX_SPEED, MIN_SPEED
 from engine.errors import InvalidInputError
 from engine.text import check_speakable
-from ttsq.jobs import TEXT_FORMATS, Job
+from ttsq.jobs import OUTPUT_FORMATS, Job
 
 from .errors import ApiError
 
@@ -24,6 +24,9 @@ class JobRequest(BaseModel):
     speaker: StrictStr | None = None
     format: StrictStr = "wav"
     speed: StrictFloat | StrictInt = 1.0
+    noise_scale: StrictFloat | StrictInt | None = None
+    noise_w_scale: StrictFloat | StrictInt | None = None
+    marks: StrictBool = False
 
 
 def read_json_body() -> Any:
@@ -45,16 +48,20 @@ def parse_job_request(body: Any) -> JobRequest:
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise ApiError(400, "invalid_request", f"{where}: {first['msg']}") from None
-    if request.format not in TEXT_FORMATS:
+    if request.format not in OUTPUT_FORMATS:
         raise ApiError(
             400,
             "invalid_format",
-            f"format {request.format!r} is not supported; expected one of: {', '.join(TEXT_FORMATS)}",
+            f"format {request.format!r} is not supported; expected one of: {', '.join(OUTPUT_FORMATS)}",
         )
     if not MIN_SPEED <= request.speed <= MAX_SPEED:
         raise ApiError(
             400, "invalid_speed", f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {request.speed!r}"
         )
+    for name in ("noise_scale", "noise_w_scale"):
+        value = getattr(request, name)
+        if value is not None and not 0 <= value <= 2:
+            raise ApiError(400, "invalid_noise", f"{name} must be between 0 and 2, got {value!r}")
     if not request.text.strip():
         raise ApiError(400, "empty_text", "text is empty or only whitespace")
     try:
@@ -83,6 +90,7 @@ def job_view(job: Job, result_link: dict[str, Any] | None) -> dict[str, Any]:
         "speaker": job.speaker,
         "format": job.format,
         "speed": job.speed,
+        "marks": job.marks,
         "text_chars": job.text_chars,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),

@@ -79,7 +79,6 @@ FORMATS: dict[str, tuple[str, str]] = {
     "ogg": ("OGG", "VORBIS"),
     "mp3": ("MP3", "MPEG_LAYER_III"),
 }
-MIME_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
 WAV_LIMIT_BYTES = 4 * 1024**3 - 1024
 """A RIFF WAV's sizes are 32-bit; past this the file is written as RF64."""
 

@@ -10,3 +10,5 @@ MAX_SPEED = 4.0
 """Fastest speech rate accepted (four times normal)."""
 MAX_SENTENCE_PHONEMES = 400
 """Longer runs without a sentence end are split at word boundaries: one inference stays short."""
+MIME_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
+"""Output formats a narration can be written in, with their media types."""

@@ -173,3 +173,14 @@ def s3(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     client.create_bucket(Bucket="audio")
     yield client
     _reset_moto(moto_endpoint)
+
+
+def run_to_end(runtime, job_id: str, limit: int = 500) -> str:  # type: ignore[no-untyped-def]
+    """Run a job's tasks in this process, as a worker would take them one after another; the last outcome."""
+    from worker.synthesis import CONTINUE, run_job
+
+    for _ in range(limit):
+        outcome = run_job(runtime, job_id)
+        if outcome != CONTINUE:
+            return outcome
+    raise AssertionError(f"job {job_id} did not end within {limit} tasks")

@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlparse
 import jsonschema
 import pytest
 import soundfile
+from conftest import run_to_end
 
 from api.health import openapi_document
-from worker.synthesis import run_job
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -39,16 +39,17 @@ def test_create_job_queues_it_on_the_speaker_queue(client, redis_client) -> None
 
 def test_job_runs_to_success_with_a_signed_url(client, runtime) -> None:  # type: ignore[no-untyped-def]
     job_id = client.post("/v1/jobs", json={"text": "One sentence. And another one.", "speed": 1.2}).get_json()["id"]
-    assert run_job(runtime, job_id) == "succeeded"
+    assert run_to_end(runtime, job_id) == "succeeded"
     job = client.get(f"/v1/jobs/{job_id}").get_json()
     assert job["status"] == "succeeded"
     assert job["progress"] == {
         "chunks_done": 2,
         "chunks_total": 2,
         "audio_s": pytest.approx(job["result"]["duration_s"], abs=0.01),
+        "eta_s": 0.0,
         "fraction": 1.0,
     }
-    assert job["started_at"] and job["finished_at"] and job["attempts"] == 1
+    assert job["started_at"] and job["finished_at"] and job["attempts"] == 1  # of the last task
     result = job["result"]
     assert result["sample_rate"] == 22050 and result["format"] == "wav"
     audio = client.get(result["url"])
@@ -63,7 +64,7 @@ def test_job_runs_to_success_with_a_signed_url(client, runtime) -> None:  # type
 
 def test_signed_url_tampered_or_expired_is_403(client, runtime, app) -> None:  # type: ignore[no-untyped-def]
     job_id = client.post("/v1/jobs", json={"text": "Hi."}).get_json()["id"]
-    run_job(runtime, job_id)
+    run_to_end(runtime, job_id)
     url = urlparse(client.get(f"/v1/jobs/{job_id}").get_json()["result"]["url"])
     query = parse_qs(url.query)
     path = url.path
@@ -88,7 +89,7 @@ def test_public_url_is_used_for_links(config_env, runtime) -> None:  # type: ign
     app = create_app(load_config({**config_env, "TTSQ_PUBLIC_URL": "https://tts.example.com/"}))
     client = app.test_client()
     job_id = client.post("/v1/jobs", json={"text": "Hi."}).get_json()["id"]
-    run_job(runtime, job_id)
+    run_to_end(runtime, job_id)
     assert client.get(f"/v1/jobs/{job_id}").get_json()["result"]["url"].startswith("https://tts.example.com/v1/files/")
 
 
@@ -174,7 +175,7 @@ def test_failed_job_says_why(client, runtime, config_env) -> None:  # type: igno
     app = create_app(load_config({**config_env, "TTSQ_SPEAKERS": "joe,amy"}))
     other = app.test_client()
     job_id = other.post("/v1/jobs", json={"text": "Hello.", "speaker": "amy"}).get_json()["id"]
-    assert run_job(runtime, job_id) == "failed"
+    assert run_to_end(runtime, job_id) == "failed"
     job = other.get(f"/v1/jobs/{job_id}").get_json()
     assert job["status"] == "failed"
     assert job["error"]["code"] == "unknown_speaker"
@@ -232,7 +233,7 @@ def test_responses_match_the_openapi_schemas(client, runtime) -> None:  # type: 
 
     created = client.post("/v1/jobs", json={"text": "Hello."}).get_json()
     check(created, "Job")
-    run_job(runtime, created["id"])
+    run_to_end(runtime, created["id"])
     check(client.get(f"/v1/jobs/{created['id']}").get_json(), "Job")
     check(client.post("/v1/jobs", json={"text": ""}).get_json(), "Error")
 
@@ -260,7 +261,7 @@ def test_long_poll_answers_when_the_job_changes(client, runtime) -> None:  # typ
     waiter = threading.Thread(target=lambda: answers.append(client.get(f"/v1/jobs/{job_id}?wait=20").get_json()))
     started = time.monotonic()
     waiter.start()
-    run_job(runtime, job_id)
+    run_to_end(runtime, job_id)
     waiter.join(timeout=20)
     assert answers and answers[0]["status"] in ("running", "succeeded")
     assert time.monotonic() - started < 15  # answered on the change, not at the end of the wait

@@ -85,9 +85,6 @@ class Dockerfile:
     def final(self) -> Stage:
         return self.stages[-1]
 
-    def stage(self, name: str) -> Stage:
-        return next(s for s in self.stages if s.name == name)
-
 
 def instructions(text: str) -> list[Instruction]:
     """Instructions with their continuation lines joined; comments (also inside continuations) dropped."""
@@ -205,6 +202,11 @@ def dockerignore_rules(text: str) -> list[tuple[re.Pattern[str], bool]]:
                 regex += ".*" if i >= len(pattern) else "(.*/)?"
                 continue
             char = pattern[i]
+            if char == "[" and "]" in pattern[i + 2 :]:  # a character class, as in Go's filepath.Match
+                end = pattern.index("]", i + 2)
+                regex += "[" + pattern[i + 1 : end].replace("\\", "\\\\") + "]"
+                i = end + 1
+                continue
             regex += "[^/]*" if char == "*" else "[^/]" if char == "?" else re.escape(char)
             i += 1
         rules.append((re.compile(regex), not include))
@@ -231,7 +233,7 @@ def cpu() -> Dockerfile:
 
 
 @pytest.fixture(scope="module")
-def gpu() -> Dockerfile:
+def gpu_image() -> Dockerfile:
     return parse_dockerfile(DOCKERFILE_GPU)
 
 
@@ -364,21 +366,18 @@ def test_dockerfile_is_multistage_from_pinned_bases(path: Path) -> None:
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
 def test_final_stage_runs_offline_as_a_user_with_a_healthcheck(path: Path) -> None:
     final = parse_dockerfile(path).final
-    user = final.last("USER")
-    assert user is not None, "the final stage must switch to a non-root user"
+    user = final.require("USER")
     assert user.args.split(":")[0] not in ("root", "0"), user.args
-    healthcheck = final.last("HEALTHCHECK")
-    assert healthcheck is not None
-    assert healthcheck_command(healthcheck)[:2] == ["ttsq", "healthcheck"], healthcheck.args
+    assert healthcheck_command(final.require("HEALTHCHECK"))[:2] == ["ttsq", "healthcheck"]
     assert final.env.get("HF_HUB_OFFLINE") == "1"
-    assert final.last("CMD") is not None, "without its own CMD the image would run the base image's"
+    final.require("CMD")  # without its own, the image would run the base image's command
 
 
-def test_both_images_run_as_the_same_uid(cpu: Dockerfile, gpu: Dockerfile) -> None:
+def test_both_images_run_as_the_same_uid(cpu: Dockerfile, gpu_image: Dockerfile) -> None:
     """API and workers write to one shared data volume."""
-    users = {d.path.name: d.final.last("USER") for d in (cpu, gpu)}
+    users = {d.path.name: d.final.last("USER") for d in (cpu, gpu_image)}
     assert len({u.args for u in users.values() if u}) == 1, users
-    for dockerfile in (cpu, gpu):
+    for dockerfile in (cpu, gpu_image):
         uid = dockerfile.final.require("USER").args.split(":")[0]
         run = " ".join(i.args for i in dockerfile.final.all("RUN"))
         assert f"--uid {uid}" in run and dockerfile.final.env["TTSQ_DATA_DIR"] in run, "the data dir belongs to it"
@@ -407,10 +406,9 @@ def test_voices_are_baked_with_secrets_mounted_not_stored(path: Path) -> None:
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
 def test_no_secret_in_arg_or_env(path: Path) -> None:
     """ARG and ENV values are stored in the image (or its history); secrets come only as BuildKit secrets."""
-    for ins in (i for s in parse_dockerfile(path).stages for i in s.instructions):
+    for ins in instructions(path.read_text(encoding="utf-8")):
         if ins.keyword in ("ARG", "ENV"):
             assert not SECRET_WORDS.search(ins.args), f"line {ins.line}: {ins.keyword} {ins.args}"
-    assert not any(SECRET_WORDS.search(name) for name in parse_dockerfile(path).global_args)
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.name)
@@ -447,6 +445,7 @@ def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
         "bench/results/engine.json",
         ".env",
         "engine/__pycache__/tts.cpython-311.pyc",
+        "ttsq/stray.pyc",
         "api/out.wav",
         "ttsq.egg-info/PKG-INFO",
         ".pytest_cache",
@@ -457,10 +456,11 @@ def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
 
 
 def test_dockerignore_matcher_follows_docker_rules() -> None:
-    rules = dockerignore_rules("*.wav\n**/*.ogg\nbuild\n!build/keep\n")
+    rules = dockerignore_rules("*.wav\n**/*.ogg\nbuild\n!build/keep\n**/*.py[co]\n")
     assert ignored("a.wav", rules) and not ignored("sub/a.wav", rules), "* does not cross folders"
     assert ignored("a.ogg", rules) and ignored("sub/deeper/a.ogg", rules)
     assert ignored("build/x", rules) and not ignored("build/keep", rules) and not ignored("builder", rules)
+    assert ignored("a/b.pyc", rules) and not ignored("a/b.py", rules) and not ignored("a/b.py[co]", rules)
 
 
 # ---- docker-compose.yml ---------------------------------------------------------------------------------
@@ -485,17 +485,19 @@ def test_compose_api_runs_the_image_command(compose: dict[str, Any], cpu: Docker
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
-def test_compose_workers(compose: dict[str, Any]) -> None:
+def test_compose_workers(compose: dict[str, Any], gpu_image: Dockerfile) -> None:
     services = compose["services"]
     worker, gpu = services["worker"], services["worker-gpu"]
     assert worker["command"] in ("ttsq worker", ["ttsq", "worker"])
     assert worker["image"] == services["api"]["image"], "the CPU worker runs the API's image"
+    assert worker["build"] == services["api"]["build"], "one tag, one build"
     for service in (worker, gpu):
         test = service["healthcheck"]["test"]
         assert " ".join(test).endswith("ttsq healthcheck worker"), test
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
     assert gpu["profiles"] == ["gpu"]
     assert gpu["build"]["dockerfile"] == "deploy/Dockerfile.gpu"
+    assert gpu["command"] == command(gpu_image.final.require("CMD").args)
     assert gpu["command"][:2] == ["ttsq", "worker"]
     [device] = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and device["device_ids"] == ["0"] and "gpu" in device["capabilities"]
@@ -623,7 +625,7 @@ def test_image_command_serves_the_api_and_passes_its_healthcheck(
     healthcheck[-1] = port
 
     env = container_env(cpu, config_env)
-    home = tmp_path / "home"  # the image's WORKDIR holds no source: the app comes from the installed package
+    home = tmp_path / "home"  # like the WORKDIR in the image: no source tree, the app is imported as installed
     log = tmp_path / "api.log"
     api = start(argv, env, home, log)
     processes.append(api)

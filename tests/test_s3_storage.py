@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 import requests
 import soundfile
+from conftest import run_to_end
 
 from engine.audio import open_wav_writer
 from ttsq.s3_storage import S3Storage
 from ttsq.storage import StorageError
-from worker.synthesis import run_job
 
 PART = 64 * 1024
 JOB = "0123456789abcdef0123456789abcdef"
@@ -136,7 +136,7 @@ def test_job_through_the_stack_lands_on_s3_and_its_url_downloads_it(s3_env, s3, 
     runtime = build_runtime(config, tts=tts)
     client = create_app(config).test_client()
     job_id = client.post("/v1/jobs", json={"text": TEXT}).get_json()["id"]
-    assert run_job(runtime, job_id) == "succeeded"
+    assert run_to_end(runtime, job_id) == "succeeded"
     job = client.get(f"/v1/jobs/{job_id}").get_json()
     stored = s3.get_object(Bucket="audio", Key=f"jobs/{job_id}.wav")
     body = stored["Body"].read()
@@ -157,7 +157,7 @@ def test_job_fails_with_a_reason_when_the_upload_fails(s3_env, s3, tts) -> None:
     runtime = build_runtime(config, tts=tts)
     client = create_app(config).test_client()
     job_id = client.post("/v1/jobs", json={"text": "Hello there."}).get_json()["id"]
-    assert run_job(runtime, job_id) == "failed"
+    assert run_to_end(runtime, job_id) == "failed"
     error = client.get(f"/v1/jobs/{job_id}").get_json()["error"]
     assert error["code"] == "storage_error"
     assert "s3://no-such-bucket/jobs/" in error["message"]

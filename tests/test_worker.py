@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from conftest import run_to_end
 
 from ttsq.jobs import Job, JobStatus, new_job_id
-from worker.synthesis import run_job
 from worker.upkeep import announce, requeue_orphans
 
 
@@ -26,34 +26,37 @@ def make_job(runtime, text: str = "Hello there.", speaker: str = "joe") -> str: 
 def test_second_delivery_while_running_is_skipped(runtime) -> None:  # type: ignore[no-untyped-def]
     job_id = make_job(runtime)
     assert runtime.store.acquire_lock(job_id, "other-worker", 30)
-    assert run_job(runtime, job_id) == "locked"
+    assert run_to_end(runtime, job_id) == "locked"
     assert runtime.store.get(job_id).status == JobStatus.queued
     runtime.store.release_lock(job_id, "other-worker")
-    assert run_job(runtime, job_id) == "succeeded"
-    assert run_job(runtime, job_id) == "done-already"  # a late redelivery does nothing
+    assert run_to_end(runtime, job_id) == "succeeded"
+    assert run_to_end(runtime, job_id) == "done-already"  # a late redelivery does nothing
 
 
 def test_lock_is_released_after_the_job(runtime) -> None:  # type: ignore[no-untyped-def]
     job_id = make_job(runtime)
-    run_job(runtime, job_id)
+    run_to_end(runtime, job_id)
     assert not runtime.store.redis.exists(runtime.store.lock_key(job_id))
     assert job_id not in runtime.store.active_ids()
 
 
 def test_orphaned_running_job_is_requeued_once(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
     job_id = make_job(runtime)
-    runtime.store.mark_running(job_id, "dead-worker", attempts=1)  # a worker that died: no lock left
+    runtime.store.mark_running(runtime.store.get(job_id), "dead-worker")  # a worker that died: no lock left
     assert requeue_orphans(runtime) == [job_id]
     assert runtime.store.get(job_id).status == JobStatus.queued
     assert redis_client.llen(runtime.config.queue_for("joe")) == 1
     assert requeue_orphans(runtime) == []  # queued now, not orphaned
-    assert run_job(runtime, job_id) == "succeeded"
-    assert runtime.store.get(job_id).attempts == 2
+    from worker.synthesis import run_job
+
+    assert run_job(runtime, job_id) == "continued"
+    assert runtime.store.get(job_id).attempts == 0  # the planning task ended well: the count starts again
+    assert run_to_end(runtime, job_id) == "succeeded"
 
 
 def test_running_job_with_a_live_lock_is_left_alone(runtime) -> None:  # type: ignore[no-untyped-def]
     job_id = make_job(runtime)
-    runtime.store.mark_running(job_id, "busy-worker", attempts=1)
+    runtime.store.mark_running(runtime.store.get(job_id), "busy-worker")
     runtime.store.acquire_lock(job_id, "busy-worker", 30)
     assert requeue_orphans(runtime) == []
     assert runtime.store.get(job_id).status == JobStatus.running
@@ -62,7 +65,7 @@ def test_running_job_with_a_live_lock_is_left_alone(runtime) -> None:  # type: i
 def test_a_job_whose_worker_keeps_dying_fails_after_max_attempts(runtime) -> None:  # type: ignore[no-untyped-def]
     job_id = make_job(runtime)
     runtime.store.update(job_id, attempts=runtime.config.max_attempts)
-    assert run_job(runtime, job_id) == "failed"
+    assert run_to_end(runtime, job_id) == "failed"
     job = runtime.store.get(job_id)
     assert job.error.code == "worker_lost"
     assert str(runtime.config.max_attempts) in job.error.message
@@ -75,7 +78,7 @@ def test_time_limit_fails_the_job_with_advice(config_env, tts) -> None:  # type:
     config = load_config({**config_env, "TTSQ_TASK_TIME_LIMIT_S": "1", "TTSQ_VISIBILITY_TIMEOUT_S": "10"})
     runtime = build_runtime(config, tts=tts)
     job_id = make_job(runtime, " ".join(["This is one of many sentences."] * 40))
-    assert run_job(runtime, job_id) == "failed"
+    assert run_to_end(runtime, job_id) == "failed"
     job = runtime.store.get(job_id)
     assert job.error.code == "timeout"
     assert "TTSQ_TASK_TIME_LIMIT_S" in job.error.message
@@ -83,7 +86,7 @@ def test_time_limit_fails_the_job_with_advice(config_env, tts) -> None:  # type:
 
 
 def test_missing_job_is_dropped(runtime) -> None:  # type: ignore[no-untyped-def]
-    assert run_job(runtime, new_job_id()) == "missing"
+    assert run_to_end(runtime, new_job_id()) == "missing"
 
 
 def test_announce_expires(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
@@ -96,7 +99,7 @@ def test_announce_expires(runtime, redis_client) -> None:  # type: ignore[no-unt
 def test_terminal_jobs_are_not_run_again(runtime, status: JobStatus) -> None:  # type: ignore[no-untyped-def]
     job_id = make_job(runtime)
     runtime.store.update(job_id, status=status.value)
-    assert run_job(runtime, job_id) == "done-already"
+    assert run_to_end(runtime, job_id) == "done-already"
 
 
 def test_outcome_is_recorded_only_by_the_lock_holder(runtime) -> None:  # type: ignore[no-untyped-def]
@@ -119,7 +122,7 @@ def test_a_run_that_loses_its_lock_records_nothing(runtime, monkeypatch) -> None
         store.redis.set(store.lock_key(job), "another-run")  # the lock lapsed and another run took it
 
     monkeypatch.setattr(store, "set_progress", steal)
-    assert run_job(runtime, job_id) == "lock-lost"
+    assert run_to_end(runtime, job_id) == "lock-lost"
     assert store.get(job_id).status == JobStatus.running  # left to the run that holds the lock
     assert store.redis.get(store.lock_key(job_id)) == b"another-run"  # and its lock was not released by us
 
@@ -129,6 +132,6 @@ def test_stale_partial_files_are_removed(runtime) -> None:  # type: ignore[no-un
     stale = runtime.storage.root / f".{job_id}.wav.deadrun.part"
     runtime.storage.root.mkdir(parents=True, exist_ok=True)
     stale.write_bytes(b"half a job")
-    assert run_job(runtime, job_id) == "succeeded"
+    assert run_to_end(runtime, job_id) == "succeeded"
     assert not stale.exists()
     assert [p.name for p in runtime.storage.root.iterdir()] == [f"{job_id}.wav"]

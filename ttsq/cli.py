@@ -21,6 +21,7 @@ logger = logging.getLogger("ttsq")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEMO_TEXT = Path(__file__).resolve().parent.parent / "examples" / "sample.txt"
+DEMO_FALLBACK = "This is ttsq, narrating through its queue. The audio came back through a signed link."
 
 
 def _env(name: str, default: str) -> str:
@@ -301,6 +302,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from . import client
 
     config = _config()
+    text_file = Path(args.file)
+    if text_file == DEMO_TEXT and not text_file.exists():  # installed without the repository's examples/
+        text_file = config.data_dir / "demo.txt"
+        text_file.parent.mkdir(parents=True, exist_ok=True)
+        text_file.write_text(DEMO_FALLBACK, encoding="utf-8")
     port = _free_port()
     url = f"http://{DEFAULT_HOST}:{port}"
     started = time.monotonic()
@@ -312,7 +318,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"stack ready in {time.monotonic() - started:.1f} s", flush=True)
         output = Path(args.output) if args.output else config.data_dir / "demo.wav"
         return cmd_submit(
-            argparse.Namespace(file=str(args.file), url=url, speaker=None, speed=1.0, wait=True, output=str(output))
+            argparse.Namespace(file=str(text_file), url=url, speaker=None, speed=1.0, wait=True, output=str(output))
         )
     except client.ClientError as error:
         print(f"ttsq demo: {error}", file=sys.stderr)

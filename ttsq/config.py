@@ -34,6 +34,10 @@ ENV_VARS: dict[str, str] = {
     "TTSQ_DEVICE": "device",
     "TTSQ_PUBLIC_URL": "public_url",
     "TTSQ_MAX_TEXT_CHARS": "max_text_chars",
+    "TTSQ_MAX_AUDIO_S": "max_audio_s",
+    "TTSQ_SEGMENT_CHARS": "segment_chars",
+    "TTSQ_SENTENCE_SILENCE_S": "sentence_silence_s",
+    "TTSQ_PARAGRAPH_SILENCE_S": "paragraph_silence_s",
     "TTSQ_CACHE": "cache_dir",
     "TTSQ_URL_TTL_S": "url_ttl_s",
     "TTSQ_KEY_PREFIX": "key_prefix",
@@ -68,7 +72,13 @@ class Config(BaseModel):
     speakers: dict[str, str] = Field(default_factory=lambda: parse_speakers(DEFAULT_SPEAKERS))
     device: str = "cpu"
     public_url: str | None = None
-    max_text_chars: int = Field(20_000, ge=1, le=10_000_000)
+    max_text_chars: int = Field(1_000_000, ge=1, le=10_000_000)
+    max_audio_s: float = Field(12 * 3600, gt=0)
+    """A job whose audio would run longer fails with audio_too_long."""
+    segment_chars: int = Field(4000, ge=100, le=100_000)
+    """A long job is synthesized this many characters per task (a few minutes of audio, seconds of work)."""
+    sentence_silence_s: float = Field(0.35, ge=0, le=10)
+    paragraph_silence_s: float = Field(0.9, ge=0, le=10)
     cache_dir: Path = DEFAULT_CACHE_DIR
     url_ttl_s: int = Field(3600, ge=10, le=7 * 24 * 3600)
     key_prefix: str = "ttsq:"

@@ -11,7 +11,9 @@ from typing import Any
 import redis
 from pydantic import BaseModel
 
-TEXT_FORMATS = ("wav",)
+from engine.constants import MIME_TYPES
+
+OUTPUT_FORMATS = tuple(MIME_TYPES)
 
 
 class JobStatus(str, Enum):
@@ -19,16 +21,19 @@ class JobStatus(str, Enum):
     running = "running"
     succeeded = "succeeded"
     failed = "failed"
+    canceled = "canceled"
 
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.succeeded, JobStatus.failed)
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.canceled)
 
 
 class Progress(BaseModel):
     chunks_done: int = 0
     chunks_total: int | None = None
     audio_s: float = 0.0
+    eta_s: float | None = None
+    """Seconds of synthesis left, from the throughput measured so far."""
 
 
 class JobError(BaseModel):
@@ -42,6 +47,8 @@ class JobResult(BaseModel):
     duration_s: float
     sample_rate: int
     size_bytes: int
+    marks: list[dict[str, Any]] | None = None
+    """Where each paragraph or heading starts (``{paragraph, heading, start_s, text}``), when asked for."""
 
 
 class Job(BaseModel):
@@ -52,6 +59,9 @@ class Job(BaseModel):
     speaker: str
     format: str = "wav"
     speed: float = 1.0
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
+    marks: bool = False
     text_chars: int
     queue: str
     created_at: float
@@ -63,6 +73,12 @@ class Job(BaseModel):
     progress: Progress = Progress()
     error: JobError | None = None
     result: JobResult | None = None
+    segments_total: int | None = None
+    segments_done: int = 0
+    synth_s: float = 0.0
+    """Wall seconds spent synthesizing so far, over all segments (for the ETA)."""
+    in_task: bool = False
+    """A task is working on the job now (as opposed to its next segment waiting in the queue)."""
 
 
 def new_job_id() -> str:
@@ -136,32 +152,58 @@ class JobStore:
     def set_progress(self, job_id: str, progress: Progress) -> None:
         self.update(job_id, progress=progress.model_dump(), heartbeat_at=time.time())
 
-    def mark_running(self, job_id: str, worker: str, attempts: int) -> None:
+    def status(self, job_id: str) -> JobStatus | None:
+        raw = self.redis.hget(self._key(job_id), "status")
+        return None if raw is None else JobStatus(json.loads(raw))
+
+    def cancel(self, job_id: str) -> bool:
+        """Mark a job canceled unless it already ended; its worker notices between sentences and cleans up."""
+        key = self._key(job_id)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                job = self.get(job_id)
+                if job is None or job.status.terminal:
+                    return False
+                pipe.multi()
+                fields = {"status": JobStatus.canceled.value, "finished_at": time.time()}
+                pipe.hset(key, mapping=_encode(fields))
+                pipe.srem(self.active_key, job_id)
+                pipe.publish(self._events(job_id), "finished")
+                pipe.execute()
+            except redis.WatchError:
+                return self.cancel(job_id)  # changed meanwhile (progress); look again
+        return True
+
+    def mark_running(self, job: Job, worker: str) -> None:
+        """A task takes the job (its first segment, or a later one): started_at is the first start."""
+        now = time.time()
         self.update(
-            job_id,
+            job.id,
+            in_task=True,
             status=JobStatus.running.value,
-            started_at=time.time(),
-            heartbeat_at=time.time(),
+            started_at=job.started_at or now,
+            heartbeat_at=now,
             worker=worker,
-            attempts=attempts,
-            error=None,
+            attempts=job.attempts + 1,
         )
 
     def mark_succeeded(self, job_id: str, token: str, result: JobResult, progress: Progress) -> bool:
         fields = {"status": JobStatus.succeeded.value, "result": result.model_dump(), "progress": progress.model_dump()}
-        return self._finish(job_id, token, fields)
+        return self._finish(job_id, token, fields, JobStatus.running)
 
     def mark_failed(self, job_id: str, token: str, code: str, message: str) -> bool:
         fields = {"status": JobStatus.failed.value, "error": {"code": code, "message": message}}
-        return self._finish(job_id, token, fields)
+        return self._finish(job_id, token, fields, JobStatus.running, JobStatus.queued)
 
-    def _finish(self, job_id: str, token: str, fields: dict[str, Any]) -> bool:
-        """Record the outcome only while still holding the job's lock; False if another run owns the job now."""
+    def _finish(self, job_id: str, token: str, fields: dict[str, Any], *allowed: JobStatus) -> bool:
+        """Record the outcome only while holding the job's lock and while its status is one of ``allowed``
+        (a job canceled meanwhile stays canceled); False otherwise."""
         lock = self.lock_key(job_id)
         with self.redis.pipeline() as pipe:
             try:
-                pipe.watch(lock)
-                if _text(pipe.get(lock) or b"") != token:
+                pipe.watch(lock, self._key(job_id))
+                if _text(pipe.get(lock) or b"") != token or self.status(job_id) not in allowed:
                     return False
                 pipe.multi()
                 pipe.hset(self._key(job_id), mapping=_encode({**fields, "finished_at": time.time()}))
@@ -192,7 +234,7 @@ class JobStore:
             try:
                 pipe.watch(key, lock)
                 job = self.get(job_id)
-                if job is None or job.status != JobStatus.running or pipe.exists(lock):
+                if job is None or job.status != JobStatus.running or not job.in_task or pipe.exists(lock):
                     return None
                 pipe.multi()
                 pipe.hset(key, mapping=_encode({"status": JobStatus.queued.value}))

@@ -172,6 +172,17 @@ class S3Storage:
             upload.abort()
             raise
 
+    @contextlib.contextmanager
+    def reader(self, key: str) -> Iterator[BinaryIO]:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=self.object_key(key))["Body"]
+        except Exception as error:  # botocore's errors share no useful base
+            raise StorageError(f"could not read {self.uri(key)}: {error}") from error
+        try:
+            yield body
+        finally:
+            body.close()
+
     def size(self, key: str) -> int | None:
         try:
             return int(self.client.head_object(Bucket=self.bucket, Key=self.object_key(key))["ContentLength"])

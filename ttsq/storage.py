@@ -9,11 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from .config import Config
-from .jobs import TEXT_FORMATS
+from engine.constants import MIME_TYPES
 
-KEY_PATTERN = re.compile(r"[0-9a-f]{32}\.(" + "|".join(TEXT_FORMATS) + r")")
-MIME_TYPES = {"wav": "audio/wav"}
+from .config import Config
+from .jobs import OUTPUT_FORMATS
+
+OUTPUT_KEY = re.compile(r"[0-9a-f]{32}\.(" + "|".join(OUTPUT_FORMATS) + r")")
+SEGMENT_KEY = re.compile(r"[0-9a-f]{32}\.s[0-9]{5}\.pcm")
+"""A finished piece of a long job: raw int16 PCM, assembled into the output at the end."""
 
 
 class StorageError(OSError):
@@ -30,14 +33,22 @@ def key_for(job_id: str, fmt: str) -> str:
     return key
 
 
+def segment_key(job_id: str, index: int) -> str:
+    return check_key(f"{job_id}.s{index:05d}.pcm")
+
+
 def check_key(key: str) -> str:
-    if not KEY_PATTERN.fullmatch(key):
+    if not (OUTPUT_KEY.fullmatch(key) or SEGMENT_KEY.fullmatch(key)):
         raise InvalidKeyError(f"invalid storage key {key!r}")
     return key
 
 
+def is_output_key(key: str) -> bool:
+    return OUTPUT_KEY.fullmatch(key) is not None
+
+
 def mime_type(key: str) -> str:
-    return MIME_TYPES[key.rsplit(".", 1)[1]]
+    return MIME_TYPES.get(key.rsplit(".", 1)[1], "application/octet-stream")
 
 
 class Storage(Protocol):
@@ -45,6 +56,10 @@ class Storage(Protocol):
         """A seekable binary file to write; the object appears under ``key`` only if the block succeeds.
 
         ``tag`` names this run, so that two runs of one job never write the same partial object."""
+        ...
+
+    def reader(self, key: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        """The stored object, to read in blocks."""
         ...
 
     def size(self, key: str) -> int | None: ...
@@ -78,6 +93,14 @@ class LocalStorage:
             os.replace(partial, final)
         finally:
             partial.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def reader(self, key: str) -> Iterator[BinaryIO]:
+        try:
+            with open(self.path(key), "rb") as handle:
+                yield handle
+        except FileNotFoundError as error:
+            raise StorageError(f"{key} is missing from {self.root}") from error
 
     def size(self, key: str) -> int | None:
         try:

@@ -11,6 +11,7 @@ from celery.signals import worker_ready
 from engine import TTS
 from ttsq.config import Config
 from ttsq.jobs import JobStore
+from ttsq.plans import PlanStore
 from ttsq.procinfo import rss_bytes
 from ttsq.storage import open_storage
 
@@ -42,10 +43,12 @@ def build_engine(config: Config) -> TTS:
 
 
 def build_runtime(config: Config, tts: TTS | None = None) -> Runtime:
+    client = redis.Redis.from_url(config.effective_redis_url)
     return Runtime(
         config=config,
         tts=tts or build_engine(config),
-        store=JobStore(redis.Redis.from_url(config.effective_redis_url), config.key_prefix),
+        store=JobStore(client, config.key_prefix),
+        plans=PlanStore(client, config.key_prefix),
         storage=open_storage(config),
         celery=create_celery(config),
         name=config.worker_id,
@@ -84,3 +87,5 @@ def run_worker(config: Config) -> None:
     finally:
         for stop in upkeep:
             stop.set()
+        # Gone at once from /readyz and the healthcheck, not when the key would have expired.
+        runtime.store.redis.delete(config.worker_key(runtime.name))

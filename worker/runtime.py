@@ -9,6 +9,7 @@ from celery import Celery
 from engine import TTS
 from ttsq.config import Config
 from ttsq.jobs import JobStore
+from ttsq.plans import PlanStore
 from ttsq.storage import Storage
 
 
@@ -17,6 +18,7 @@ class Runtime:
     config: Config
     tts: TTS
     store: JobStore
+    plans: PlanStore
     storage: Storage
     celery: Celery
     name: str

@@ -1,34 +1,32 @@
-"""Run one job: synthesize sentence by sentence, write the audio to storage, record the outcome."""
+"""Run a job as a series of short tasks: plan it, synthesize one segment per task, then assemble the output.
+
+Each task holds the job's lock, does one bounded piece of work, records it, and queues the next piece. A
+worker killed mid-job loses at most the segment it was on; the job resumes from the last finished one.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 
 import redis
 
 from engine import EngineError, InvalidInputError, UnknownSpeakerError
-from engine.audio import open_wav_writer
-from ttsq.jobs import Job, JobResult, Progress
-from ttsq.storage import key_for
+from ttsq.jobs import Job, JobStatus
+from ttsq.storage import key_for, segment_key
 
+from .celery_app import SYNTHESIZE_TASK
 from .runtime import Runtime
+from .segments import AudioTooLongError, JobCanceledError, JobTimeoutError, LockLostError, assemble, plan, run_segment
 
 logger = logging.getLogger(__name__)
 
-
-class JobTimeoutError(Exception):
-    """A job ran past the configured time limit."""
-
-
-class LockLostError(Exception):
-    """The job's lock expired under us: another run may own the job, so this one must stop quietly."""
+CONTINUE = "continued"
 
 
 def run_job(runtime: Runtime, job_id: str) -> str:
-    """Process one job unless another run holds it; return what happened, for logs and tests."""
+    """Do the job's next piece unless another run holds it; return what happened, for logs and tests."""
     store, config = runtime.store, runtime.config
     token = uuid.uuid4().hex
     if not store.acquire_lock(job_id, token, config.lock_ttl_s):
@@ -39,90 +37,113 @@ def run_job(runtime: Runtime, job_id: str) -> str:
     keeper = threading.Thread(target=_keep_lock, args=(runtime, job_id, token, stop, lost), daemon=True)
     keeper.start()
     try:
-        # Read only under the lock: a run that finished a moment ago must be seen as finished.
-        job = store.get(job_id)
-        text = store.text(job_id)
-        if job is None or text is None:
-            logger.warning("%s: no such job; dropping the task", job_id)
-            return "missing"
-        if job.status.terminal:
-            logger.info("%s: already %s; nothing to do", job_id, job.status.value)
-            return "done-already"
-        if job.attempts >= config.max_attempts:
-            message = f"the job was started {job.attempts} times and its worker died each time"
-            store.mark_failed(job_id, token, "worker_lost", message)
-            return "failed"
-        store.mark_running(job_id, runtime.name, job.attempts + 1)
-        return _synthesize(runtime, job, text, token, lost)
+        outcome = _take(runtime, job_id, token, lost)
     finally:
         stop.set()
         keeper.join()
         store.release_lock(job_id, token)
+    if outcome == CONTINUE:
+        _queue_next(runtime, job_id)
+    return outcome
 
 
-def _synthesize(runtime: Runtime, job: Job, text: str, token: str, lost: threading.Event) -> str:
-    store, config, job_id = runtime.store, runtime.config, job.id
-    key = key_for(job_id, job.format)
+def _take(runtime: Runtime, job_id: str, token: str, lost: threading.Event) -> str:
+    store, config = runtime.store, runtime.config
+    # Read only under the lock: a run that finished a moment ago must be seen as finished.
+    job = store.get(job_id)
+    text = store.text(job_id)
+    if job is None or text is None:
+        logger.warning("%s: no such job; dropping the task", job_id)
+        return "missing"
+    if job.status == JobStatus.canceled:
+        _discard(runtime, job)
+        return "canceled"
+    if job.status.terminal:
+        logger.info("%s: already %s; nothing to do", job_id, job.status.value)
+        return "done-already"
+    if job.attempts >= config.max_attempts:
+        message = f"the job was started {job.attempts} times and its worker died each time"
+        store.mark_failed(job_id, token, "worker_lost", message)
+        return "failed"
+    store.mark_running(job, runtime.name)
+    return _advance(runtime, job, text, token, lost)
+
+
+def _advance(runtime: Runtime, job: Job, text: str, token: str, lost: threading.Event) -> str:
+    config, job_id = runtime.config, job.id
     try:
-        speaker = runtime.tts.speakers[job.speaker]
-        progress = Progress()
-        deadline: float | None = None
-        with runtime.storage.writer(key, tag=token) as sink, open_wav_writer(sink, speaker.sample_rate) as out:
-            for chunk in speaker.stream(text, speed=job.speed):
-                # The clock starts once the speaker is ours: waiting for its lock is not synthesis time.
-                deadline = deadline or time.monotonic() + config.task_time_limit_s
-                out.write(chunk.audio.samples)
-                sink.flush()  # surfaces a failed upload now, not after the whole text
-                progress = Progress(
-                    chunks_done=chunk.index + 1,
-                    chunks_total=chunk.total,
-                    audio_s=progress.audio_s + chunk.audio.duration_s,
-                )
-                store.set_progress(job_id, progress)
-                if lost.is_set():
-                    raise LockLostError
-                if time.monotonic() > deadline and chunk.index + 1 < chunk.total:
-                    raise JobTimeoutError
-        size = runtime.storage.size(key) or 0
-        result = JobResult(
-            key=key,
-            format=job.format,
-            duration_s=round(progress.audio_s, 3),
-            sample_rate=speaker.sample_rate,
-            size_bytes=size,
-        )
-        if not store.mark_succeeded(job_id, token, result, progress):
-            raise LockLostError
-        logger.info("%s: succeeded, %.1f s of audio, %d bytes", job_id, progress.audio_s, size)
-        return "succeeded"
+        if not runtime.plans.has_plan(job_id):
+            plan(runtime, job, text)
+            return CONTINUE  # planning a book takes a moment; synthesis starts in the next task
+        done, total = runtime.plans.done_count(job_id), runtime.plans.segment_count(job_id)
+        if done < total:
+            run_segment(runtime, job, done, token, lost)
+            return CONTINUE
+        return assemble(runtime, job, token)
     except LockLostError:
         logger.error("%s: lost its lock mid-run; leaving the job to the run that holds it", job_id)
         return "lock-lost"
+    except JobCanceledError:
+        _discard(runtime, job)
+        return "canceled"
     except JobTimeoutError:
         message = (
-            f"synthesis ran past {config.task_time_limit_s} s; "
-            "split the text into smaller jobs or raise TTSQ_TASK_TIME_LIMIT_S"
+            f"a segment took longer than {config.task_time_limit_s} s; "
+            "lower TTSQ_SEGMENT_CHARS or raise TTSQ_TASK_TIME_LIMIT_S"
         )
-        return _fail(runtime, job_id, token, "timeout", message)
+        return _fail(runtime, job, token, "timeout", message)
+    except AudioTooLongError as error:
+        return _fail(runtime, job, token, "audio_too_long", str(error))
     except UnknownSpeakerError as error:
-        return _fail(runtime, job_id, token, "unknown_speaker", f"worker {runtime.name} does not serve it: {error}")
+        return _fail(runtime, job, token, "unknown_speaker", f"worker {runtime.name} does not serve it: {error}")
     except InvalidInputError as error:
-        return _fail(runtime, job_id, token, "invalid_input", str(error))
+        return _fail(runtime, job, token, "invalid_input", str(error))
     except EngineError as error:
-        return _fail(runtime, job_id, token, "engine_error", str(error))
+        return _fail(runtime, job, token, "engine_error", str(error))
     except OSError as error:
-        return _fail(runtime, job_id, token, "storage_error", f"could not write the audio: {error}")
+        return _fail(runtime, job, token, "storage_error", f"could not store the audio: {error}")
     except redis.RedisError:
-        raise  # the record can't be written; let the lock expire so the job is requeued
+        raise  # the record can't be written; the lock lapses and the job is requeued
     except Exception as error:  # the job must say why it failed, whatever went wrong
         logger.exception("%s: unexpected error", job_id)
-        return _fail(runtime, job_id, token, "internal_error", f"{type(error).__name__}: {error}")
+        return _fail(runtime, job, token, "internal_error", f"{type(error).__name__}: {error}")
 
 
-def _fail(runtime: Runtime, job_id: str, token: str, code: str, message: str) -> str:
-    logger.warning("%s: failed (%s): %s", job_id, code, message)
-    runtime.store.mark_failed(job_id, token, code, message)
+def _queue_next(runtime: Runtime, job_id: str) -> None:
+    """Hand the job's next piece to the queue (after our lock is released, so that task can take it)."""
+    job = runtime.store.get(job_id)
+    if job is None:
+        return
+    runtime.store.update(job_id, in_task=False, attempts=0)
+    try:
+        runtime.celery.send_task(SYNTHESIZE_TASK, args=[job_id], queue=job.queue)
+    except Exception:
+        # Leave it looking orphaned, so a worker's upkeep requeues it once the broker is back.
+        runtime.store.update(job_id, in_task=True)
+        logger.exception("%s: could not queue the next segment; upkeep will retry", job_id)
+
+
+def _fail(runtime: Runtime, job: Job, token: str, code: str, message: str) -> str:
+    logger.warning("%s: failed (%s): %s", job.id, code, message)
+    if runtime.store.mark_failed(job.id, token, code, message):
+        _remove_work(runtime, job)
     return "failed"
+
+
+def _discard(runtime: Runtime, job: Job) -> None:
+    logger.info("%s: canceled; removing its partial output", job.id)
+    _remove_work(runtime, job)
+
+
+def _remove_work(runtime: Runtime, job: Job) -> None:
+    """Best effort: the job's outcome is already recorded, and leftovers must not hide it."""
+    keys = [segment_key(job.id, index) for index in range(runtime.plans.segment_count(job.id))]
+    for key in [*keys, key_for(job.id, job.format)]:
+        try:
+            runtime.storage.delete(key)
+        except Exception as error:  # storage backends raise unrelated types
+            logger.warning("%s: could not remove %s: %s", job.id, key, error)
+    runtime.plans.delete(job.id)
 
 
 def _keep_lock(runtime: Runtime, job_id: str, token: str, stop: threading.Event, lost: threading.Event) -> None:

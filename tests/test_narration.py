@@ -1,0 +1,183 @@
+"""Long texts: segments that join seamlessly, pauses, formats, marks, cancellation, limits."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import run_to_end
+
+from engine.audio import open_audio_writer
+from engine.narration import NarrationChunk, PauseOptions, narrate, trim_silence
+from engine.textnorm import split_text
+
+BOOK = """Chapter One
+
+The rain had not stopped for three days. Mrs. Alder watched it from the kitchen window, counting the drops.
+
+"It will clear by Tuesday," her husband said. He was wrong, as he often was about the weather.
+
+Chapter Two
+
+On the fourth day the river rose. By noon it had reached the garden wall, and by evening the road was gone.
+"""
+
+
+def narration_of(tts, text: str, pauses: PauseOptions) -> np.ndarray:  # type: ignore[no-untyped-def]
+    chunks = [NarrationChunk(c.spoken, c.paragraph, c.heading) for c in split_text(text)]
+    pieces = narrate(tts.speakers["joe"], chunks, options=pauses, noise_scale=0.0, noise_w_scale=0.0)
+    return np.concatenate([p.samples for p in pieces])
+
+
+def test_trim_silence_keeps_a_margin() -> None:
+    samples = np.concatenate([np.zeros(1000), np.full(500, 5000), np.zeros(2000)]).astype(np.int16)
+    trimmed = trim_silence(samples, 1000, keep_s=0.01)
+    assert len(trimmed) == 500 + 2 * 10
+    assert len(trim_silence(np.zeros(100, dtype=np.int16), 1000, 0.01)) == 0
+
+
+def test_pauses_between_sentences_and_paragraphs(tts) -> None:  # type: ignore[no-untyped-def]
+    chunks = [
+        NarrationChunk("One sentence.", 0),
+        NarrationChunk("Another one.", 0),
+        NarrationChunk("New paragraph.", 1),
+    ]
+    options = PauseOptions(sentence_silence_s=0.5, paragraph_silence_s=1.5)
+    pieces = list(narrate(tts.speakers["joe"], chunks, options=options, noise_scale=0.0, noise_w_scale=0.0))
+    rate = tts.speakers["joe"].sample_rate
+    leading = [int(np.argmax(np.abs(p.samples.astype(np.int32)) > 300)) / rate for p in pieces]
+    assert leading[0] < 0.1
+    assert 0.5 <= leading[1] < 0.6
+    assert 1.5 <= leading[2] < 1.6
+    assert [p.mark.paragraph if p.mark else None for p in pieces] == [0, None, 1]
+    assert pieces[2].mark and pieces[2].mark.start_s == pytest.approx(
+        (len(pieces[0].samples) + len(pieces[1].samples)) / rate + 1.5
+    )
+
+
+def test_rf64_past_4_gb() -> None:
+    assert open_audio_writer(io.BytesIO(), 22050, "wav", total_frames=3_000_000_000).format == "RF64"
+    assert open_audio_writer(io.BytesIO(), 22050, "wav", total_frames=1_000).format == "WAV"
+
+
+def job_env(config_env: dict[str, str], **extra: str) -> dict[str, str]:
+    return {**config_env, "TTSQ_SEGMENT_CHARS": "120", "TTSQ_MAX_TEXT_CHARS": "100000", **extra}
+
+
+def make_stack(env: dict[str, str], tts):  # type: ignore[no-untyped-def]
+    from api import create_app
+    from ttsq.config import load_config
+    from worker.main import build_runtime
+
+    config = load_config(env)
+    return create_app(config).test_client(), build_runtime(config, tts=tts)
+
+
+def test_segmented_job_equals_one_uninterrupted_narration(config_env, tts) -> None:  # type: ignore[no-untyped-def]
+    client, runtime = make_stack(job_env(config_env), tts)
+    body = {"text": BOOK, "noise_scale": 0, "noise_w_scale": 0, "marks": True}
+    job_id = client.post("/v1/jobs", json=body).get_json()["id"]
+    assert run_to_end(runtime, job_id) == "succeeded"
+    job = client.get(f"/v1/jobs/{job_id}").get_json()
+    assert job["progress"]["chunks_done"] == job["progress"]["chunks_total"] == len(split_text(BOOK))
+    data, _ = soundfile.read(io.BytesIO(client.get(job["result"]["url"]).data), dtype="int16")
+    expected = narration_of(
+        tts, BOOK, PauseOptions(runtime.config.sentence_silence_s, runtime.config.paragraph_silence_s)
+    )
+    np.testing.assert_array_equal(data, expected)  # no segment missing, none twice, pauses where they belong
+    marks = job["result"]["marks"]
+    assert [m["paragraph"] for m in marks] == sorted({c.paragraph for c in split_text(BOOK)})
+    assert [m["heading"] for m in marks][:2] == [True, False]
+    assert all(b["start_s"] > a["start_s"] for a, b in itertools.pairwise(marks))
+    assert not runtime.plans.has_plan(job_id)  # segments and plan are gone
+    assert [p.name for p in runtime.storage.root.iterdir()] == [f"{job_id}.wav"]
+
+
+@pytest.mark.parametrize("fmt", ["flac", "ogg", "mp3"])
+def test_formats(config_env, tts, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    client, runtime = make_stack(job_env(config_env), tts)
+    job_id = client.post("/v1/jobs", json={"text": BOOK, "format": fmt}).get_json()["id"]
+    assert run_to_end(runtime, job_id) == "succeeded"
+    job = client.get(f"/v1/jobs/{job_id}").get_json()
+    response = client.get(job["result"]["url"])
+    assert response.mimetype == {"flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}[fmt]
+    info = soundfile.info(io.BytesIO(response.data))
+    assert info.samplerate == 22050
+    assert info.duration == pytest.approx(job["result"]["duration_s"], abs=0.2)
+
+
+def test_progress_reports_an_eta_while_running(config_env, tts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    client, runtime = make_stack(job_env(config_env), tts)
+    seen = []
+    original = runtime.store.set_progress
+    monkeypatch.setattr(runtime.store, "set_progress", lambda job, p: (seen.append(p), original(job, p)))
+    job_id = client.post("/v1/jobs", json={"text": BOOK}).get_json()["id"]
+    run_to_end(runtime, job_id)
+    assert seen[0].eta_s is not None and seen[0].eta_s > 0
+    assert seen[-1].eta_s == 0
+    assert [p.chunks_done for p in seen] == list(range(1, len(seen) + 1))
+
+
+def test_cancel_a_queued_job(config_env, tts) -> None:  # type: ignore[no-untyped-def]
+    client, runtime = make_stack(job_env(config_env), tts)
+    job_id = client.post("/v1/jobs", json={"text": BOOK}).get_json()["id"]
+    response = client.delete(f"/v1/jobs/{job_id}")
+    assert response.status_code == 202 and response.get_json()["status"] == "canceled"
+    assert run_to_end(runtime, job_id) == "canceled"
+    assert client.get(f"/v1/jobs/{job_id}").get_json()["status"] == "canceled"
+    assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 409
+
+
+def test_cancel_a_running_job_between_sentences(config_env, tts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    client, runtime = make_stack(job_env(config_env), tts)
+    job_id = client.post("/v1/jobs", json={"text": BOOK}).get_json()["id"]
+    original = runtime.store.set_progress
+
+    def cancel_on_third(job: str, progress) -> None:  # type: ignore[no-untyped-def]
+        original(job, progress)
+        if progress.chunks_done == 3:
+            assert client.post(f"/v1/jobs/{job}/cancel").status_code == 202
+
+    monkeypatch.setattr(runtime.store, "set_progress", cancel_on_third)
+    assert run_to_end(runtime, job_id) == "canceled"
+    job = client.get(f"/v1/jobs/{job_id}").get_json()
+    assert job["status"] == "canceled" and job["progress"]["chunks_done"] == 3
+    assert list(runtime.storage.root.iterdir()) == []  # partial segments removed
+    assert not runtime.plans.has_plan(job_id)
+    assert not runtime.tts.speakers["joe"].lock.locked()  # the speaker is free
+
+
+def test_cancel_unknown_and_finished_jobs(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    assert client.delete("/v1/jobs/" + "0" * 32).get_json()["error"]["code"] == "job_not_found"
+    job_id = client.post("/v1/jobs", json={"text": "Hi."}).get_json()["id"]
+    run_to_end(runtime, job_id)
+    response = client.delete(f"/v1/jobs/{job_id}")
+    assert response.status_code == 409 and response.get_json()["error"]["code"] == "job_finished"
+
+
+def test_audio_limit_fails_the_job(config_env, tts) -> None:  # type: ignore[no-untyped-def]
+    client, runtime = make_stack(job_env(config_env, TTSQ_MAX_AUDIO_S="5"), tts)
+    job_id = client.post("/v1/jobs", json={"text": BOOK}).get_json()["id"]
+    assert run_to_end(runtime, job_id) == "failed"
+    error = client.get(f"/v1/jobs/{job_id}").get_json()["error"]
+    assert error["code"] == "audio_too_long" and "TTSQ_MAX_AUDIO_S" in error["message"]
+    assert list(runtime.storage.root.iterdir()) == []
+
+
+def test_no_segment_is_recorded_twice(config_env, tts) -> None:  # type: ignore[no-untyped-def]
+    client, runtime = make_stack(job_env(config_env), tts)
+    job_id = client.post("/v1/jobs", json={"text": BOOK}).get_json()["id"]
+    from worker.synthesis import run_job
+
+    assert run_job(runtime, job_id) == "continued"  # the plan
+    assert run_job(runtime, job_id) == "continued"  # segment 0
+    record = runtime.plans.record(job_id, 0)
+    lock = runtime.store.lock_key(job_id)
+    runtime.store.acquire_lock(job_id, "me", 30)
+    assert not runtime.plans.finish_segment(job_id, lock, "me", 0, record)  # index 0 is taken
+    assert runtime.plans.done_count(job_id) == 1
+    assert json.loads(runtime.store.redis.lindex(f"{runtime.config.key_prefix}job:{job_id}:done", 0))

@@ -1,0 +1,150 @@
+"""The pieces of a job: plan it into segments, synthesize one segment, assemble the finished segments."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict
+
+import numpy as np
+
+from engine import InvalidInputError
+from engine.audio import open_audio_writer
+from engine.narration import Mark, NarrationChunk, PauseOptions, narrate
+from engine.textnorm import split_text
+from ttsq.jobs import Job, JobResult, JobStatus, Progress
+from ttsq.plans import SegmentRecord
+from ttsq.storage import key_for, segment_key
+
+from .runtime import Runtime
+
+READ_BLOCK_BYTES = 1 << 20
+
+
+class LockLostError(Exception):
+    """The job's lock expired under us: another run may own the job, so this one must stop quietly."""
+
+
+class JobCanceledError(Exception):
+    """The job was canceled; stop between sentences."""
+
+
+class JobTimeoutError(Exception):
+    """A segment ran past the configured time limit."""
+
+
+class AudioTooLongError(Exception):
+    """The job's audio passed the configured maximum."""
+
+
+def plan(runtime: Runtime, job: Job, text: str) -> None:
+    """Split the text into chunks and group them into segments of about TTSQ_SEGMENT_CHARS characters."""
+    chunks = split_text(text)
+    if not chunks:
+        raise InvalidInputError("text has nothing to speak")
+    segments: list[tuple[int, int]] = []
+    first, size = 0, 0
+    for index, chunk in enumerate(chunks):
+        if size and size + len(chunk.source) > runtime.config.segment_chars:
+            segments.append((first, index))
+            first, size = index, 0
+        size += len(chunk.source)
+    segments.append((first, len(chunks)))
+    records = [{"spoken": c.spoken, "paragraph": c.paragraph, "heading": c.heading} for c in chunks]
+    runtime.plans.save(job.id, records, segments)
+    runtime.store.update(
+        job.id,
+        segments_total=len(segments),
+        progress=Progress(chunks_done=0, chunks_total=len(chunks)).model_dump(),
+    )
+
+
+def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: threading.Event) -> None:
+    """Synthesize segment ``index`` into its own stored object and record it, once."""
+    config, store = runtime.config, runtime.store
+    speaker = runtime.tts.speakers[job.speaker]
+    rate = speaker.sample_rate
+    first, raw_chunks = runtime.plans.segment_chunks(job.id, index)
+    chunks = [NarrationChunk(**c) for c in raw_chunks]
+    before = runtime.plans.record(job.id, index - 1)
+    offset_s = before.end_s if before else 0.0
+    previous = NarrationChunk(**before.last_chunk) if before else None
+    pauses = PauseOptions(config.sentence_silence_s, config.paragraph_silence_s)
+    started = time.monotonic()
+    deadline: float | None = None
+    samples, marks = 0, []
+    with runtime.storage.writer(segment_key(job.id, index), tag=token) as sink:
+        narration = narrate(speaker, chunks, offset_s, previous, pauses, job.speed, job.noise_scale, job.noise_w_scale)
+        for done, piece in enumerate(narration, start=1):
+            # The clock starts once the speaker is ours: waiting for its lock is not synthesis time.
+            deadline = deadline or time.monotonic() + config.task_time_limit_s
+            sink.write(piece.samples.tobytes())
+            sink.flush()  # surfaces a failed upload now, not at the end
+            samples += len(piece.samples)
+            if piece.mark is not None:
+                marks.append(asdict(piece.mark))
+            audio_s = offset_s + samples / rate
+            _report(runtime, job, first + done, audio_s, time.monotonic() - started)
+            _check(runtime, job.id, lost, deadline, done < len(chunks), audio_s)
+    record = SegmentRecord(samples=samples, end_s=offset_s + samples / rate, marks=marks, last_chunk=raw_chunks[-1])
+    if not runtime.plans.finish_segment(job.id, store.lock_key(job.id), token, index, record):
+        raise LockLostError
+    store.update(job.id, segments_done=index + 1, synth_s=job.synth_s + time.monotonic() - started)
+
+
+def _report(runtime: Runtime, job: Job, chunks_done: int, audio_s: float, segment_s: float) -> None:
+    total = job.progress.chunks_total or chunks_done
+    per_chunk_s = (job.synth_s + segment_s) / chunks_done  # measured over the whole job so far
+    eta = round(per_chunk_s * (total - chunks_done), 1)
+    progress = Progress(chunks_done=chunks_done, chunks_total=total, audio_s=round(audio_s, 3), eta_s=eta)
+    runtime.store.set_progress(job.id, progress)
+
+
+def _check(runtime: Runtime, job_id: str, lost: threading.Event, deadline: float, more: bool, audio_s: float) -> None:
+    if lost.is_set():
+        raise LockLostError
+    if runtime.store.status(job_id) == JobStatus.canceled:
+        raise JobCanceledError
+    if audio_s > runtime.config.max_audio_s:
+        raise AudioTooLongError(
+            f"the audio passed {runtime.config.max_audio_s:.0f} s (TTSQ_MAX_AUDIO_S); split the text into smaller jobs"
+        )
+    if more and time.monotonic() > deadline:
+        raise JobTimeoutError
+
+
+def assemble(runtime: Runtime, job: Job, token: str) -> str:
+    """Join the finished segments into the output file, in the job's format, then drop the segments."""
+    records = runtime.plans.records(job.id)
+    rate = runtime.tts.speakers[job.speaker].sample_rate
+    total = sum(r.samples for r in records)
+    key = key_for(job.id, job.format)
+    with runtime.storage.writer(key, tag=token) as sink, open_audio_writer(sink, rate, job.format, total) as out:
+        for index in range(len(records)):
+            with runtime.storage.reader(segment_key(job.id, index)) as segment:
+                while block := segment.read(READ_BLOCK_BYTES):
+                    out.write(np.frombuffer(block, dtype=np.int16))
+                    sink.flush()
+            if runtime.store.status(job.id) == JobStatus.canceled:
+                raise JobCanceledError
+    marks = [Mark(**m) for r in records for m in r.marks] if job.marks else None
+    result = JobResult(
+        key=key,
+        format=job.format,
+        duration_s=round(total / rate, 3),
+        sample_rate=rate,
+        size_bytes=runtime.storage.size(key) or 0,
+        marks=[asdict(m) for m in marks] if marks is not None else None,
+    )
+    progress = Progress(
+        chunks_done=job.progress.chunks_total or 0,
+        chunks_total=job.progress.chunks_total,
+        audio_s=result.duration_s,
+        eta_s=0.0,
+    )
+    if not runtime.store.mark_succeeded(job.id, token, result, progress):
+        raise LockLostError
+    for index in range(len(records)):
+        runtime.storage.delete(segment_key(job.id, index))
+    runtime.plans.delete(job.id)
+    return JobStatus.succeeded.value
