@@ -181,3 +181,59 @@ def test_no_segment_is_recorded_twice(config_env, tts) -> None:  # type: ignore[
     assert not runtime.plans.finish_segment(job_id, lock, "me", 0, record)  # index 0 is taken
     assert runtime.plans.done_count(job_id) == 1
     assert json.loads(runtime.store.redis.lindex(f"{runtime.config.key_prefix}job:{job_id}:done", 0))
+
+
+def utterances(samples: np.ndarray, rate: int, min_gap_s: float, threshold: int = 300) -> list[np.ndarray]:
+    """Cut audio where it stays below ``threshold`` for at least ``min_gap_s``: what a listener hears as pauses."""
+    frame = rate // 100  # 10 ms
+    loud = np.abs(samples[: len(samples) // frame * frame].astype(np.int32)).reshape(-1, frame).max(axis=1) > threshold
+    pieces, start, quiet = [], None, 0
+    for index, is_loud in enumerate(loud):
+        if is_loud:
+            if start is None:
+                start = index
+            quiet = 0
+        elif start is not None:
+            quiet += 1
+            if quiet * 0.01 >= min_gap_s:
+                pieces.append(samples[start * frame : (index - quiet + 1) * frame])
+                start, quiet = None, 0
+    if start is not None:
+        pieces.append(samples[start * frame :])
+    return pieces
+
+
+@pytest.mark.slow
+def test_a_long_narration_listened_to_by_a_program(config_env, tts) -> None:  # type: ignore[no-untyped-def]
+    """The assembled test passages, narrated and then heard: right length, no silent chunk, no chunk twice."""
+    from pathlib import Path
+
+    data_dir = Path(__file__).parent / "data"
+    text = "\n\n".join(path.read_text(encoding="utf-8") for path in sorted(data_dir.iterdir()))
+    client, runtime = make_stack(job_env(config_env, TTSQ_SEGMENT_CHARS="1500"), tts)
+    job_id = client.post("/v1/jobs", json={"text": text}).get_json()["id"]
+    assert run_to_end(runtime, job_id) == "succeeded"
+    job = client.get(f"/v1/jobs/{job_id}").get_json()
+    audio, rate = soundfile.read(io.BytesIO(client.get(job["result"]["url"]).data), dtype="int16")
+
+    # The parts it should be made of: each chunk spoken alone and trimmed, plus the configured pause before it.
+    chunks = split_text(text)
+    pauses = PauseOptions(runtime.config.sentence_silence_s, runtime.config.paragraph_silence_s)
+    speaker = tts.speakers["joe"]
+    alone = [trim_silence(s, rate, pauses.edge_keep_s) for s in speaker.stream_chunks(c.spoken for c in chunks)]
+    paragraph_breaks = sum(1 for a, b in itertools.pairwise(chunks) if a.paragraph != b.paragraph)
+    sentence_breaks = len(chunks) - 1 - paragraph_breaks
+    expected_s = (
+        sum(len(s) for s in alone) / rate
+        + paragraph_breaks * pauses.paragraph_silence_s
+        + sentence_breaks * pauses.sentence_silence_s
+    )
+    assert len(audio) / rate == pytest.approx(expected_s, rel=0.05)  # noise varies durations a little
+
+    heard = utterances(audio, rate, min_gap_s=pauses.sentence_silence_s)
+    spoken = [c for c in chunks if c.spoken.strip()]
+    # Every chunk is heard apart from its neighbours (the pauses are there); the voice's own pauses at commas and
+    # between the sentences espeak finds inside a chunk can split one chunk into more utterances, so no upper bound.
+    assert len(heard) >= len(spoken)
+    assert all(np.sqrt(np.mean(u.astype(np.float64) ** 2)) > 300 for u in heard)  # none silent
+    assert not any(len(a) == len(b) and np.array_equal(a, b) for a, b in itertools.pairwise(heard))  # none twice

@@ -1,0 +1,592 @@
+"""Narrate long texts through the whole stack: does time grow linearly with the text, and the worker's memory stay flat?
+
+Run from anywhere: ``python bench/narration.py [--sizes 20000,100000,400000] [--quick] [--json PATH]``. Each size is
+one job, sent through the API to a fresh worker process (embedded Redis, local storage, the worker's default
+settings); prints one table and the two targets of issue 3, and writes the figures as JSON (default
+``bench/results/narration.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+# Run as `python bench/narration.py`, Python puts bench/ first on sys.path, where bench/engine.py shadows the engine
+# package.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+import redis
+import requests
+import soundfile
+from werkzeug.serving import make_server
+
+from api import create_app
+from ttsq.client import wait_ready
+from ttsq.config import load_config
+from ttsq.embedded import EmbeddedRedis
+from ttsq.jobs import JobStore
+from ttsq.storage import key_for
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "narration.json"
+SPEAKER = "joe"
+FORMAT = "wav"
+
+SIZES = (20_000, 100_000, 400_000)
+QUICK_SIZES = (5_000, 20_000)
+"""Characters per text; each size is one job."""
+
+THROUGHPUT_TARGET = 0.10
+"""The largest text's audio seconds per wall second may fall at most this fraction below the smallest text's."""
+RSS_TARGET_MB = 50.0
+"""The worker's peak RSS on the largest text may exceed its peak on the smallest by at most this many MB."""
+
+RSS_PERIOD_S = 0.5
+"""How often VmRSS of the worker is sampled during a job."""
+RSS_CURVE_PARTS = 10
+"""The sampled RSS is summarised as its maximum in each of this many equal parts of the job's wall time."""
+
+LONG_POLL_S = 25
+"""Seconds the API may hold a GET /v1/jobs/<id> until the job changes."""
+PROGRESS_EVERY_S = 60.0
+"""How often the job's progress is shown on stderr."""
+READY_TIMEOUT_S = 120.0
+WARMUP_TIMEOUT_S = 120.0
+JOB_TIMEOUT_BASE_S = 300.0
+JOB_TIMEOUT_PER_CHAR_S = 0.01
+"""A job may take JOB_TIMEOUT_BASE_S + this per character (400k: about 70 minutes, four times the expected)."""
+WORKER_STOP_TIMEOUT_S = 20.0
+MB = 1e6
+
+WARMUP_TEXT = "Warming up. This is a short sentence, with a comma!"
+PASSAGE = (
+    "The house on Marrow Lane had stood empty for eleven winters before the Ashdowns came to look at it. Mr. Ashdown "
+    "walked the length of the garden twice, counting his steps under his breath, while his wife stood at the gate "
+    "with her hands in her coat pockets and said nothing at all. The roof sagged a little over the kitchen; the "
+    "windows on the north side had gone milky with age; and somebody, years ago, had planted a row of pear trees "
+    "that no one had pruned since.\n\n"
+    '"It\'s too big for us," she said at last. "We\'d rattle around in it like two peas in a drum."\n\n'
+    '"Then we\'ll fill it," he answered. "Books, mostly. And the piano, if the stairs will take it."\n\n'
+    "The agent, a thin young man named Pryce who had clearly hoped to be somewhere else by half past four, opened "
+    "the front door with a key the size of a soup spoon. Inside, the hall smelled of dust and old wax and, faintly, "
+    "of lavender, as if someone had left a sachet in a drawer and forgotten it. Light fell through the stained glass "
+    "above the door and lay across the floorboards in pools of red and amber.\n\n"
+    "They went from room to room without hurrying. In the study, the shelves still held a few forgotten volumes: a "
+    "gazetteer of the county from 1911, three novels with their spines gone soft, and a ledger in which a careful "
+    "hand had recorded the weather every morning for nearly twenty years. Rain, it said, and rain again; then, in "
+    "the margin of one August page, a single word underlined twice: Swallows.\n\n"
+    "Mrs. Ashdown turned the pages slowly. She was not a sentimental woman, or so she liked to say, but she stood "
+    "there long enough that her husband came back to find her. He read over her shoulder and did not speak. "
+    "Outside, the wind moved through the pear trees, and somewhere at the bottom of the garden a gate knocked softly "
+    "against its post, once, twice, as if asking to be let in.\n\n"
+    '"Well," said Mr. Pryce from the doorway, with the brightness of a man who senses a sale, "shall I tell the '
+    "owners you're interested?\"\n\n"
+    'She closed the ledger and held it against her chest. "Tell them," she said, "that we\'ll need the key."\n\n'
+)
+
+
+class BenchError(Exception):
+    """The stack under test did not do what the benchmark needs."""
+
+
+def build_text(min_chars: int) -> str:
+    """The passage repeated until it has at least ``min_chars`` characters: paragraphs and all."""
+    repeats = -(-min_chars // len(PASSAGE))
+    return (PASSAGE * repeats).strip()
+
+
+# --- the worker's memory, from /proc -------------------------------------------------------------------------------
+
+
+def proc_status_bytes(pid: int, field: str) -> int:
+    """A ``kB`` field of /proc/<pid>/status (VmRSS, VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"/proc/{pid}/status has no {field} line")
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Set the process's VmHWM back to its current RSS (Linux 4.0+), so the next reading is the job's own peak."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+class RssSampler:
+    """Reads the worker's VmRSS every ``period_s`` on a thread, as (seconds since start, bytes) pairs."""
+
+    def __init__(self, pid: int, period_s: float = RSS_PERIOD_S) -> None:
+        self.pid = pid
+        self.period_s = period_s
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
+
+    def _run(self) -> None:
+        started = time.perf_counter()
+        while True:
+            try:
+                self.samples.append((time.perf_counter() - started, proc_status_bytes(self.pid, "VmRSS")))
+            except (OSError, BenchError):
+                return  # the worker is gone; its log tells why
+            if self._stop.wait(self.period_s):
+                return
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def rss_curve(samples: Sequence[tuple[float, int]], parts: int = RSS_CURVE_PARTS) -> list[float | None]:
+    """The largest sample (MB) in each of ``parts`` equal spans of the sampled time; None for a span with none."""
+    if not samples:
+        return [None] * parts
+    span = samples[-1][0] or 1.0
+    curve: list[float | None] = [None] * parts
+    for at, rss in samples:
+        part = min(int(at / span * parts), parts - 1)
+        value = rss / MB
+        current = curve[part]
+        curve[part] = value if current is None else max(current, value)
+    return curve
+
+
+# --- the stack: embedded Redis, the API on a real HTTP server, one worker process per size -------------------------
+
+
+def stack_env(redis_url: str, data_dir: Path, max_text_chars: int) -> dict[str, str]:
+    return {
+        "TTSQ_REDIS_URL": redis_url,
+        "TTSQ_SECRET_KEY": secrets.token_hex(16),
+        "TTSQ_DATA_DIR": str(data_dir),
+        "TTSQ_LOG_LEVEL": "WARNING",
+        "TTSQ_MAX_TEXT_CHARS": str(max_text_chars),
+    }
+
+
+@contextmanager
+def embedded_redis(data_dir: Path) -> Iterator[str]:
+    server = EmbeddedRedis(data_dir)
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@contextmanager
+def worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m ttsq worker`` with only our TTSQ_* settings; its log is shown if the benchmark fails."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")} | env
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ttsq", "worker"],
+            env=child_env,
+            cwd=REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    except BaseException:
+        tail = log_path.read_text(errors="replace")[-4000:]
+        print(f"--- worker log ({log_path}) ---\n{tail}", file=sys.stderr)
+        raise
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=WORKER_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def api_server(env: dict[str, str]) -> Iterator[str]:
+    """The real Flask app on a threaded werkzeug server on 127.0.0.1; yields its base URL."""
+    server = make_server("127.0.0.1", 0, create_app(load_config(env)), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="bench-api", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+# --- one narration -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Narration:
+    """One size: a job through the stack on a fresh worker, and that worker's memory."""
+
+    chars: int
+    chunks: int
+    segments: int
+    """Segment tasks the job ran as (TTSQ_SEGMENT_CHARS characters each)."""
+    audio_s: float
+    wall_s: float
+    """From sending POST /v1/jobs to reading status ``succeeded``."""
+    x_realtime: float
+    """audio_s / wall_s."""
+    queued_s: float
+    """created_at to started_at (the job record's timestamps)."""
+    worker_s: float
+    """started_at to finished_at: planning, every segment, and assembling the output."""
+    polls: int
+    size_bytes: int
+    file_audio_s: float
+    """The duration soundfile reads from the stored output: checks that the file is whole."""
+    rss_idle_mb: float
+    """VmRSS of the worker, loaded and warmed, just before the job."""
+    rss_start_peak_mb: float
+    """VmHWM just before the job: the peak of loading and warming up."""
+    peak_rss_mb: float
+    """VmHWM read right after the job succeeded: the worker's peak over its whole life."""
+    job_peak_rss_mb: float | None
+    """VmHWM reset before the job and read after it: the peak during the job alone (None where Linux can't reset)."""
+    rss_sampled_max_mb: float
+    rss_samples: int
+    rss_curve_mb: list[float | None]
+    """The largest sampled VmRSS in each tenth of the job's wall time."""
+
+
+def _timestamp(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def run_job(session: requests.Session, base_url: str, text: str, timeout_s: float) -> tuple[dict[str, Any], float, int]:
+    """Send the job and long-poll it until it succeeds; return its last view, the wall seconds and the polls."""
+    started = time.perf_counter()
+    response = session.post(
+        f"{base_url}/v1/jobs", json={"text": text, "speaker": SPEAKER, "format": FORMAT}, timeout=60
+    )
+    if response.status_code != 202:
+        raise BenchError(f"POST /v1/jobs answered {response.status_code}: {response.text[:300]}")
+    job_id = response.json()["id"]
+    polls, shown_at = 0, started
+    while True:
+        # Long polling: the API answers as soon as the job changes, so no poll period is added to the wall time.
+        response = session.get(f"{base_url}/v1/jobs/{job_id}", params={"wait": LONG_POLL_S}, timeout=LONG_POLL_S + 10)
+        polls += 1
+        if response.status_code != 200:
+            raise BenchError(f"GET /v1/jobs/{job_id} answered {response.status_code}: {response.text[:300]}")
+        job = response.json()
+        now = time.perf_counter()
+        if job["status"] == "succeeded":
+            return job, now - started, polls
+        if job["status"] in ("failed", "canceled"):
+            raise BenchError(f"job {job_id} {job['status']}: {job['error']}")
+        if now - started > timeout_s:
+            raise BenchError(f"job {job_id} did not succeed within {timeout_s:.0f} s (last status {job['status']!r})")
+        if now - shown_at >= PROGRESS_EVERY_S:
+            progress = job["progress"]
+            print(
+                f"    {now - started:5.0f} s: {job['status']}, "
+                f"chunk {progress['chunks_done']}/{progress['chunks_total']}, "
+                f"{progress['audio_s']:.0f} s of audio, eta {progress['eta_s']} s",
+                file=sys.stderr,
+                flush=True,
+            )
+            shown_at = now
+
+
+def stored_audio_s(audio_dir: Path, job_id: str) -> float:
+    """The stored output's duration as a reader sees it; the file is removed after, the next size needs the disk."""
+    path = audio_dir / key_for(job_id, FORMAT)
+    try:
+        info = soundfile.info(str(path))
+        return float(info.frames / info.samplerate)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def narrate(base_url: str, env: dict[str, str], text: str, data_dir: Path) -> Narration:
+    """Start a fresh worker, warm it with one short job, then narrate ``text`` while watching the worker's memory."""
+    chars = len(text)
+    config = load_config(env)
+    with worker_process(env, data_dir / f"worker-{chars}.log") as worker, requests.Session() as session:
+        wait_ready(base_url, timeout_s=READY_TIMEOUT_S, alive=lambda: worker.poll() is None)
+        # The warm-up job also waits for the worker to consume (/readyz only says it announced itself), so the
+        # measured job's wall time holds no start-up.
+        warmup, _, _ = run_job(session, base_url, WARMUP_TEXT, WARMUP_TIMEOUT_S)
+        stored_audio_s(config.audio_dir, warmup["id"])
+        rss_idle = proc_status_bytes(worker.pid, "VmRSS")
+        start_peak = proc_status_bytes(worker.pid, "VmHWM")
+        reset = reset_peak_rss(worker.pid)
+        with RssSampler(worker.pid) as sampler:
+            job, wall_s, polls = run_job(session, base_url, text, JOB_TIMEOUT_BASE_S + JOB_TIMEOUT_PER_CHAR_S * chars)
+            job_peak = proc_status_bytes(worker.pid, "VmHWM")  # before the worker stops
+        if worker.poll() is not None:
+            raise BenchError(f"the worker exited (code {worker.returncode}) during the job")
+    samples = sampler.samples
+    result = job["result"]
+    # The API does not show how many segment tasks a job ran as; its record in Redis does.
+    with redis.Redis.from_url(config.effective_redis_url) as client:
+        record = JobStore(client, config.key_prefix).get(job["id"])
+    if record is None or record.segments_total is None:
+        raise BenchError(f"job {job['id']} has no segment count in its record")
+    audio_s = float(result["duration_s"])
+    return Narration(
+        chars=chars,
+        chunks=int(job["progress"]["chunks_total"]),
+        segments=record.segments_total,
+        audio_s=audio_s,
+        wall_s=wall_s,
+        x_realtime=audio_s / wall_s,
+        queued_s=_timestamp(job["started_at"]) - _timestamp(job["created_at"]),
+        worker_s=_timestamp(job["finished_at"]) - _timestamp(job["started_at"]),
+        polls=polls,
+        size_bytes=int(result["size_bytes"]),
+        file_audio_s=stored_audio_s(config.audio_dir, job["id"]),
+        rss_idle_mb=rss_idle / MB,
+        rss_start_peak_mb=start_peak / MB,
+        peak_rss_mb=max(start_peak, job_peak) / MB if reset else job_peak / MB,
+        job_peak_rss_mb=job_peak / MB if reset else None,
+        rss_sampled_max_mb=max((rss for _, rss in samples), default=0) / MB,
+        rss_samples=len(samples),
+        rss_curve_mb=rss_curve(samples),
+    )
+
+
+def bench_narration(sizes: Sequence[int]) -> list[Narration]:
+    texts = [build_text(size) for size in sizes]
+    results = []
+    with tempfile.TemporaryDirectory(prefix="ttsq-bench-") as tmp, ExitStack() as stack:
+        data_dir = Path(tmp)
+        redis_url = stack.enter_context(embedded_redis(data_dir))
+        env = stack_env(redis_url, data_dir, max(len(t) for t in texts))
+        base_url = stack.enter_context(api_server(env))
+        for text in texts:
+            print(f"  {len(text)} chars on a fresh worker", file=sys.stderr, flush=True)
+            results.append(narrate(base_url, env, text, data_dir))
+            done = results[-1]
+            print(
+                f"    done: {done.audio_s:.0f} s of audio in {done.wall_s:.1f} s; peak RSS {done.peak_rss_mb:.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+    return results
+
+
+# --- report --------------------------------------------------------------------------------------------------------
+
+
+def targets(runs: Sequence[Narration]) -> dict[str, Any]:
+    """Issue 3's two targets, comparing the largest text with the smallest."""
+    small, large = min(runs, key=lambda r: r.chars), max(runs, key=lambda r: r.chars)
+    ratio = large.x_realtime / small.x_realtime
+    growth = large.peak_rss_mb - small.peak_rss_mb
+    job_growth = None
+    if large.job_peak_rss_mb is not None and small.job_peak_rss_mb is not None:
+        job_growth = large.job_peak_rss_mb - small.job_peak_rss_mb
+    return {
+        "smallest_chars": small.chars,
+        "largest_chars": large.chars,
+        "throughput_ratio": ratio,
+        "throughput_target": 1 - THROUGHPUT_TARGET,
+        "throughput_met": ratio >= 1 - THROUGHPUT_TARGET,
+        "peak_rss_growth_mb": growth,
+        "job_peak_rss_growth_mb": job_growth,
+        "rss_target_mb": RSS_TARGET_MB,
+        "rss_met": growth <= RSS_TARGET_MB,
+        "job_rss_met": None if job_growth is None else job_growth <= RSS_TARGET_MB,
+    }
+
+
+def _format_row(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [_format_row(headers, widths), "  ".join("-" * w for w in widths)]
+    lines.extend(_format_row(row, widths) for row in rows)
+    return "\n".join(lines)
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _verdict(met: bool | None) -> str:
+    return {True: "met", False: "NOT MET", None: "not measured"}[met]
+
+
+def report(runs: Sequence[Narration], segment_chars: int) -> str:
+    headers = [
+        "chars",
+        "chunks",
+        "segments",
+        "audio s",
+        "wall s",
+        "audio s/wall s",
+        "worker s",
+        "idle RSS MB",
+        "job peak MB",
+        "peak RSS MB",
+    ]
+    rows = [
+        [
+            str(r.chars),
+            str(r.chunks),
+            str(r.segments),
+            f"{r.audio_s:.1f}",
+            f"{r.wall_s:.1f}",
+            f"{r.x_realtime:.2f}",
+            f"{r.worker_s:.1f}",
+            _mb(r.rss_idle_mb),
+            _mb(r.job_peak_rss_mb),
+            _mb(r.peak_rss_mb),
+        ]
+        for r in runs
+    ]
+    lines = [
+        f"Narration: one job per size through API, Redis, a fresh worker and local storage "
+        f"({FORMAT}, segments of {segment_chars} chars, default voice settings)",
+        format_table(headers, rows),
+        "wall s: POST /v1/jobs to reading succeeded; worker s: the job's started_at to finished_at.",
+        "idle RSS: the warmed worker before the job; job peak: VmHWM reset before the job, read after it;",
+        "peak RSS: the worker's VmHWM right after the job, start-up included.",
+        "",
+        f"Worker VmRSS sampled every {RSS_PERIOD_S} s, max in each tenth of the job's wall time (MB):",
+    ]
+    for r in runs:
+        curve = " ".join(_mb(v) for v in r.rss_curve_mb)
+        lines.append(f"  {r.chars:>7} chars: {curve}  (max {r.rss_sampled_max_mb:.0f}, {r.rss_samples} samples)")
+    mismatched = [r for r in runs if abs(r.file_audio_s - r.audio_s) > 0.01]
+    lines.append("")
+    if mismatched:
+        lines.append(
+            "Stored files: DURATION MISMATCH for "
+            + ", ".join(
+                f"{r.chars} chars ({r.file_audio_s:.3f} s stored, {r.audio_s:.3f} s reported)" for r in mismatched
+            )
+        )
+    else:
+        lines.append("Stored files: each output's duration, read back with soundfile, matches the job's result.")
+    if len(runs) < 2:
+        return "\n".join([*lines, "Targets: need at least two sizes."])
+    t = targets(runs)
+    large, small = t["largest_chars"], t["smallest_chars"]
+    lines += [
+        "",
+        f"Targets ({large} chars against {small} chars):",
+        f"  linear time: audio s/wall s at {large} is {t['throughput_ratio']:.3f}x that at {small} "
+        f"(target >= {t['throughput_target']:.2f}): {_verdict(t['throughput_met'])}",
+        f"  flat memory: worker peak RSS at {large} is {t['peak_rss_growth_mb']:+.1f} MB against {small} "
+        f"(target <= +{RSS_TARGET_MB:.0f} MB): {_verdict(t['rss_met'])}",
+    ]
+    if t["job_peak_rss_growth_mb"] is not None:
+        lines.append(
+            f"    the job's own peak (start-up excluded): {t['job_peak_rss_growth_mb']:+.1f} MB: "
+            f"{_verdict(t['job_rss_met'])}"
+        )
+    return "\n".join(lines)
+
+
+def environment(load_before: tuple[float, float, float]) -> dict[str, Any]:
+    packages = ("piper-tts", "onnxruntime", "celery", "kombu", "redis", "flask", "werkzeug", "soundfile")
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "packages": {name: version(name) for name in packages},
+        "at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+    }
+
+
+def write_json(path: Path, results: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def parse_sizes(raw: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {raw!r}; expected comma-separated character counts") from None
+    if not sizes or any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"got {raw!r}; expected positive character counts")
+    return sizes
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--sizes",
+        type=parse_sizes,
+        default=SIZES,
+        help=f"characters per text, comma-separated ({','.join(map(str, SIZES))})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a smoke run on sizes {','.join(map(str, QUICK_SIZES))} (overrides --sizes)",
+    )
+    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the figures ({DEFAULT_JSON})")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # The werkzeug server logs every request; the polling would flood the terminal.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    sizes = QUICK_SIZES if args.quick else args.sizes
+    segment_chars = load_config({}).segment_chars
+    load_before = os.getloadavg()
+    print(f"narration: sizes {', '.join(map(str, sizes))}", file=sys.stderr, flush=True)
+    runs = bench_narration(sizes)
+    print()
+    print(report(runs, segment_chars))
+    env = environment(load_before)
+    print(
+        f"\nHost: {env['cpu_count']} CPUs; 1-minute load average {env['load_average_before'][0]:.2f} before, "
+        f"{env['load_average_after'][0]:.2f} after (this benchmark alone keeps about 2 busy)."
+    )
+    write_json(
+        args.json,
+        {
+            "quick": args.quick,
+            "environment": env,
+            "passage_chars": len(PASSAGE),
+            "segment_chars": segment_chars,
+            "rss_period_s": RSS_PERIOD_S,
+            "runs": [asdict(r) for r in runs],
+            "targets": targets(runs) if len(runs) >= 2 else None,
+        },
+    )
+    print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
