@@ -85,11 +85,16 @@ def narrate(
     position = round(offset_s * rate)
     audio = speaker.stream_chunks((c.spoken for c in chunks), speed, noise_scale, noise_w_scale)
     for chunk, samples in zip(chunks, audio, strict=True):
+        speech = trim_silence(samples, rate, options.edge_keep_s)
+        if not len(speech):
+            # Nothing to hear (a scene break "* * *", a lone footnote mark): no pause of its own either, or the
+            # listener would hear two pauses back to back.
+            yield NarratedChunk(speech, None)
+            continue
         pause = np.zeros(round(pause_s(previous, chunk, options) * rate), dtype=np.int16)
         mark = None
         if previous is None or chunk.paragraph != previous.paragraph:
             mark = Mark(chunk.paragraph, chunk.heading, (position + len(pause)) / rate, chunk.spoken[:80])
-        speech = trim_silence(samples, rate, options.edge_keep_s)
         position += len(pause) + len(speech)
         previous = chunk
         yield NarratedChunk(np.concatenate([pause, speech]), mark)

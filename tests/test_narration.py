@@ -203,6 +203,16 @@ def utterances(samples: np.ndarray, rate: int, min_gap_s: float, threshold: int 
     return pieces
 
 
+def longest_silence_s(samples: np.ndarray, rate: int, threshold: int = 300) -> float:
+    frame = rate // 100
+    loud = np.abs(samples[: len(samples) // frame * frame].astype(np.int32)).reshape(-1, frame).max(axis=1) > threshold
+    longest = run = 0
+    for is_loud in loud:
+        run = 0 if is_loud else run + 1
+        longest = max(longest, run)
+    return longest * 0.01
+
+
 @pytest.mark.slow
 def test_a_long_narration_listened_to_by_a_program(config_env, tts) -> None:  # type: ignore[no-untyped-def]
     """The assembled test passages, narrated and then heard: right length, no silent chunk, no chunk twice."""
@@ -235,5 +245,17 @@ def test_a_long_narration_listened_to_by_a_program(config_env, tts) -> None:  # 
     # Every chunk is heard apart from its neighbours (the pauses are there); the voice's own pauses at commas and
     # between the sentences espeak finds inside a chunk can split one chunk into more utterances, so no upper bound.
     assert len(heard) >= len(spoken)
+    # A silent chunk would show as a gap of two pauses and more; no gap is longer than the longest pause we set.
+    assert longest_silence_s(audio, rate) < pauses.paragraph_silence_s + 2 * pauses.edge_keep_s + 0.1
     assert all(np.sqrt(np.mean(u.astype(np.float64) ** 2)) > 300 for u in heard)  # none silent
     assert not any(len(a) == len(b) and np.array_equal(a, b) for a, b in itertools.pairwise(heard))  # none twice
+
+
+def test_a_chunk_with_nothing_to_say_adds_no_pause(tts) -> None:  # type: ignore[no-untyped-def]
+    """Regression: a scene break ("* * *", spoken as nothing) put two pauses back to back."""
+    chunks = [NarrationChunk("One.", 0), NarrationChunk("", 1), NarrationChunk("Two.", 2)]
+    options = PauseOptions(sentence_silence_s=0.3, paragraph_silence_s=1.0)
+    pieces = list(narrate(tts.speakers["joe"], chunks, options=options, noise_scale=0.0, noise_w_scale=0.0))
+    assert len(pieces) == 3 and len(pieces[1].samples) == 0 and pieces[1].mark is None
+    rate = tts.speakers["joe"].sample_rate
+    assert longest_silence_s(np.concatenate([p.samples for p in pieces]), rate) < 1.0 + 0.1
