@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +78,7 @@ def narrate(
     speed: float = 1.0,
     noise_scale: float | None = None,
     noise_w_scale: float | None = None,
-) -> Iterator[NarratedChunk]:
+) -> Generator[NarratedChunk, None, None]:
     """Speak ``chunks`` in order. ``offset_s`` and ``previous`` continue a narration begun elsewhere (a segment)."""
     options = options or PauseOptions()
     rate = speaker.sample_rate

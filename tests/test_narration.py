@@ -259,3 +259,58 @@ def test_a_chunk_with_nothing_to_say_adds_no_pause(tts) -> None:  # type: ignore
     assert len(pieces) == 3 and len(pieces[1].samples) == 0 and pieces[1].mark is None
     rate = tts.speakers["joe"].sample_rate
     assert longest_silence_s(np.concatenate([p.samples for p in pieces]), rate) < 1.0 + 0.1
+
+
+def test_segment_boundaries_do_not_change_pauses_or_marks(config_env, tts) -> None:  # type: ignore[no-untyped-def]
+    """Regression: a segment ending on a chunk with nothing to say made the next segment start with the wrong pause."""
+    text = "A" + " quiet" * 15 + " morning.\n\n[1]. Then he left."
+    chunks = split_text(text)
+    assert [c.spoken == "" for c in chunks] == [False, True, False]
+    client, runtime = make_stack(job_env(config_env, TTSQ_SEGMENT_CHARS="100"), tts)
+    job_id = client.post(
+        "/v1/jobs", json={"text": text, "noise_scale": 0, "noise_w_scale": 0, "marks": True}
+    ).get_json()["id"]
+    assert run_to_end(runtime, job_id) == "succeeded"
+    assert runtime.store.get(job_id).segments_total == 2
+    job = client.get(f"/v1/jobs/{job_id}").get_json()
+    data, _ = soundfile.read(io.BytesIO(client.get(job["result"]["url"]).data), dtype="int16")
+    pauses = PauseOptions(runtime.config.sentence_silence_s, runtime.config.paragraph_silence_s)
+    np.testing.assert_array_equal(data, narration_of(tts, text, pauses))
+    assert [m["paragraph"] for m in job["result"]["marks"]] == [0, 1]
+
+
+def test_text_with_nothing_to_say_fails_clearly(config_env, tts) -> None:  # type: ignore[no-untyped-def]
+    client, runtime = make_stack(job_env(config_env), tts)
+    job_id = client.post("/v1/jobs", json={"text": "[1]"}).get_json()["id"]
+    assert run_to_end(runtime, job_id) == "failed"
+    assert client.get(f"/v1/jobs/{job_id}").get_json()["error"]["code"] == "invalid_input"
+
+
+def test_cancel_while_the_output_is_assembled_removes_everything(config_env, tts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    client, runtime = make_stack(job_env(config_env), tts)
+    job_id = client.post("/v1/jobs", json={"text": BOOK}).get_json()["id"]
+    original = runtime.store.mark_succeeded
+
+    def cancel_first(*args, **kwargs) -> bool:  # type: ignore[no-untyped-def]
+        assert client.delete(f"/v1/jobs/{job_id}").status_code == 202
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.store, "mark_succeeded", cancel_first)
+    assert run_to_end(runtime, job_id) == "canceled"
+    assert client.get(f"/v1/jobs/{job_id}").get_json()["status"] == "canceled"
+    assert list(runtime.storage.root.iterdir()) == []
+    assert not runtime.plans.has_plan(job_id)
+
+
+def test_a_job_whose_workers_keep_dying_leaves_no_segments(config_env, tts) -> None:  # type: ignore[no-untyped-def]
+    from worker.synthesis import run_job
+
+    client, runtime = make_stack(job_env(config_env), tts)
+    job_id = client.post("/v1/jobs", json={"text": BOOK}).get_json()["id"]
+    assert run_job(runtime, job_id) == "continued"
+    assert run_job(runtime, job_id) == "continued"  # one segment stored
+    assert any(runtime.storage.root.iterdir())
+    runtime.store.update(job_id, attempts=runtime.config.max_attempts)
+    assert run_job(runtime, job_id) == "failed"
+    assert client.get(f"/v1/jobs/{job_id}").get_json()["error"]["code"] == "worker_lost"
+    assert list(runtime.storage.root.iterdir()) == []

@@ -135,3 +135,31 @@ def test_stale_partial_files_are_removed(runtime) -> None:  # type: ignore[no-un
     assert run_to_end(runtime, job_id) == "succeeded"
     assert not stale.exists()
     assert [p.name for p in runtime.storage.root.iterdir()] == [f"{job_id}.wav"]
+
+
+def test_a_cancel_is_never_overwritten_by_a_task_starting(runtime) -> None:  # type: ignore[no-untyped-def]
+    """Regression: a task that read the job just before a cancel set it back to running."""
+    job_id = make_job(runtime)
+    stale = runtime.store.get(job_id)
+    assert runtime.store.cancel(job_id)
+    assert not runtime.store.mark_running(stale, "late-worker")
+    assert runtime.store.get(job_id).status == JobStatus.canceled
+
+
+def test_hand_off_leaves_nothing_for_upkeep_to_requeue(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    from worker.synthesis import run_job
+
+    job_id = make_job(runtime)
+    assert run_job(runtime, job_id) == "continued"  # planned, next task queued
+    job = runtime.store.get(job_id)
+    assert job.status == JobStatus.running and not job.in_task and job.attempts == 0
+    assert not redis_client.exists(runtime.store.lock_key(job_id))
+    assert requeue_orphans(runtime) == []  # its next message is in the queue
+    assert redis_client.llen(runtime.config.queue_for("joe")) == 1
+
+
+def test_a_job_whose_next_message_was_lost_is_requeued_when_stale(runtime) -> None:  # type: ignore[no-untyped-def]
+    job_id = make_job(runtime)
+    runtime.store.update(job_id, status="running", in_task=False, heartbeat_at=time.time() - 7200)
+    assert runtime.store.requeue_if_orphaned(job_id, stale_after_s=3600) is not None
+    assert runtime.store.get(job_id).status == JobStatus.queued

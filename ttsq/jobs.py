@@ -136,6 +136,29 @@ class JobStore:
             pipe.publish(self._events(job_id), "changed")
             pipe.execute()
 
+    def update_if(self, job_id: str, allowed: tuple[JobStatus, ...], **fields: Any) -> bool:
+        """Change fields only while the job's status is one of ``allowed`` (a cancel is never overwritten)."""
+        key = self._key(job_id)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if self.status(job_id) not in allowed:
+                    return False
+                pipe.multi()
+                pipe.hset(key, mapping=_encode(fields))
+                pipe.publish(self._events(job_id), "changed")
+                pipe.execute()
+            except redis.WatchError:
+                return self.update_if(job_id, allowed, **fields)
+        return True
+
+    def hand_off(self, job_id: str, token: str) -> bool:
+        """End this task's turn: clear in_task and attempts and drop the lock in one step, so upkeep never sees
+        the job running, unlocked and "in a task" between a finished segment and the next task."""
+        fields = _encode({"in_task": False, "attempts": 0})
+        keys = (self.lock_key(job_id), self._key(job_id))
+        return bool(self.redis.eval(_HAND_OFF, 2, *keys, token, fields["in_task"], fields["attempts"]))
+
     def wait_for_change(self, job_id: str, timeout_s: float) -> Job | None:
         """The job once it is finished or has changed, or as it stands after ``timeout_s``; None if unknown."""
         deadline = time.monotonic() + timeout_s
@@ -175,11 +198,13 @@ class JobStore:
                 return self.cancel(job_id)  # changed meanwhile (progress); look again
         return True
 
-    def mark_running(self, job: Job, worker: str) -> None:
-        """A task takes the job (its first segment, or a later one): started_at is the first start."""
+    def mark_running(self, job: Job, worker: str) -> bool:
+        """A task takes the job (its first segment, or a later one): started_at is the first start.
+        False if the job was canceled meanwhile."""
         now = time.time()
-        self.update(
+        return self.update_if(
             job.id,
+            (JobStatus.queued, JobStatus.running),
             in_task=True,
             status=JobStatus.running.value,
             started_at=job.started_at or now,
@@ -227,14 +252,20 @@ class JobStore:
     def release_lock(self, job_id: str, token: str) -> None:
         self.redis.eval(_RELEASE, 1, self.lock_key(job_id), token)
 
-    def requeue_if_orphaned(self, job_id: str) -> Job | None:
-        """Move a running job whose lock has expired (its worker died) back to queued; None if it is not orphaned."""
+    def requeue_if_orphaned(self, job_id: str, stale_after_s: float = float("inf")) -> Job | None:
+        """Move a running job whose lock has expired (its worker died) back to queued; None if it is not orphaned.
+
+        A job between tasks (``in_task`` false) has its next message in the queue; it counts as orphaned only when
+        nothing has happened to it for ``stale_after_s`` (that message was lost)."""
         key, lock = self._key(job_id), self.lock_key(job_id)
         with self.redis.pipeline() as pipe:
             try:
                 pipe.watch(key, lock)
                 job = self.get(job_id)
-                if job is None or job.status != JobStatus.running or not job.in_task or pipe.exists(lock):
+                if job is None or job.status != JobStatus.running or pipe.exists(lock):
+                    return None
+                idle_s = time.time() - (job.heartbeat_at or job.created_at)
+                if not job.in_task and idle_s < stale_after_s:
                     return None
                 pipe.multi()
                 pipe.hset(key, mapping=_encode({"status": JobStatus.queued.value}))
@@ -247,6 +278,12 @@ class JobStore:
 _REFRESH = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
+"""
+_HAND_OFF = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('hset', KEYS[2], 'in_task', ARGV[2], 'attempts', ARGV[3])
+redis.call('del', KEYS[1])
+return 1
 """
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end

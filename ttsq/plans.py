@@ -16,8 +16,9 @@ class SegmentRecord(BaseModel):
     end_s: float
     """Audio seconds from the start of the job to the end of this segment."""
     marks: list[dict[str, Any]] = []
-    last_chunk: dict[str, Any]
-    """The segment's last chunk, so the next segment knows which pause comes first."""
+    last_chunk: dict[str, Any] | None
+    """The last chunk spoken so far (this segment's, or an earlier one's): the next segment's first pause
+    depends on it, exactly as if the narration had not been cut into segments."""
 
 
 class PlanStore:

@@ -61,7 +61,9 @@ class MultipartFile(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
         if not 0 <= base + offset <= self._size:
-            raise io.UnsupportedOperation(f"cannot seek to {base + offset} in a {self._size}-byte upload")
+            # Raising here would be swallowed by libsndfile's callback: record it for flush() and complete().
+            self.error = self.error or StorageError(f"cannot seek to {base + offset} in a {self._size}-byte upload")
+            return self._pos
         self._pos = base + offset
         return self._pos
 
@@ -92,7 +94,8 @@ class MultipartFile(io.RawIOBase):
     def _rewrite(self, data: bytes) -> int:
         end = self._pos + len(data)
         if end > len(self._head):
-            raise io.UnsupportedOperation("only the first part of an upload can be written again")
+            self.error = self.error or StorageError("only the first part of an upload can be written again")
+            return len(data)
         self._head[self._pos : end] = data
         self._pos = end
         return len(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import asdict
@@ -40,8 +41,8 @@ class AudioTooLongError(Exception):
 def plan(runtime: Runtime, job: Job, text: str) -> None:
     """Split the text into chunks and group them into segments of about TTSQ_SEGMENT_CHARS characters."""
     chunks = split_text(text)
-    if not chunks:
-        raise InvalidInputError("text has nothing to speak")
+    if not any(c.spoken.strip() for c in chunks):
+        raise InvalidInputError("text has nothing to speak once footnote marks and symbols are set aside")
     segments: list[tuple[int, int]] = []
     first, size = 0, 0
     for index, chunk in enumerate(chunks):
@@ -68,14 +69,18 @@ def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: thread
     chunks = [NarrationChunk(**c) for c in raw_chunks]
     before = runtime.plans.record(job.id, index - 1)
     offset_s = before.end_s if before else 0.0
-    previous = NarrationChunk(**before.last_chunk) if before else None
+    previous = NarrationChunk(**before.last_chunk) if before and before.last_chunk else None
     pauses = PauseOptions(config.sentence_silence_s, config.paragraph_silence_s)
     started = time.monotonic()
     deadline: float | None = None
     samples, marks = 0, []
-    with runtime.storage.writer(segment_key(job.id, index), tag=token) as sink:
-        narration = narrate(speaker, chunks, offset_s, previous, pauses, job.speed, job.noise_scale, job.noise_w_scale)
+    last_spoken = before.last_chunk if before else None
+    narration = narrate(speaker, chunks, offset_s, previous, pauses, job.speed, job.noise_scale, job.noise_w_scale)
+    # closing() ends the narration (and frees the speaker) at once if this segment stops early.
+    with runtime.storage.writer(segment_key(job.id, index), tag=token) as sink, contextlib.closing(narration):
         for done, piece in enumerate(narration, start=1):
+            if len(piece.samples):
+                last_spoken = raw_chunks[done - 1]  # what the next segment's first pause depends on
             # The clock starts once the speaker is ours: waiting for its lock is not synthesis time.
             deadline = deadline or time.monotonic() + config.task_time_limit_s
             sink.write(piece.samples.tobytes())
@@ -86,10 +91,15 @@ def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: thread
             audio_s = offset_s + samples / rate
             _report(runtime, job, first + done, audio_s, time.monotonic() - started)
             _check(runtime, job.id, lost, deadline, done < len(chunks), audio_s)
-    record = SegmentRecord(samples=samples, end_s=offset_s + samples / rate, marks=marks, last_chunk=raw_chunks[-1])
+    record = SegmentRecord(samples=samples, end_s=offset_s + samples / rate, marks=marks, last_chunk=last_spoken)
     if not runtime.plans.finish_segment(job.id, store.lock_key(job.id), token, index, record):
         raise LockLostError
     store.update(job.id, segments_done=index + 1, synth_s=job.synth_s + time.monotonic() - started)
+
+
+def _whole_samples(data: bytes) -> tuple[bytes, bytes]:
+    cut = len(data) - len(data) % 2
+    return data[:cut], data[cut:]
 
 
 def _report(runtime: Runtime, job: Job, chunks_done: int, audio_s: float, segment_s: float) -> None:
@@ -122,7 +132,9 @@ def assemble(runtime: Runtime, job: Job, token: str) -> str:
     with runtime.storage.writer(key, tag=token) as sink, open_audio_writer(sink, rate, job.format, total) as out:
         for index in range(len(records)):
             with runtime.storage.reader(segment_key(job.id, index)) as segment:
+                carry = b""  # a network read may end mid-sample
                 while block := segment.read(READ_BLOCK_BYTES):
+                    block, carry = _whole_samples(carry + block)
                     out.write(np.frombuffer(block, dtype=np.int16))
                     sink.flush()
             if runtime.store.status(job.id) == JobStatus.canceled:
@@ -143,6 +155,8 @@ def assemble(runtime: Runtime, job: Job, token: str) -> str:
         eta_s=0.0,
     )
     if not runtime.store.mark_succeeded(job.id, token, result, progress):
+        if runtime.store.status(job.id) == JobStatus.canceled:
+            raise JobCanceledError  # canceled while the output was being written: it goes too
         raise LockLostError
     for index in range(len(records)):
         runtime.storage.delete(segment_key(job.id, index))

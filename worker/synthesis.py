@@ -38,6 +38,8 @@ def run_job(runtime: Runtime, job_id: str) -> str:
     keeper.start()
     try:
         outcome = _take(runtime, job_id, token, lost)
+        if outcome == CONTINUE and not store.hand_off(job_id, token):
+            outcome = "lock-lost"
     finally:
         stop.set()
         keeper.join()
@@ -63,9 +65,10 @@ def _take(runtime: Runtime, job_id: str, token: str, lost: threading.Event) -> s
         return "done-already"
     if job.attempts >= config.max_attempts:
         message = f"the job was started {job.attempts} times and its worker died each time"
-        store.mark_failed(job_id, token, "worker_lost", message)
-        return "failed"
-    store.mark_running(job, runtime.name)
+        return _fail(runtime, job, token, "worker_lost", message)
+    if not store.mark_running(job, runtime.name):  # canceled since we read it
+        _discard(runtime, job)
+        return "canceled"
     return _advance(runtime, job, text, token, lost)
 
 
@@ -114,12 +117,11 @@ def _queue_next(runtime: Runtime, job_id: str) -> None:
     job = runtime.store.get(job_id)
     if job is None:
         return
-    runtime.store.update(job_id, in_task=False, attempts=0)
     try:
         runtime.celery.send_task(SYNTHESIZE_TASK, args=[job_id], queue=job.queue)
     except Exception:
         # Leave it looking orphaned, so a worker's upkeep requeues it once the broker is back.
-        runtime.store.update(job_id, in_task=True)
+        runtime.store.update_if(job_id, (JobStatus.running,), in_task=True)
         logger.exception("%s: could not queue the next segment; upkeep will retry", job_id)
 
 
@@ -127,7 +129,11 @@ def _fail(runtime: Runtime, job: Job, token: str, code: str, message: str) -> st
     logger.warning("%s: failed (%s): %s", job.id, code, message)
     if runtime.store.mark_failed(job.id, token, code, message):
         _remove_work(runtime, job)
-    return "failed"
+        return "failed"
+    if runtime.store.status(job.id) == JobStatus.canceled:  # canceled while failing: it stays canceled
+        _discard(runtime, job)
+        return "canceled"
+    return "lock-lost"
 
 
 def _discard(runtime: Runtime, job: Job) -> None:

@@ -7,6 +7,8 @@ import logging
 import threading
 import time
 
+from ttsq.jobs import JobStatus
+
 from .celery_app import SYNTHESIZE_TASK
 from .runtime import Runtime
 
@@ -23,14 +25,14 @@ def requeue_orphans(runtime: Runtime) -> list[str]:
     """Send again every running job whose lock expired: its worker was killed before it could finish."""
     requeued = []
     for job_id in runtime.store.active_ids():
-        job = runtime.store.requeue_if_orphaned(job_id)
+        job = runtime.store.requeue_if_orphaned(job_id, stale_after_s=runtime.config.visibility_timeout_s)
         if job is None:
             continue
         try:
             runtime.celery.send_task(SYNTHESIZE_TASK, args=[job_id], queue=job.queue)
         except Exception:
             # Put it back as it was, so the next sweep tries again instead of leaving a queued job with no message.
-            runtime.store.update(job_id, status="running")
+            runtime.store.update_if(job_id, (JobStatus.queued,), status=JobStatus.running.value)
             raise
         logger.warning("%s: its worker (%s) stopped refreshing the job lock; requeued", job_id, job.worker)
         requeued.append(job_id)
