@@ -15,7 +15,7 @@ from .config import Config
 from .jobs import OUTPUT_FORMATS
 
 OUTPUT_KEY = re.compile(r"[0-9a-f]{32}\.(" + "|".join(OUTPUT_FORMATS) + r")")
-SEGMENT_KEY = re.compile(r"[0-9a-f]{32}\.s[0-9]{5}\.pcm")
+SEGMENT_KEY = re.compile(r"[0-9a-f]{32}\.s[0-9]{6}\.pcm")
 """A finished piece of a long job: raw int16 PCM, assembled into the output at the end."""
 
 
@@ -34,7 +34,7 @@ def key_for(job_id: str, fmt: str) -> str:
 
 
 def segment_key(job_id: str, index: int) -> str:
-    return check_key(f"{job_id}.s{index:05d}.pcm")
+    return check_key(f"{job_id}.s{index:06d}.pcm")
 
 
 def check_key(key: str) -> str:

@@ -53,8 +53,7 @@ def _take(runtime: Runtime, job_id: str, token: str, lost: threading.Event) -> s
     store, config = runtime.store, runtime.config
     # Read only under the lock: a run that finished a moment ago must be seen as finished.
     job = store.get(job_id)
-    text = store.text(job_id)
-    if job is None or text is None:
+    if job is None:
         logger.warning("%s: no such job; dropping the task", job_id)
         return "missing"
     if job.status == JobStatus.canceled:
@@ -69,14 +68,14 @@ def _take(runtime: Runtime, job_id: str, token: str, lost: threading.Event) -> s
     if not store.mark_running(job, runtime.name):  # canceled since we read it
         _discard(runtime, job)
         return "canceled"
-    return _advance(runtime, job, text, token, lost)
+    return _advance(runtime, job, token, lost)
 
 
-def _advance(runtime: Runtime, job: Job, text: str, token: str, lost: threading.Event) -> str:
+def _advance(runtime: Runtime, job: Job, token: str, lost: threading.Event) -> str:
     config, job_id = runtime.config, job.id
     try:
         if not runtime.plans.has_plan(job_id):
-            plan(runtime, job, text)
+            plan(runtime, job, runtime.store.text(job_id) or "")  # only planning needs the (long) text
             return CONTINUE  # planning a book takes a moment; synthesis starts in the next task
         done, total = runtime.plans.done_count(job_id), runtime.plans.segment_count(job_id)
         if done < total:
