@@ -69,12 +69,13 @@ class TTS:
         device: str = "cpu",
         cache_dir: str | Path | None = None,
         threads: int | None = None,
-        parallel_sentences: bool = True,
+        parallel_sentences: bool = False,
     ) -> None:
-        """``threads``: CPU threads per speaker (default: all cores). With ``parallel_sentences`` (the CPU default)
-        that many sentences run at once, one thread each; without it one sentence runs on all of them, exactly as
-        piper does (bit-identical output; the parallel mode differs by at most one int16 step, from float summation
-        order)."""
+        """``threads``: CPU threads per speaker (default: all cores). By default one sentence runs on all of them,
+        as piper does (bit-identical output, and memory bounded by the longest sentence). With
+        ``parallel_sentences`` (CPU only) that many sentences run at once, one thread each: ~15-25% more throughput
+        on long texts, output within one int16 step of piper's, but onnxruntime's arena then grows towards two
+        long sentences' worth (~1.1 GB against ~0.4 GB for the joe voice); see the notes in bench/."""
         self.device = device
         self.parallel_sentences = parallel_sentences and device == "cpu"
         self._providers = _providers(device)

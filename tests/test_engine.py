@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -31,8 +32,10 @@ def test_output_equals_piper_for_zero_noise() -> None:
     np.testing.assert_array_equal(ours.samples, piper_reference(TEXT))
 
 
-def test_parallel_sentences_match_piper_within_one_step(tts: TTS) -> None:
-    """The default CPU mode runs sentences side by side on single-threaded sessions: same audio up to rounding."""
+def test_parallel_sentences_match_piper_within_one_step() -> None:
+    """The parallel CPU mode runs sentences side by side on single-threaded sessions: same audio up to rounding."""
+    tts = TTS(parallel_sentences=True).load("joe").prepare(warmup=False)
+    assert tts.speakers["joe"].parallel == (os.cpu_count() or 1)
     ours = tts.speakers["joe"].generate(TEXT, noise_scale=0.0, noise_w_scale=0.0)
     reference = piper_reference(TEXT)
     assert ours.samples.shape == reference.shape

@@ -95,8 +95,8 @@ class Config(BaseModel):
     s3_part_size: int = Field(8 * 1024 * 1024, ge=64 * 1024, le=5 * 1024**3)
     """Bytes per multipart part. S3 and MinIO need at least 5 MiB; smaller is for test servers."""
     threads: int | None = Field(None, ge=1, le=256)
-    parallel_sentences: bool = True
-    """On CPUs, synthesize sentences side by side (throughput) rather than each on all cores (latency)."""
+    parallel_sentences: bool = False
+    """On CPUs, synthesize sentences side by side: more throughput, much more memory (see engine.TTS)."""
     log_level: str = "INFO"
 
     @field_validator("redis_url")
