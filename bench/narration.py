@@ -9,18 +9,16 @@ settings); prints one table and the two targets of issue 3, and writes the figur
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import platform
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from importlib.metadata import version
@@ -30,17 +28,15 @@ from typing import Any
 # Run as `python bench/narration.py`, Python puts bench/ first on sys.path, where bench/engine.py shadows the engine
 # package.
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the repository root: `engine` and `bench.stack`
 
 import redis
 import requests
 import soundfile
-from werkzeug.serving import make_server
 
-from api import create_app
+from bench.stack import BenchError, api_server, embedded_redis, format_table, timestamp, worker_process, write_json
 from ttsq.client import wait_ready
 from ttsq.config import load_config
-from ttsq.embedded import EmbeddedRedis
 from ttsq.jobs import JobStore
 from ttsq.storage import key_for
 
@@ -72,7 +68,6 @@ WARMUP_TIMEOUT_S = 120.0
 JOB_TIMEOUT_BASE_S = 300.0
 JOB_TIMEOUT_PER_CHAR_S = 0.01
 """A job may take JOB_TIMEOUT_BASE_S + this per character (400k: about 70 minutes, four times the expected)."""
-WORKER_STOP_TIMEOUT_S = 20.0
 MB = 1e6
 
 WARMUP_TEXT = "Warming up. This is a short sentence, with a comma!"
@@ -100,10 +95,6 @@ PASSAGE = (
     "owners you're interested?\"\n\n"
     'She closed the ledger and held it against her chest. "Tell them," she said, "that we\'ll need the key."\n\n'
 )
-
-
-class BenchError(Exception):
-    """The stack under test did not do what the benchmark needs."""
 
 
 def build_text(min_chars: int) -> str:
@@ -188,60 +179,6 @@ def stack_env(redis_url: str, data_dir: Path, max_text_chars: int) -> dict[str, 
     }
 
 
-@contextmanager
-def embedded_redis(data_dir: Path) -> Iterator[str]:
-    server = EmbeddedRedis(data_dir)
-    url = server.start()
-    try:
-        yield url
-    finally:
-        server.stop()
-
-
-@contextmanager
-def worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m ttsq worker`` with only our TTSQ_* settings; its log is shown if the benchmark fails."""
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")} | env
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ttsq", "worker"],
-            env=child_env,
-            cwd=REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        yield process
-    except BaseException:
-        tail = log_path.read_text(errors="replace")[-4000:]
-        print(f"--- worker log ({log_path}) ---\n{tail}", file=sys.stderr)
-        raise
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=WORKER_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@contextmanager
-def api_server(env: dict[str, str]) -> Iterator[str]:
-    """The real Flask app on a threaded werkzeug server on 127.0.0.1; yields its base URL."""
-    server = make_server("127.0.0.1", 0, create_app(load_config(env)), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="bench-api", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-
-
-# --- one narration -------------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Narration:
     """One size: a job through the stack on a fresh worker, and that worker's memory."""
@@ -275,10 +212,6 @@ class Narration:
     rss_samples: int
     rss_curve_mb: list[float | None]
     """The largest sampled VmRSS in each tenth of the job's wall time."""
-
-
-def _timestamp(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def run_job(session: requests.Session, base_url: str, text: str, timeout_s: float) -> tuple[dict[str, Any], float, int]:
@@ -360,8 +293,8 @@ def narrate(base_url: str, env: dict[str, str], text: str, data_dir: Path) -> Na
         audio_s=audio_s,
         wall_s=wall_s,
         x_realtime=audio_s / wall_s,
-        queued_s=_timestamp(job["started_at"]) - _timestamp(job["created_at"]),
-        worker_s=_timestamp(job["finished_at"]) - _timestamp(job["started_at"]),
+        queued_s=timestamp(job["started_at"]) - timestamp(job["created_at"]),
+        worker_s=timestamp(job["finished_at"]) - timestamp(job["started_at"]),
         polls=polls,
         size_bytes=int(result["size_bytes"]),
         file_audio_s=stored_audio_s(config.audio_dir, job["id"]),
@@ -418,17 +351,6 @@ def targets(runs: Sequence[Narration]) -> dict[str, Any]:
         "rss_met": growth <= RSS_TARGET_MB,
         "job_rss_met": None if job_growth is None else job_growth <= RSS_TARGET_MB,
     }
-
-
-def _format_row(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
-    lines = [_format_row(headers, widths), "  ".join("-" * w for w in widths)]
-    lines.extend(_format_row(row, widths) for row in rows)
-    return "\n".join(lines)
 
 
 def _mb(value: float | None) -> str:
@@ -522,11 +444,6 @@ def environment(load_before: tuple[float, float, float]) -> dict[str, Any]:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
     }
-
-
-def write_json(path: Path, results: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
 def parse_sizes(raw: str) -> tuple[int, ...]:
