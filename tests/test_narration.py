@@ -173,8 +173,7 @@ def test_no_segment_is_recorded_twice(config_env, tts) -> None:  # type: ignore[
     job_id = client.post("/v1/jobs", json={"text": BOOK}).get_json()["id"]
     from worker.synthesis import run_job
 
-    assert run_job(runtime, job_id) == "continued"  # the plan
-    assert run_job(runtime, job_id) == "continued"  # segment 0
+    assert run_job(runtime, job_id) == "continued"  # the plan and segment 0
     record = runtime.plans.record(job_id, 0)
     lock = runtime.store.lock_key(job_id)
     runtime.store.acquire_lock(job_id, "me", 30)

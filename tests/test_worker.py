@@ -40,8 +40,11 @@ def test_lock_is_released_after_the_job(runtime) -> None:  # type: ignore[no-unt
     assert job_id not in runtime.store.active_ids()
 
 
+LONG = "This sentence is one of many in a text of two segments. " * 90
+
+
 def test_orphaned_running_job_is_requeued_once(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
-    job_id = make_job(runtime)
+    job_id = make_job(runtime, LONG)
     runtime.store.mark_running(runtime.store.get(job_id), "dead-worker")  # a worker that died: no lock left
     assert requeue_orphans(runtime) == [job_id]
     assert runtime.store.get(job_id).status == JobStatus.queued
@@ -50,7 +53,7 @@ def test_orphaned_running_job_is_requeued_once(runtime, redis_client) -> None:  
     from worker.synthesis import run_job
 
     assert run_job(runtime, job_id) == "continued"
-    assert runtime.store.get(job_id).attempts == 0  # the planning task ended well: the count starts again
+    assert runtime.store.get(job_id).attempts == 0  # the first segment's task ended well: the count starts again
     assert run_to_end(runtime, job_id) == "succeeded"
 
 
@@ -149,8 +152,8 @@ def test_a_cancel_is_never_overwritten_by_a_task_starting(runtime) -> None:  # t
 def test_hand_off_leaves_nothing_for_upkeep_to_requeue(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
     from worker.synthesis import run_job
 
-    job_id = make_job(runtime)
-    assert run_job(runtime, job_id) == "continued"  # planned, next task queued
+    job_id = make_job(runtime, LONG)
+    assert run_job(runtime, job_id) == "continued"  # planned and first segment spoken, next task queued
     job = runtime.store.get(job_id)
     assert job.status == JobStatus.running and not job.in_task and job.attempts == 0
     assert not redis_client.exists(runtime.store.lock_key(job_id))

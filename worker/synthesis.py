@@ -76,12 +76,14 @@ def _advance(runtime: Runtime, job: Job, token: str, lost: threading.Event) -> s
     try:
         if not runtime.plans.has_plan(job_id):
             plan(runtime, job, runtime.store.text(job_id) or "")  # only planning needs the (long) text
-            return CONTINUE  # planning a book takes a moment; synthesis starts in the next task
+            job = runtime.store.get(job_id) or job  # planning set chunks_total
         done, total = runtime.plans.done_count(job_id), runtime.plans.segment_count(job_id)
         if done < total:
             run_segment(runtime, job, done, token, lost)
-            return CONTINUE
-        return assemble(runtime, job, token)
+            if total > 1:
+                return CONTINUE  # the next segment, or a long job's assembly, is a task of its own
+        # A one-segment job (most short texts) is planned, spoken and assembled in one task: no extra queue hops.
+        return assemble(runtime, runtime.store.get(job_id) or job, token)
     except LockLostError:
         logger.error("%s: lost its lock mid-run; leaving the job to the run that holds it", job_id)
         return "lock-lost"
