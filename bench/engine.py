@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import secrets
 import statistics
 import sys
@@ -18,8 +17,6 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
-from datetime import datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +31,16 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from piper import PiperVoice, SynthesisConfig
 
-from bench.stack import BenchError, api_server, embedded_redis, format_table, timestamp, worker_process, write_json
+from bench.stack import (
+    BenchError,
+    api_server,
+    embedded_redis,
+    environment,
+    format_table,
+    timestamp,
+    worker_process,
+    write_json,
+)
 from engine import TTS, Speaker
 from ttsq.client import wait_ready
 from ttsq.config import celery_redis_url
@@ -422,19 +428,6 @@ def queue_report(result: dict[str, Any]) -> str:
             "Celery's result backend does for delay().get(). Job-record times have millisecond resolution.",
         ]
     )
-
-
-def environment(load_before: tuple[float, float, float]) -> dict[str, Any]:
-    packages = ("piper-tts", "onnxruntime", "celery", "kombu", "redis", "flask", "werkzeug")
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "packages": {name: version(name) for name in packages},
-        "at": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
-    }
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
 import secrets
 import sys
 import tempfile
@@ -20,8 +19,6 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
-from datetime import datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +31,16 @@ import redis
 import requests
 import soundfile
 
-from bench.stack import BenchError, api_server, embedded_redis, format_table, timestamp, worker_process, write_json
+from bench.stack import (
+    BenchError,
+    api_server,
+    embedded_redis,
+    environment,
+    format_table,
+    timestamp,
+    worker_process,
+    write_json,
+)
 from ttsq.client import wait_ready
 from ttsq.config import load_config
 from ttsq.jobs import JobStore
@@ -431,19 +437,6 @@ def report(runs: Sequence[Narration], segment_chars: int) -> str:
             f"{_verdict(t['job_rss_met'])}"
         )
     return "\n".join(lines)
-
-
-def environment(load_before: tuple[float, float, float]) -> dict[str, Any]:
-    packages = ("piper-tts", "onnxruntime", "celery", "kombu", "redis", "flask", "werkzeug", "soundfile")
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "packages": {name: version(name) for name in packages},
-        "at": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
-    }
 
 
 def parse_sizes(raw: str) -> tuple[int, ...]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +102,19 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def write_json(path: Path, results: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+PACKAGES = ("piper-tts", "onnxruntime", "celery", "kombu", "redis", "flask", "werkzeug", "soundfile")
+
+
+def environment(load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """What the figures were measured on, for the JSON next to them."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "packages": {name: version(name) for name in PACKAGES},
+        "at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+    }
