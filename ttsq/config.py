@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -51,6 +53,17 @@ ENV_VARS: dict[str, str] = {
     "TTSQ_THREADS": "threads",
     "TTSQ_PARALLEL_SENTENCES": "parallel_sentences",
     "TTSQ_LOG_LEVEL": "log_level",
+    "TTSQ_LOG_FORMAT": "log_format",
+    "TTSQ_API_KEYS": "api_keys",
+    "TTSQ_RATE_LIMIT_PER_MIN": "rate_limit_per_min",
+    "TTSQ_MAX_ACTIVE_JOBS": "max_active_jobs",
+    "TTSQ_RETENTION_S": "retention_s",
+    "TTSQ_CLEANUP_INTERVAL_S": "cleanup_interval_s",
+    "TTSQ_WEBHOOK_SECRET": "webhook_secret",
+    "TTSQ_WEBHOOK_ALLOW": "webhook_allow",
+    "TTSQ_WEBHOOK_MAX_ATTEMPTS": "webhook_max_attempts",
+    "TTSQ_WEBHOOK_BACKOFF_S": "webhook_backoff_s",
+    "TTSQ_WEBHOOK_TIMEOUT_S": "webhook_timeout_s",
 }
 
 
@@ -98,6 +111,44 @@ class Config(BaseModel):
     parallel_sentences: bool = False
     """On CPUs, synthesize sentences side by side: more throughput, much more memory (see engine.TTS)."""
     log_level: str = "INFO"
+    log_format: str = "plain"
+    """``plain`` lines for people, ``json`` lines for log collectors (each with the job id when there is one)."""
+    api_keys: dict[str, str] = Field(default_factory=dict)
+    """SHA-256 hex of each API key -> the key's name (its jobs' owner). Empty: no auth, loopback only."""
+    rate_limit_per_min: int = Field(600, ge=0)
+    """Requests per minute per API key on /v1 (0: no limit)."""
+    max_active_jobs: int = Field(100, ge=0)
+    """Queued or running jobs per API key at once (0: no limit)."""
+    retention_s: int = Field(7 * 24 * 3600, ge=60)
+    """A finished job's record and audio are removed this long after it ended."""
+    cleanup_interval_s: int = Field(300, ge=1)
+    webhook_secret: str | None = None
+    """Signs webhook events; defaults to one derived from the secret key."""
+    webhook_allow: list[str] = Field(default_factory=list)
+    """Hosts or CIDR networks a webhook may reach even though they are private or loopback."""
+    webhook_max_attempts: int = Field(8, ge=1, le=50)
+    webhook_backoff_s: float = Field(2.0, ge=0, le=3600)
+    """First retry delay; doubled per attempt, with full jitter."""
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: object) -> object:
+        return parse_api_keys(value) if isinstance(value, str) else value
+
+    @field_validator("webhook_allow", mode="before")
+    @classmethod
+    def _parse_allow(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [entry.strip() for entry in value.split(",") if entry.strip()]
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        if value not in ("plain", "json"):
+            raise ValueError(f"got {value!r}; expected plain or json")
+        return value
 
     @field_validator("redis_url")
     @classmethod
@@ -118,7 +169,7 @@ class Config(BaseModel):
             return value
         raise ValueError(f"got {value!r}; expected 'local', file:///abs/dir or s3://bucket[/prefix]")
 
-    @field_validator("secret_key")
+    @field_validator("secret_key", "webhook_secret")
     @classmethod
     def _check_secret(cls, value: str | None) -> str | None:
         if value is not None and len(value) < MIN_SECRET_CHARS:
@@ -226,6 +277,34 @@ def parse_speakers(value: str) -> dict[str, str]:
     return speakers
 
 
+def parse_api_keys(value: str) -> dict[str, str]:
+    """``name:sha256hex,...`` (from ``ttsq keys new NAME``): only hashes are configured, never the keys."""
+    keys: dict[str, str] = {}
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        name, _, digest = entry.partition(":")
+        if not SPEAKER_NAME.match(name) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError(
+                f"entry for {name[:64]!r}: expected name:sha256hex (64 lowercase hex digits; see `ttsq keys new NAME`)"
+            )
+        if name in keys.values():
+            raise ValueError(f"key name {name!r} appears twice")
+        keys[digest] = name
+    return keys
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def webhook_secret(config: Config, secret: str) -> bytes:
+    """The webhook signing secret: configured, or derived from the URL-signing secret (never equal to it)."""
+    if config.webhook_secret:
+        return config.webhook_secret.encode("utf-8")
+    return hmac.new(secret.encode("utf-8"), b"ttsq webhook signing", hashlib.sha256).hexdigest().encode("ascii")
+
+
 def celery_redis_url(url: str) -> str:
     """Celery 5.7 accepts a unix socket only as ``redis+socket:///path`` (``unix://`` fails)."""
     parsed = urlparse(url)
@@ -243,7 +322,12 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         raw = environ.get(var)
         if raw is None or raw == "":
             continue
-        if field == "speakers":
+        if field == "api_keys":
+            try:
+                values[field] = parse_api_keys(raw)
+            except ValueError as error:
+                raise ConfigError(f"TTSQ_API_KEYS: {error}") from None
+        elif field == "speakers":
             try:
                 values[field] = parse_speakers(raw)
             except ValueError as error:

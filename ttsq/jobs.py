@@ -51,6 +51,18 @@ class JobResult(BaseModel):
     """Where each paragraph or heading starts (``{paragraph, heading, start_s, text}``), when asked for."""
 
 
+class WebhookState(BaseModel):
+    """How the job's end event is being delivered (the receiver's bodies are never kept)."""
+
+    attempts: int = 0
+    last_status: int | None = None
+    """HTTP status of the last attempt; None when it got no answer (refused, timeout, network error)."""
+    last_error: str | None = None
+    delivered_at: float | None = None
+    failed: bool = False
+    """No more attempts will be made."""
+
+
 class Job(BaseModel):
     """Everything known about one job, as stored and as the API reports it."""
 
@@ -79,6 +91,12 @@ class Job(BaseModel):
     """Wall seconds spent synthesizing so far, over all segments (for the ETA)."""
     in_task: bool = False
     """A task is working on the job now (as opposed to its next segment waiting in the queue)."""
+    owner: str | None = None
+    """Name of the API key that created the job; None when the API runs without keys."""
+    webhook_url: str | None = None
+    metadata: dict[str, Any] | None = None
+    """The client's own object, echoed back in the status and the webhook event."""
+    webhook: WebhookState | None = None
 
 
 def new_job_id() -> str:
