@@ -33,5 +33,7 @@ def get_file(key: str) -> ResponseReturnValue:
         raise ApiError(404, "file_not_found", "audio is not served here; fetch the job for its storage URL")
     path = s.storage.path(key)
     if not path.is_file():
+        if s.store.gone_owner(key.split(".", 1)[0])[0]:
+            raise ApiError(410, "file_expired", "the job ended and its audio was removed after the retention period")
         raise ApiError(404, "file_not_found", "the file no longer exists")
     return send_file(path, mimetype=mime_type(key), download_name=key, max_age=0)

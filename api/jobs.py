@@ -6,13 +6,15 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, g, jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
 from ttsq import signing
 from ttsq.jobs import Job, JobStatus, new_job_id
 from worker.celery_app import SYNTHESIZE_TASK
+from worker.events import job_ended
 
+from . import access, idempotency
 from .errors import ApiError
 from .schemas import iso, job_view, parse_job_request, read_json_body
 from .services import services
@@ -20,6 +22,7 @@ from .workers import live_workers
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
+bp.before_request(access.authenticate)
 
 DEFAULT_SPEAKER = "joe"
 
@@ -27,7 +30,8 @@ DEFAULT_SPEAKER = "joe"
 @bp.post("/jobs")
 def create_job() -> ResponseReturnValue:
     s = services()
-    req = parse_job_request(read_json_body())
+    body = read_json_body()
+    req = parse_job_request(body)
     if len(req.text) > s.config.max_text_chars:
         raise ApiError(
             413, "text_too_long", f"text has {len(req.text)} characters; the limit is {s.config.max_text_chars}"
@@ -52,16 +56,54 @@ def create_job() -> ResponseReturnValue:
         text_chars=len(req.text),
         queue=s.config.queue_for(speaker),
         created_at=time.time(),
+        owner=g.owner,
+        webhook_url=req.webhook_url,
+        metadata=req.metadata,
     )
-    s.store.create(job, req.text)
+    held = idempotency.claim(body, job.id)
+    if held is not None and held.job_id is not None:
+        return _replay(held.job_id)
+    try:
+        _enqueue(job, req.text)
+    except BaseException:
+        idempotency.release(held)
+        raise
+    logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
+    response = jsonify(job_view(job, None))
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return response, 202
+
+
+def _enqueue(job: Job, text: str) -> None:
+    """Record the job, count it against its key's limit, then queue it; on any refusal nothing is left behind."""
+    s = services()
+    s.store.create(job, text)  # before the slot, so the limit script sees the job as queued
+    try:
+        access.reserve_job_slot(job.id)
+    except ApiError:
+        s.store.delete(job.id)
+        raise
     try:
         s.celery.send_task(SYNTHESIZE_TASK, args=[job.id], queue=job.queue)
     except Exception as error:  # kombu raises several unrelated types when the broker is away
         s.store.delete(job.id)  # no job may stay queued with no message behind it
+        access.release_job_slot(job.id)
         raise ApiError(503, "queue_unavailable", "the job queue is not reachable; try again shortly") from error
-    logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
-    response = jsonify(job_view(job, None))
+
+
+def _replay(job_id: str) -> ResponseReturnValue:
+    """The job an earlier request with the same Idempotency-Key made, as that request would see it now."""
+    job = services().store.get(job_id)
+    if job is None:  # the first request is still between claiming the key and recording its job
+        raise ApiError(
+            409,
+            "idempotency_in_progress",
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    response = jsonify(job_view(job, _result_link(job) if job.status == JobStatus.succeeded else None))
     response.headers["Location"] = f"/v1/jobs/{job.id}"
+    response.headers["Idempotent-Replayed"] = "true"
     return response, 202
 
 
@@ -73,14 +115,26 @@ MAX_WAIT_S = 30.0
 def cancel_job(job_id: str) -> ResponseReturnValue:
     """Stop a queued or running job between sentences; its partial output is removed by its worker."""
     s = services()
-    job = s.store.get(job_id) if _valid_id(job_id) else None
-    if job is None:
-        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+    job = _own_job(s.store.get(job_id) if _valid_id(job_id) else None, job_id)
     if not s.store.cancel(job_id):
         job = s.store.get(job_id) or job
         raise ApiError(409, "job_finished", f"the job already ended as {job.status.value}")
     logger.info("%s: canceled", job_id)
+    job_ended(s.celery, s.redis, s.config, job_id)
     return jsonify(job_view(s.store.get(job_id) or job, None)), 202
+
+
+def _own_job(job: Job | None, job_id: str) -> Job:
+    """The job if the caller may see it. Another key's job is 404, as if it did not exist; a job removed by
+    retention is 410 to its owner."""
+    owner = g.get("owner")
+    if job is not None and (owner is None or job.owner == owner):
+        return job
+    if job is None and _valid_id(job_id):
+        gone, gone_owner = services().store.gone_owner(job_id)
+        if gone and (owner is None or gone_owner == owner):
+            raise ApiError(410, "job_expired", f"job {job_id} ended and was removed after the retention period")
+    raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
 
 
 def _valid_id(job_id: str) -> bool:
@@ -95,8 +149,7 @@ def get_job(job_id: str) -> ResponseReturnValue:
     job = None
     if _valid_id(job_id):
         job = s.store.wait_for_change(job_id, wait_s) if wait_s else s.store.get(job_id)
-    if job is None:
-        raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
+    job = _own_job(job, job_id)
     link = _result_link(job) if job.status == JobStatus.succeeded else None
     return jsonify(job_view(job, link))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import request
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
@@ -27,6 +28,12 @@ class JobRequest(BaseModel):
     noise_scale: StrictFloat | StrictInt | None = None
     noise_w_scale: StrictFloat | StrictInt | None = None
     marks: StrictBool = False
+    webhook_url: StrictStr | None = None
+    metadata: dict[str, Any] | None = None
+
+
+MAX_WEBHOOK_URL_CHARS = 2048
+MAX_METADATA_BYTES = 16 * 1024
 
 
 def read_json_body() -> Any:
@@ -62,6 +69,14 @@ def parse_job_request(body: Any) -> JobRequest:
         value = getattr(request, name)
         if value is not None and not 0 <= value <= 2:
             raise ApiError(400, "invalid_noise", f"{name} must be between 0 and 2, got {value!r}")
+    if request.webhook_url is not None:
+        check_webhook_url(request.webhook_url)
+    if request.metadata is not None:
+        size = len(json.dumps(request.metadata, ensure_ascii=False).encode("utf-8"))
+        if size > MAX_METADATA_BYTES:
+            raise ApiError(
+                400, "metadata_too_large", f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}"
+            )
     if not request.text.strip():
         raise ApiError(400, "empty_text", "text is empty or only whitespace")
     try:
@@ -69,6 +84,30 @@ def parse_job_request(body: Any) -> JobRequest:
     except InvalidInputError as error:
         raise ApiError(400, "invalid_text", str(error)) from None
     return request
+
+
+def check_webhook_url(url: str) -> None:
+    """The address's shape only: where it resolves to is checked at each delivery (DNS can change meanwhile)."""
+    try:
+        parsed = urlsplit(url)
+        parsed.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        parsed = None
+    if (
+        parsed is None
+        or parsed.scheme not in ("http", "https")
+        or not parsed.hostname
+        or len(url) > MAX_WEBHOOK_URL_CHARS
+        or not url.isascii()
+        or not url.isprintable()
+        or parsed.username is not None
+    ):
+        raise ApiError(
+            400,
+            "invalid_webhook_url",
+            f"webhook_url must be an http:// or https:// URL of at most {MAX_WEBHOOK_URL_CHARS} characters, "
+            "without credentials",
+        )
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -99,6 +138,9 @@ def job_view(job: Job, result_link: dict[str, Any] | None) -> dict[str, Any]:
         "progress": {**progress.model_dump(), "fraction": fraction},
         "error": job.error.model_dump() if job.error else None,
         "result": None,
+        "metadata": job.metadata,
+        "webhook_url": job.webhook_url,
+        "webhook": {**job.webhook.model_dump(), "delivered_at": iso(job.webhook.delivered_at)} if job.webhook else None,
         "links": {"self": f"/v1/jobs/{job.id}"},
     }
     if job.result and result_link:

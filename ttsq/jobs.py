@@ -123,6 +123,14 @@ class JobStore:
     def active_key(self) -> str:
         return f"{self.prefix}jobs:active"
 
+    @property
+    def finished_key(self) -> str:
+        """Sorted set of ended jobs by end time: what retention cleanup walks."""
+        return f"{self.prefix}jobs:finished"
+
+    def _gone_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:gone"
+
     def create(self, job: Job, text: str) -> None:
         with self.redis.pipeline() as pipe:
             pipe.set(self._text_key(job.id), text.encode("utf-8"))
@@ -207,9 +215,10 @@ class JobStore:
                 if job is None or job.status.terminal:
                     return False
                 pipe.multi()
-                fields = {"status": JobStatus.canceled.value, "finished_at": time.time()}
-                pipe.hset(key, mapping=_encode(fields))
+                now = time.time()
+                pipe.hset(key, mapping=_encode({"status": JobStatus.canceled.value, "finished_at": now}))
                 pipe.srem(self.active_key, job_id)
+                pipe.zadd(self.finished_key, {job_id: now})
                 pipe.publish(self._events(job_id), "finished")
                 pipe.execute()
             except redis.WatchError:
@@ -249,13 +258,40 @@ class JobStore:
                 if _text(pipe.get(lock) or b"") != token or self.status(job_id) not in allowed:
                     return False
                 pipe.multi()
-                pipe.hset(self._key(job_id), mapping=_encode({**fields, "finished_at": time.time()}))
+                now = time.time()
+                pipe.hset(self._key(job_id), mapping=_encode({**fields, "finished_at": now}))
                 pipe.srem(self.active_key, job_id)
+                pipe.zadd(self.finished_key, {job_id: now})
                 pipe.publish(self._events(job_id), "finished")
                 pipe.execute()
             except redis.WatchError:
                 return False
         return True
+
+    def ended_before(self, cutoff: float, limit: int = 100) -> list[str]:
+        return [_text(m) for m in self.redis.zrangebyscore(self.finished_key, "-inf", cutoff, start=0, num=limit)]
+
+    def claim_expired(self, job_id: str) -> bool:
+        """Take a job out of the retention set; only one cleaner gets True for it."""
+        return bool(self.redis.zrem(self.finished_key, job_id))
+
+    def unclaim_expired(self, job_id: str, finished_at: float) -> None:
+        self.redis.zadd(self.finished_key, {job_id: finished_at})
+
+    def purge(self, job_id: str, owner: str | None, remember_s: int) -> None:
+        """Delete the record and text, leaving a marker for ``remember_s`` so the API answers 410, not 404."""
+        with self.redis.pipeline() as pipe:
+            pipe.delete(self._key(job_id), self._text_key(job_id), self.lock_key(job_id))
+            pipe.srem(self.active_key, job_id)
+            pipe.set(self._gone_key(job_id), json.dumps({"owner": owner}), ex=remember_s)
+            pipe.execute()
+
+    def gone_owner(self, job_id: str) -> tuple[bool, str | None]:
+        """(True, owner) if the job existed and was removed by retention; (False, None) otherwise."""
+        raw = self.redis.get(self._gone_key(job_id))
+        if raw is None:
+            return False, None
+        return True, json.loads(raw).get("owner")
 
     def active_ids(self) -> list[str]:
         return sorted(_text(m) for m in self.redis.smembers(self.active_key))

@@ -17,6 +17,7 @@ from ttsq.jobs import Job, JobStatus
 from ttsq.storage import key_for, segment_key
 
 from .celery_app import SYNTHESIZE_TASK
+from .events import job_ended
 from .runtime import Runtime
 from .segments import AudioTooLongError, JobCanceledError, JobTimeoutError, LockLostError, assemble, plan, run_segment
 
@@ -46,6 +47,8 @@ def run_job(runtime: Runtime, job_id: str) -> str:
         store.release_lock(job_id, token)
     if outcome == CONTINUE:
         _queue_next(runtime, job_id)
+    elif outcome in (JobStatus.succeeded.value, JobStatus.failed.value):
+        job_ended(runtime.celery, store.redis, config, job_id)
     return outcome
 
 

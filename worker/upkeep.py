@@ -10,6 +10,7 @@ import time
 from ttsq.jobs import JobStatus
 
 from .celery_app import SYNTHESIZE_TASK
+from .retention import purge_expired
 from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -41,10 +42,14 @@ def requeue_orphans(runtime: Runtime) -> list[str]:
 
 def run_upkeep(runtime: Runtime, stop: threading.Event) -> None:
     interval = max(1.0, runtime.config.lock_ttl_s / 3)
+    next_cleanup = 0.0
     while True:
         try:
             announce(runtime)
             requeue_orphans(runtime)
+            if time.monotonic() >= next_cleanup:
+                next_cleanup = time.monotonic() + runtime.config.cleanup_interval_s
+                purge_expired(runtime)
         except Exception:  # upkeep must outlive a Redis hiccup
             logger.exception("worker upkeep failed; retrying in %.0f s", interval)
         if stop.wait(interval):

@@ -1,0 +1,104 @@
+"""Who is calling /v1 (API keys), and how much they may ask for (rate and concurrency limits, kept in Redis)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from flask import g, request
+
+from ttsq.config import hash_api_key
+
+from .errors import ApiError
+from .services import services
+
+ANONYMOUS = "-"
+"""Rate-limit and idempotency scope when the API runs without keys."""
+
+
+def authenticate() -> None:
+    """Run before every /v1 route: set ``g.owner`` to the key's name, or refuse with 401.
+
+    Only SHA-256 digests of keys are configured and compared; the key itself is never stored or logged."""
+    s = services()
+    g.owner = None
+    if not s.config.api_keys:
+        return
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    owner = s.config.api_keys.get(hash_api_key(key.strip())) if scheme.lower() == "bearer" and key.strip() else None
+    if owner is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "missing or unknown API key; send Authorization: Bearer <key>",
+            headers={"WWW-Authenticate": 'Bearer realm="ttsq"'},
+        )
+    g.owner = owner
+    _limit_rate(owner)
+
+
+def owner_scope() -> str:
+    return g.get("owner") or ANONYMOUS
+
+
+def _limit_rate(owner: str) -> None:
+    """A fixed one-minute window per key, counted in Redis so every API process shares it."""
+    s = services()
+    limit = s.config.rate_limit_per_min
+    if not limit:
+        return
+    now = time.time()
+    window = int(now // 60)
+    key = f"{s.config.key_prefix}rate:{owner}:{window}"
+    with s.redis.pipeline(transaction=False) as pipe:
+        pipe.incr(key)
+        pipe.expire(key, 120)
+        count = pipe.execute()[0]
+    if count > limit:
+        retry_after = max(1, math.ceil((window + 1) * 60 - now))
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"more than {limit} requests this minute for this key; retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+# Drops the owner's ended (or vanished) jobs from its set, then adds the new one if there is room. One script, so
+# two API processes can't both take the last slot. Job records are read by key name: fine on one Redis, not on
+# Redis Cluster (the job keys are not declared).
+_RESERVE = """
+for _, id in ipairs(redis.call('smembers', KEYS[1])) do
+  local status = redis.call('hget', ARGV[1] .. id, 'status')
+  if (not status) or (status ~= '"queued"' and status ~= '"running"') then redis.call('srem', KEYS[1], id) end
+end
+if redis.call('scard', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('sadd', KEYS[1], ARGV[3])
+return 1
+"""
+
+
+def reserve_job_slot(job_id: str) -> None:
+    """Count a new (already recorded) job against its key's concurrent-jobs limit, or refuse it with 429."""
+    s = services()
+    owner, limit = g.get("owner"), s.config.max_active_jobs
+    if owner is None or not limit:
+        return
+    key = _slots_key(owner)
+    if not s.redis.eval(_RESERVE, 1, key, f"{s.config.key_prefix}job:", limit, job_id):
+        raise ApiError(
+            429,
+            "too_many_jobs",
+            f"this key already has {limit} queued or running jobs; wait for one to end",
+            headers={"Retry-After": "5"},
+        )
+
+
+def release_job_slot(job_id: str) -> None:
+    owner = g.get("owner")
+    if owner is not None:
+        services().redis.srem(_slots_key(owner), job_id)
+
+
+def _slots_key(owner: str) -> str:
+    return f"{services().config.key_prefix}owner:{owner}:active"
