@@ -1,0 +1,156 @@
+"""Webhook delivery: a Celery task on a queue of its own, consumed by ``ttsq webhooks``, never by synthesis threads.
+
+Each attempt is one task. A failed attempt that may be retried queues the next one with a countdown (exponential
+backoff, full jitter) instead of sleeping, so a slow receiver holds a delivery thread for at most the timeouts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from functools import partial
+from urllib.parse import quote
+
+import redis
+from celery import Celery, shared_task
+
+from ttsq import signing
+from ttsq.config import Config, secret_key, webhook_secret
+from ttsq.jobs import Job, JobStore
+from ttsq.storage import Storage, open_storage
+from ttsq.webhooks import WebhookSettings, backoff_s, deliver
+
+from .celery_app import create_celery
+
+logger = logging.getLogger(__name__)
+
+DELIVER_WEBHOOK_TASK = "ttsq.deliver_webhook"
+WEBHOOK_CONCURRENCY = 8
+"""Deliveries at once per webhook consumer: they wait on the network, not on the CPU."""
+FILES_PATH = "/v1/files/"
+"""Where the API serves local audio (``api/files.py``)."""
+
+
+def webhook_queue(config: Config) -> str:
+    return f"{config.key_prefix}webhooks"
+
+
+def settings_from_config(config: Config) -> WebhookSettings:
+    return WebhookSettings(
+        secret=webhook_secret(config, secret_key(config)),
+        allow=tuple(config.webhook_allow),
+        max_attempts=config.webhook_max_attempts,
+        backoff_s=config.webhook_backoff_s,
+        timeout_s=config.webhook_timeout_s,
+    )
+
+
+@dataclass
+class WebhookRuntime:
+    """What a webhook consumer holds: no engine, just the job store, storage (for links) and the queue."""
+
+    config: Config
+    store: JobStore
+    storage: Storage
+    celery: Celery
+    settings: WebhookSettings
+    url_secret: str
+
+
+_current: WebhookRuntime | None = None
+
+
+def install(runtime: WebhookRuntime) -> None:
+    global _current
+    _current = runtime
+
+
+def current() -> WebhookRuntime:
+    if _current is None:
+        raise RuntimeError("the webhook runtime is not installed; start the consumer with `ttsq webhooks`")
+    return _current
+
+
+def build_webhook_runtime(config: Config, settings: WebhookSettings | None = None) -> WebhookRuntime:
+    return WebhookRuntime(
+        config=config,
+        store=JobStore(redis.Redis.from_url(config.effective_redis_url), config.key_prefix),
+        storage=open_storage(config),
+        celery=create_celery(config),
+        settings=settings or settings_from_config(config),
+        url_secret=secret_key(config),
+    )
+
+
+def result_link(runtime: WebhookRuntime, job: Job) -> tuple[str, float] | None:
+    """A fresh signed link to the job's audio, as the API hands out (relative when TTSQ_PUBLIC_URL is unset)."""
+    if job.result is None:
+        return None
+    ttl_s = runtime.config.url_ttl_s
+    url = runtime.storage.public_url(job.result.key, ttl_s)  # S3: a presigned GET
+    if url is not None:
+        return url, time.time() + ttl_s
+    expires, signature = signing.sign(runtime.url_secret, job.result.key, ttl_s)
+    base = runtime.config.public_url or ""
+    return f"{base}{FILES_PATH}{quote(job.result.key)}?expires={expires}&signature={signature}", float(expires)
+
+
+def enqueue_webhook(celery_app: Celery, job_id: str, queue: str, countdown_s: float = 0.0) -> None:
+    """Queue an attempt to deliver the job's end event (call it once the job has ended, if it has a webhook_url)."""
+    celery_app.send_task(DELIVER_WEBHOOK_TASK, args=[job_id], queue=queue, countdown=countdown_s or None)
+
+
+@shared_task(name=DELIVER_WEBHOOK_TASK)
+def deliver_webhook(job_id: str) -> str:
+    return run_delivery(current(), job_id)
+
+
+def run_delivery(runtime: WebhookRuntime, job_id: str) -> str:
+    """One attempt, then the next one queued if it may be retried; what happened, for logs and tests."""
+    outcome = deliver(runtime.store, job_id, runtime.settings, partial(result_link, runtime))
+    if outcome.delivered:
+        return "delivered"
+    if not outcome.retry:
+        return "failed" if outcome.attempt else "skipped"
+    delay_s = backoff_s(outcome.attempt, runtime.settings.backoff_s)
+    try:
+        enqueue_webhook(runtime.celery, job_id, webhook_queue(runtime.config), delay_s)
+    except Exception as error:  # the broker is away: nothing will try again, so the record must say so
+        logger.exception("%s: could not queue webhook attempt %d", job_id, outcome.attempt + 1)
+        _give_up(runtime, job_id, f"could not queue the next attempt: {error}")
+        return "failed"
+    logger.info("%s: webhook attempt %d in %.1f s", job_id, outcome.attempt + 1, delay_s)
+    return "retrying"
+
+
+def _give_up(runtime: WebhookRuntime, job_id: str, reason: str) -> None:
+    try:
+        job = runtime.store.get(job_id)
+        if job is not None and job.webhook is not None:
+            state = job.webhook.model_copy(update={"failed": True, "last_error": reason})
+            runtime.store.update_if(job_id, (job.status,), webhook=state.model_dump())
+    except redis.RedisError as error:
+        logger.warning("%s: could not record the webhook as given up: %s", job_id, error)
+
+
+def run_webhook_worker(config: Config) -> None:
+    """Consume the webhook queue on a small thread pool until stopped (a process of its own: no engine)."""
+    runtime = build_webhook_runtime(config)
+    install(runtime)
+    queue = webhook_queue(config)
+    logger.info("webhook consumer consuming %s", queue)
+    quiet = ["--quiet"] if config.log_level in ("WARNING", "ERROR") else []
+    runtime.celery.worker_main(
+        [
+            *quiet,
+            "worker",
+            "--pool=threads",
+            f"--concurrency={WEBHOOK_CONCURRENCY}",
+            f"--queues={queue}",
+            f"--hostname=webhooks.{config.worker_id}",
+            f"--loglevel={config.log_level}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
