@@ -46,9 +46,7 @@ def claim(body: Any, new_job_id: str) -> Claim | None:
     if earlier is None:  # expired between the two calls: try once more
         return claim(body, new_job_id)
     if earlier["fingerprint"] != fingerprint:
-        raise ApiError(
-            409, "idempotency_conflict", f"this {HEADER} was already used with a different request body"
-        )
+        raise ApiError(409, "idempotency_conflict", f"this {HEADER} was already used with a different request body")
     return Claim(redis_key, fingerprint, job_id=earlier["job_id"])
 
 

@@ -1,10 +1,12 @@
-"""The ``ttsq`` command: serve, api, worker, submit, speakers, say, pre-download, demo."""
+"""The ``ttsq`` command: serve, api, worker, submit, speakers, say, pre-download, keys, demo."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -60,10 +62,51 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     config = _config()
     _setup_logging(config.log_level)
+    check_bind(config, args.host)
     _exit_with_parent(args.parent_pid)
     app = create_app(config)
+    if not config.api_keys:
+        logger.warning(
+            "no API keys configured (TTSQ_API_KEYS): anyone on this host can use the API, so it listens on %s only",
+            args.host,
+        )
     logger.info("API on http://%s:%d", args.host, args.port)
     waitress.serve(app, host=args.host, port=args.port, threads=8, ident="ttsq")
+    return 0
+
+
+def check_bind(config: Config, host: str) -> None:
+    """Without API keys the API is open to whoever reaches it: refuse anything but a loopback address."""
+    if config.api_keys:
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        sys.exit(
+            f"ttsq: refusing to listen on {host} without API keys; make one with `ttsq keys new NAME` and set "
+            "TTSQ_API_KEYS, or listen on 127.0.0.1"
+        )
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    from .config import SPEAKER_NAME, hash_api_key
+
+    if not SPEAKER_NAME.match(args.name):
+        print(f"ttsq: invalid key name {args.name!r}: use 1-64 of a-z, 0-9, '-' and '_'", file=sys.stderr)
+        return 2
+    key = f"ttsq_{secrets.token_urlsafe(32)}"
+    print(f"API key (give it to the client; it is not stored anywhere): {key}")
+    print(f"add to TTSQ_API_KEYS (comma-separated): {args.name}:{hash_api_key(key)}")
+    return 0
+
+
+def cmd_webhook_secret(args: argparse.Namespace) -> int:
+    from .config import webhook_secret
+
+    config = _config()
+    print(webhook_secret(config, secret_key(config)).decode())
     return 0
 
 
@@ -89,6 +132,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = _config()
     _setup_logging(config.log_level)
+    check_bind(config, args.host)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stopping.set())
@@ -142,12 +186,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 2
     started = time.monotonic()
     try:
-        job = client.submit(args.url, text, args.speaker, args.speed)
+        job = client.submit(args.url, text, args.speaker, args.speed, api_key=args.api_key)
         print(f"job {job['id']} queued", file=sys.stderr)
         if not args.wait:
             print(job["id"])
             return 0
-        job = _follow(args.url, job["id"])
+        job = _follow(args.url, job["id"], args.api_key)
+        if job["status"] == "canceled":
+            print("job canceled", file=sys.stderr)
+            return 1
         if job["status"] != "succeeded":
             print(f"job failed: {job['error']['code']}: {job['error']['message']}", file=sys.stderr)
             return 1
@@ -169,7 +216,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _follow(base_url: str, job_id: str) -> dict[str, Any]:
+def _follow(base_url: str, job_id: str, api_key: str | None) -> dict[str, Any]:
     from tqdm import tqdm
 
     from . import client
@@ -184,14 +231,15 @@ def _follow(base_url: str, job_id: str) -> dict[str, Any]:
             bar.set_postfix_str(f"{job['status']}, {progress['audio_s']:.1f} s audio")
             bar.refresh()
 
-        return client.wait(base_url, job_id, update)
+        return client.wait(base_url, job_id, update, api_key=api_key)
 
 
 def cmd_speakers(args: argparse.Namespace) -> int:
     import requests
 
     try:
-        speakers = requests.get(f"{args.url}/v1/speakers", timeout=5).json()["speakers"]
+        headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+        speakers = requests.get(f"{args.url}/v1/speakers", headers=headers, timeout=5).json()["speakers"]
     except (requests.RequestException, ValueError, KeyError):
         config = _config()
         speakers = [{"name": n, "source": s, "available": None} for n, s in sorted(config.speakers.items())]
@@ -318,7 +366,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"stack ready in {time.monotonic() - started:.1f} s", flush=True)
         output = Path(args.output) if args.output else config.data_dir / "demo.wav"
         return cmd_submit(
-            argparse.Namespace(file=str(text_file), url=url, speaker=None, speed=1.0, wait=True, output=str(output))
+            argparse.Namespace(
+                file=str(text_file), url=url, speaker=None, speed=1.0, wait=True, output=str(output), api_key=None
+            )
         )
     except client.ClientError as error:
         print(f"ttsq demo: {error}", file=sys.stderr)
@@ -354,11 +404,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="follow progress and download the audio")
     p.add_argument("-o", "--output", default="out.wav")
     p.add_argument("--url", default=api_url, help="server base URL (TTSQ_API_URL)")
+    p.add_argument("--api-key", default=_env("TTSQ_API_KEY", "") or None, help="API key (TTSQ_API_KEY)")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("speakers", help="list speakers")
     p.add_argument("--url", default=api_url, help="server base URL (TTSQ_API_URL)")
+    p.add_argument("--api-key", default=_env("TTSQ_API_KEY", "") or None, help="API key (TTSQ_API_KEY)")
     p.set_defaults(func=cmd_speakers)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    p = keys.add_parser("new", help="make a key: prints it once, and the TTSQ_API_KEYS entry that admits it")
+    p.add_argument("name", help="the key's name: owner of its jobs, label in metrics (a-z, 0-9, '-', '_')")
+    p.set_defaults(func=cmd_keys_new)
+
+    p = sub.add_parser("webhook-secret", help="print the secret that signs webhook events (for receivers)")
+    p.set_defaults(func=cmd_webhook_secret)
 
     p = sub.add_parser("say", help="synthesize with the engine alone, no server")
     p.add_argument("text")

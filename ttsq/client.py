@@ -30,32 +30,51 @@ def _check(response: requests.Response) -> dict[str, Any]:
     return body  # type: ignore[no-any-return]
 
 
-def submit(base_url: str, text: str, speaker: str | None = None, speed: float = 1.0) -> dict[str, Any]:
+def _auth(api_key: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+def submit(
+    base_url: str,
+    text: str,
+    speaker: str | None = None,
+    speed: float = 1.0,
+    api_key: str | None = None,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
     body: dict[str, Any] = {"text": text, "speed": speed}
     if speaker:
         body["speaker"] = speaker
-    return _check(requests.post(f"{base_url}/v1/jobs", json=body, timeout=30))
+    headers = _auth(api_key)
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    return _check(requests.post(f"{base_url}/v1/jobs", json=body, headers=headers, timeout=30))
 
 
-def get_job(base_url: str, job_id: str, wait_s: float = 0) -> dict[str, Any]:
+def get_job(base_url: str, job_id: str, wait_s: float = 0, api_key: str | None = None) -> dict[str, Any]:
     """The job; with ``wait_s`` the server answers as soon as it changes (long polling)."""
     params = {"wait": wait_s} if wait_s else None
-    return _check(requests.get(f"{base_url}/v1/jobs/{job_id}", params=params, timeout=wait_s + 30))
+    url = f"{base_url}/v1/jobs/{job_id}"
+    return _check(requests.get(url, params=params, headers=_auth(api_key), timeout=wait_s + 30))
 
 
 def wait(
-    base_url: str, job_id: str, on_update: Callable[[dict[str, Any]], None] | None = None, timeout_s: float = 3600
+    base_url: str,
+    job_id: str,
+    on_update: Callable[[dict[str, Any]], None] | None = None,
+    timeout_s: float = 3600,
+    api_key: str | None = None,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
-    job = get_job(base_url, job_id)
+    job = get_job(base_url, job_id, api_key=api_key)
     while True:
         if on_update:
             on_update(job)
-        if job["status"] in ("succeeded", "failed"):
+        if job["status"] in ("succeeded", "failed", "canceled"):
             return job
         if time.monotonic() > deadline:
             raise ClientError(f"job {job_id} did not finish within {timeout_s:.0f} s")
-        job = get_job(base_url, job_id, wait_s=LONG_POLL_S)
+        job = get_job(base_url, job_id, wait_s=LONG_POLL_S, api_key=api_key)
 
 
 def download(url: str, dest: Path) -> Path:

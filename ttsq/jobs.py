@@ -269,7 +269,8 @@ class JobStore:
         return True
 
     def ended_before(self, cutoff: float, limit: int = 100) -> list[str]:
-        return [_text(m) for m in self.redis.zrangebyscore(self.finished_key, "-inf", cutoff, start=0, num=limit)]
+        members: list[bytes] = self.redis.zrangebyscore(self.finished_key, "-inf", cutoff, start=0, num=limit)  # type: ignore[assignment]
+        return [_text(m) for m in members]
 
     def claim_expired(self, job_id: str) -> bool:
         """Take a job out of the retention set; only one cleaner gets True for it."""
