@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 
 from ttsq.config import Config
 from ttsq.metrics import RedisCollector, metrics_response
+from worker.webhooks import webhook_queue
 
 from .errors import error_body
 from .services import services
@@ -20,8 +21,8 @@ bp = Blueprint("metrics", __name__)
 
 
 def monitored_queues(config: Config) -> list[str]:
-    """The Celery queues whose depth is reported: one per configured speaker."""
-    return [config.queue_for(name) for name in sorted(config.speakers)]
+    """The Celery queues whose depth is reported: one per configured speaker, and the webhooks' queue."""
+    return [*(config.queue_for(name) for name in sorted(config.speakers)), webhook_queue(config)]
 
 
 @bp.get("/metrics")

@@ -15,6 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.metrics import bp as metrics_bp
 from ttsq.jobs import Job, JobResult, JobStatus, JobStore, new_job_id
 from ttsq.metrics import (
+    ACTIVE_STATUSES,
+    ENDED_STATUSES,
     RedisCollector,
     kombu_queue_keys,
     record_job_created,
@@ -63,6 +65,7 @@ def test_an_empty_deployment_reports_zeros(scraper) -> None:  # type: ignore[no-
     assert value(families, "ttsq_jobs", "ttsq_jobs", status="queued") == 0
     assert value(families, "ttsq_jobs", "ttsq_jobs", status="running") == 0
     assert value(families, "ttsq_queue_depth", "ttsq_queue_depth", queue=QUEUE) == 0
+    assert value(families, "ttsq_queue_depth", "ttsq_queue_depth", queue=f"{TEST_PREFIX}webhooks") == 0
 
 
 def test_a_finished_job_fills_its_histograms(scraper, redis_client) -> None:  # type: ignore[no-untyped-def]
@@ -211,3 +214,8 @@ def test_a_job_through_the_stack_is_counted(scraper, runtime) -> None:  # type: 
     assert value(families, "ttsq_job_audio_seconds", "ttsq_job_audio_seconds_count", speaker="joe") == 1
     assert value(families, "ttsq_job_realtime_factor", "ttsq_job_realtime_factor_count", speaker="joe") == 1
     assert value(families, "ttsq_jobs", "ttsq_jobs", status="queued") == 0
+
+
+def test_status_names_match_the_job_record() -> None:
+    assert set(ENDED_STATUSES) == {s.value for s in JobStatus if s.terminal}
+    assert set(ACTIVE_STATUSES) == {s.value for s in JobStatus if not s.terminal}

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from kombu.transport.redis import PRIORITY_STEPS, Channel
@@ -34,15 +34,17 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from .jobs import Job, JobStatus
+if TYPE_CHECKING:  # ttsq.jobs may import this module to record inside its transactions
+    from .jobs import Job, JobStatus
 
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """``text/plain; version=0.0.4; charset=utf-8``: the exposition format every Prometheus scrapes."""
 
-ENDED_STATUSES = (JobStatus.succeeded.value, JobStatus.failed.value, JobStatus.canceled.value)
-ACTIVE_STATUSES = (JobStatus.queued.value, JobStatus.running.value)
+ENDED_STATUSES = ("succeeded", "failed", "canceled")
+ACTIVE_STATUSES = ("queued", "running")
+"""JobStatus values (tests keep them equal)."""
 WEBHOOK_OUTCOMES = ("delivered", "retry", "failed", "refused")
 """delivered: 2xx; retry: an attempt failed and another is scheduled; failed: attempts exhausted or a permanent
 error; refused: the URL was never tried (not allowed by TTSQ_WEBHOOK_ALLOW, private address, bad scheme)."""
@@ -141,7 +143,7 @@ def record_job_finished(
         _observe(pipe, prefix, JOB_DURATION, status, finished_at - job.created_at)
         if job.started_at is not None:
             _observe(pipe, prefix, JOB_RUN, status, finished_at - job.started_at)
-        if status == JobStatus.succeeded.value and audio_s is not None:
+        if status == "succeeded" and audio_s is not None:
             _observe(pipe, prefix, JOB_AUDIO, job.speaker, audio_s)
             if job.synth_s > 0:
                 _observe(pipe, prefix, JOB_REALTIME_FACTOR, job.speaker, audio_s / job.synth_s)
