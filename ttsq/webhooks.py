@@ -60,6 +60,11 @@ class WebhookRefused(ValueError):
     """The destination may not be called (scheme, credentials, or a private address not in the allow-list)."""
 
 
+class Timeouts(NamedTuple):
+    connect_s: float
+    read_s: float
+
+
 @dataclass(frozen=True)
 class WebhookSettings:
     secret: bytes
@@ -71,10 +76,9 @@ class WebhookSettings:
     timeout_s: float = 5.0
     """Connect timeout, and read timeout for the response's status and headers."""
 
-
-class Timeouts(NamedTuple):
-    connect_s: float
-    read_s: float
+    @property
+    def timeouts(self) -> Timeouts:
+        return Timeouts(connect_s=self.timeout_s, read_s=self.timeout_s)
 
 
 @dataclass(frozen=True)
@@ -418,7 +422,7 @@ def _attempt(job: Job, settings: WebhookSettings, url_for_result: ResultLink) ->
         EVENT_ID_HEADER: event["id"],
         SIGNATURE_HEADER: signature_header(settings.secret, int(time.time()), body),
     }
-    return post_once(destination, body, headers, Timeouts(settings.timeout_s, settings.timeout_s))
+    return post_once(destination, body, headers, settings.timeouts)
 
 
 def _iso(timestamp: float | None) -> str | None:
