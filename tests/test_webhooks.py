@@ -5,15 +5,19 @@ Receivers are real HTTP servers on 127.0.0.1 (permitted through the allow-list, 
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import json
 import socket
+import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,7 +61,7 @@ class Received:
 class Receiver:
     """Answers the n-th POST with ``statuses[n]`` (the last one repeats); ``hold`` keeps each answer back."""
 
-    def __init__(self, statuses: Sequence[int]) -> None:
+    def __init__(self, statuses: Sequence[int], tls: ssl.SSLContext | None = None) -> None:
         self.statuses = list(statuses)
         self.received: list[Received] = []
         self.hold: threading.Event | None = None
@@ -73,21 +77,26 @@ class Receiver:
                     receiver._changed.notify_all()
                 if receiver.hold is not None:
                     receiver.hold.wait(WAIT_S)
-                try:
-                    self.send_response(status)
-                    if 300 <= status < 400:
-                        self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
-                    self.send_header("Content-Length", "2")
-                    self.end_headers()
-                    self.wfile.write(b"ok")
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the sender gave up waiting (the timeout test)
+                self.send_response(status)
+                if 300 <= status < 400:
+                    self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                # A sender that gave up (timeout) or refused our certificate: kept, not printed.
+                receiver.errors.append(sys.exc_info()[1])
+
+        self.errors: list[BaseException | None] = []
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.port = int(self.server.server_address[1])
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True, do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True)
         self.thread.start()
 
@@ -111,8 +120,8 @@ class Receiver:
 def receiver() -> Iterator[Callable[..., Receiver]]:
     started: list[Receiver] = []
 
-    def start(*statuses: int) -> Receiver:
-        started.append(Receiver(statuses or (200,)))
+    def start(*statuses: int, tls: ssl.SSLContext | None = None) -> Receiver:
+        started.append(Receiver(statuses or (200,), tls))
         return started[-1]
 
     yield start
@@ -481,3 +490,63 @@ def test_webhook_task_retries_with_backoff_until_the_third_attempt_arrives(
     assert (final.webhook.attempts, final.webhook.last_status, final.webhook.failed) == (3, 200, False)
     assert final.webhook.delivered_at is not None and final.webhook.delivered_at >= (final.finished_at or 0)
     assert len(server.received) == 3
+
+
+# --- TLS to a pinned address -----------------------------------------------------------------------------------
+
+
+def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for ``name`` (its own CA), and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize(("cert_name", "delivered"), [("hooks.example", True), ("other.example", False)])
+def test_https_sends_the_urls_host_as_sni_and_checks_the_certificate_against_it(
+    cert_name: str,
+    delivered: bool,
+    receiver: Callable[..., Receiver],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    cert, key = self_signed(tmp_path, cert_name)
+    names: list[str | None] = []
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    tls.sni_callback = lambda sock, name, context: names.append(name)
+    server = receiver(200, tls=tls)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted by ssl.create_default_context(), as a real CA is
+    fake_dns(monkeypatch, "hooks.example", [["127.0.0.1"]])
+
+    destination = check_destination(f"https://hooks.example:{server.port}/hook", ["127.0.0.1"])
+    outcome = post_once(destination, b"{}", {}, settings().timeouts)
+    assert names == ["hooks.example"], "SNI names the URL's host, not the address connected to"
+    if delivered:
+        assert outcome.delivered and server.wait_for(1)[0].headers["host"] == f"hooks.example:{server.port}"
+    else:
+        assert not outcome.retry and "TLS certificate not accepted" in (outcome.error or "")
+        assert server.received == []
