@@ -26,6 +26,7 @@ from celery.contrib.testing.worker import start_worker
 from conftest import TEST_PREFIX
 
 import worker.webhooks as worker_webhooks
+from ttsq import metrics
 from ttsq.config import load_config, secret_key, webhook_secret
 from ttsq.jobs import Job, JobError, JobResult, JobStatus, JobStore, new_job_id
 from ttsq.webhooks import (
@@ -185,6 +186,14 @@ def wait_for_job(store: JobStore, job_id: str, done: Callable[[Job], bool], time
             if remaining <= 0:
                 raise AssertionError(f"job {job_id} did not get there; it stands at {job!r}")
             events.get_message(timeout=remaining)
+
+
+def counted(store: JobStore) -> dict[str, int]:
+    """Webhook attempts by outcome, as the metrics hold them."""
+    raw = store.redis.hgetall(metrics.counters_key(store.prefix))
+    fields = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
+    prefix = f"{metrics.WEBHOOK_DELIVERIES}|"
+    return {name.removeprefix(prefix): count for name, count in fields.items() if name.startswith(prefix)}
 
 
 def readme_verify(secret: bytes, header: str, body: bytes, tolerance_s: int = 300) -> bool:
@@ -412,6 +421,7 @@ def test_each_attempt_is_recorded_until_delivered(receiver: Callable[..., Receiv
     assert seen == [(1, True, 1, 500, False), (2, True, 2, 502, False), (3, False, 3, 204, True)]
     again = deliver(store, job.id, settings(), link)
     assert again.attempt == 0 and len(server.received) == 3, "a delivered event is not sent again"
+    assert counted(store) == {"retry": 2, "delivered": 1}
 
 
 def test_gives_up_after_max_attempts(receiver: Callable[..., Receiver], store: JobStore) -> None:
@@ -424,6 +434,7 @@ def test_gives_up_after_max_attempts(receiver: Callable[..., Receiver], store: J
     assert state is not None and state.failed and state.attempts == 2 and state.last_error == "HTTP 503"
     assert deliver(store, job.id, settings(max_attempts=2), link).attempt == 0
     assert len(server.received) == 2
+    assert counted(store) == {"retry": 1, "failed": 1}
 
 
 def test_refused_destination_is_recorded_and_never_called(receiver: Callable[..., Receiver], store: JobStore) -> None:
@@ -434,6 +445,7 @@ def test_refused_destination_is_recorded_and_never_called(receiver: Callable[...
     state = (store.get(job.id) or job).webhook
     assert state is not None and state.failed and state.last_status is None and "loopback" in (state.last_error or "")
     assert server.received == []
+    assert counted(store) == {"refused": 1}
 
 
 def test_job_removed_during_delivery_is_not_recreated(receiver: Callable[..., Receiver], store: JobStore) -> None:

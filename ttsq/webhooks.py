@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import importlib
 import ipaddress
 import json
 import logging
@@ -27,8 +26,10 @@ from datetime import datetime, timezone
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+import redis
 from pydantic import BaseModel
 
+from ttsq import metrics
 from ttsq.jobs import Job, JobError, JobStatus, JobStore, WebhookState
 
 logger = logging.getLogger(__name__)
@@ -101,10 +102,21 @@ class AttemptOutcome:
     """Another attempt should be made (and may be: ``deliver`` clears it once attempts run out)."""
     attempt: int = 0
     """Which attempt this was (set by ``deliver``); 0 when none was made."""
+    refused: bool = False
+    """The destination was never called (see ``check_destination``)."""
 
     @property
     def delivered(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+    @property
+    def label(self) -> str:
+        """For metrics: delivered, retry, failed or refused (``ttsq.metrics.WEBHOOK_OUTCOMES``)."""
+        if self.delivered:
+            return "delivered"
+        if self.refused:
+            return "refused"
+        return "retry" if self.retry else "failed"
 
 
 class EventResult(BaseModel):
@@ -394,13 +406,8 @@ def deliver(store: JobStore, job_id: str, settings: WebhookSettings, url_for_res
 def _count(store: JobStore, job_id: str, outcome: AttemptOutcome) -> None:
     """Metrics are best effort: a failure to count never changes a delivery."""
     try:
-        # TODO(metrics): ttsq/metrics.py lands with the metrics work; import it directly once it is there.
-        metrics = importlib.import_module("ttsq.metrics")
-    except ImportError:
-        return
-    try:
-        metrics.record_webhook(store.redis, store.prefix, outcome)
-    except Exception as error:  # whatever the metrics backend raises
+        metrics.record_webhook(store.redis, store.prefix, outcome.label)
+    except redis.RedisError as error:
         logger.warning("%s: could not count the webhook attempt: %s", job_id, error)
 
 
@@ -408,7 +415,7 @@ def _attempt(job: Job, settings: WebhookSettings, url_for_result: ResultLink) ->
     try:
         destination = check_destination(job.webhook_url or "", settings.allow)
     except WebhookRefused as error:
-        return AttemptOutcome(error=str(error), retry=False)
+        return AttemptOutcome(error=str(error), retry=False, refused=True)
     except OSError as error:  # DNS can fail for a moment
         return AttemptOutcome(error=f"could not resolve the host: {error}", retry=True)
     link = url_for_result(job) if job.status == JobStatus.succeeded else None
