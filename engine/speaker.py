@@ -4,25 +4,65 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from functools import partial
+from itertools import islice
+from typing import Protocol
 
 import numpy as np
+from piper.config import PiperConfig
 
 from .audio import Audio, AudioChunk, float_to_int16
 from .constants import MAX_SPEED, MIN_SPEED
 from .errors import InvalidInputError
-from .onnx_voice import OnnxVoice, SynthesisOptions
+from .onnx_voice import SynthesisOptions
 from .phonemize import sentence_ids
 from .text import check_speakable, clean_text
+from .torch_options import Batching
+
+Frontend = Callable[[str], list[list[int]]]
+"""Text to model input ids, one list per sentence."""
+Work = Iterator[tuple[int, list[int]]]
+"""(index of the text, ids of one of its sentences); an empty id list opens each text."""
+
+
+class Voice(Protocol):
+    """What a speaker needs of a loaded model (OnnxVoice, TorchVoice)."""
+
+    config: PiperConfig
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    def infer(self, phoneme_ids: list[int], options: SynthesisOptions) -> np.ndarray: ...
+
+
+class BatchVoice(Voice, Protocol):
+    """A voice that can synthesize several sentences in one padded batch (TorchVoice)."""
+
+    def infer_batch(self, batch: Sequence[Sequence[int]], options: SynthesisOptions) -> list[np.ndarray]: ...
 
 
 class Speaker:
     """A named voice; ``generate`` and ``stream`` hold this speaker's lock while they run."""
 
-    def __init__(self, name: str, voice: OnnxVoice, parallel: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        voice: Voice,
+        parallel: int = 1,
+        batching: Batching | None = None,
+        frontend: Frontend | None = None,
+    ) -> None:
+        """``batching`` with batch_size > 1 needs a BatchVoice; ``frontend`` defaults to espeak-ng phonemes
+        with the voice's Piper phoneme map."""
         self.name = name
         self.voice = voice
+        self.batching = batching or Batching()
+        if self.batching.batch_size > 1 and not hasattr(voice, "infer_batch"):
+            raise InvalidInputError(f"{type(voice).__name__} cannot synthesize batches; use batch_size 1")
+        self.sentence_ids: Frontend = frontend or partial(_phoneme_ids, config=voice.config)
         # One synthesis at a time per speaker; different speakers run in parallel.
         self.lock = threading.Lock()
         # Within one synthesis, up to `parallel` sentences run at once on single-threaded sessions: on a CPU
@@ -58,7 +98,7 @@ class Speaker:
         text = check_speakable(text)
         options = self._options(speed, noise_scale, noise_w_scale)
         with self.lock:
-            sentences = sentence_ids(text, self.voice.config)
+            sentences = self.sentence_ids(text)
             if not sentences:
                 raise InvalidInputError("text has nothing the voice can speak")
             work = ((index, ids) for index, ids in enumerate(sentences))
@@ -83,7 +123,7 @@ class Speaker:
             work = (
                 (index, ids)
                 for index, text in enumerate(texts)
-                for ids in _with_marker(sentence_ids(clean_text(text), self.voice.config))
+                for ids in _with_marker(self.sentence_ids(clean_text(text)))
             )
             parts: list[np.ndarray] = []
             current = 0
@@ -95,10 +135,11 @@ class Speaker:
             if current or parts:
                 yield _join(parts)
 
-    def _pipeline(
-        self, work: Iterator[tuple[int, list[int]]], options: SynthesisOptions
-    ) -> Iterator[tuple[int, np.ndarray]]:
+    def _pipeline(self, work: Work, options: SynthesisOptions) -> Iterator[tuple[int, np.ndarray]]:
         """Run phoneme-id lists on the pool, a bounded window ahead of the consumer, and yield them in order."""
+        if self.batching.batch_size > 1:
+            yield from self._batched_pipeline(work, options)
+            return
         pending: deque[tuple[int, Future[np.ndarray]]] = deque()
         try:
             for item in work:
@@ -117,6 +158,42 @@ class Speaker:
             for _, future in pending:
                 future.cancel()
             wait([future for _, future in pending])
+
+    def _batched_pipeline(self, work: Work, options: SynthesisOptions) -> Iterator[tuple[int, np.ndarray]]:
+        """Sentences a window at a time, in padded batches of similar lengths; the next window runs while the
+        consumer takes this one, and audio comes out in the order the sentences went in."""
+        windows: deque[tuple[list[tuple[int, list[int]]], dict[int, tuple[Future[list[np.ndarray]], int]]]] = deque()
+
+        def start_window() -> None:
+            window = list(islice(work, self.batching.window))
+            if not window:
+                return
+            spoken = [position for position, (_, ids) in enumerate(window) if ids]
+            placed: dict[int, tuple[Future[list[np.ndarray]], int]] = {}
+            for batch in plan_batches([len(window[p][1]) for p in spoken], self.batching):
+                positions = [spoken[i] for i in batch]
+                voice: BatchVoice = self.voice  # type: ignore[assignment]  # checked in __init__
+                future = self._pool.submit(voice.infer_batch, [window[p][1] for p in positions], options)
+                placed.update((position, (future, slot)) for slot, position in enumerate(positions))
+            windows.append((window, placed))
+
+        try:
+            start_window()
+            start_window()
+            while windows:
+                window, placed = windows.popleft()
+                for position, (index, _) in enumerate(window):
+                    if position in placed:
+                        future, slot = placed[position]
+                        yield index, future.result()[slot]
+                    else:  # the marker that opens a text
+                        yield index, np.zeros(0, dtype=np.float32)
+                start_window()
+        finally:
+            futures = {future for _, placed in windows for future, _ in placed.values()}
+            for future in futures:
+                future.cancel()
+            wait(futures)
 
     def _submit(self, item: tuple[int, list[int]], options: SynthesisOptions) -> tuple[int, Future[np.ndarray]]:
         index, ids = item
@@ -142,6 +219,21 @@ class Speaker:
         """Run a few short syntheses so the first real request pays no allocation or cache cost."""
         for _ in range(rounds):
             self.generate("Warming up. This is a short sentence, with a comma!")
+
+
+def plan_batches(lengths: Sequence[int], batching: Batching) -> list[list[int]]:
+    """Positions grouped into batches of at most ``batch_size``, sentences of one length bucket together (so a
+    batch is little padding), batches ordered by their earliest position (so the first audio is ready first)."""
+    groups: dict[int, list[int]] = {}
+    for position in sorted(range(len(lengths)), key=lambda p: lengths[p]):
+        groups.setdefault(batching.bucket(lengths[position]), []).append(position)
+    size = batching.batch_size
+    batches = [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
+    return sorted(batches, key=min)
+
+
+def _phoneme_ids(text: str, config: PiperConfig) -> list[list[int]]:
+    return sentence_ids(text, config)
 
 
 def _with_marker(sentences: list[list[int]]) -> list[list[int]]:

@@ -7,19 +7,23 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from .constants import DEFAULT_SOURCE, SPEAKER_NAME
 from .errors import EngineError, NotPreparedError, UnknownSpeakerError
 from .onnx_voice import OnnxVoice, Provider
 from .sources import Source, find_voice_files, parse_source
 from .speaker import Speaker
+from .torch_options import TorchOptions
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ttsq"
 DEVICES = ("cpu", "cuda", "cuda:N")
+BACKENDS = ("onnx", "torch")
+TORCH_INSTALL_HINT = "the torch backend needs torch and transformers: pip install 'ttsq[gpu]'"
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,16 @@ class SpeakerInfo:
     model_path: Path
     sample_rate: int
     load_s: float
+    backend: str = "onnx"
+    weights_bytes: int | None = None
+    """Size of the voice's weights as loaded (torch backend)."""
+    device_memory_bytes: int | None = None
+    """Peak CUDA memory after loading and warming (torch backend on CUDA)."""
+
+
+def default_backend(device: str) -> str:
+    """onnxruntime on CPUs (piper's own runtime, no torch needed); torch on CUDA (batches, autocast, compile)."""
+    return "onnx" if device == "cpu" else "torch"
 
 
 def _providers(device: str) -> list[Provider]:
@@ -70,15 +84,25 @@ class TTS:
         cache_dir: str | Path | None = None,
         threads: int | None = None,
         parallel_sentences: bool = False,
+        backend: str | None = None,
+        torch_options: TorchOptions | None = None,
     ) -> None:
         """``threads``: CPU threads per speaker (default: all cores). By default one sentence runs on all of them,
         as piper does (bit-identical output, and memory bounded by the longest sentence). With
         ``parallel_sentences`` (CPU only) that many sentences run at once, one thread each: ~15-25% more throughput
         on long texts, output within one int16 step of piper's, but onnxruntime's arena then grows towards two
-        long sentences' worth (~1.1 GB against ~0.4 GB for the joe voice); see the notes in bench/."""
+        long sentences' worth (~1.1 GB against ~0.4 GB for the joe voice); see the notes in bench/.
+
+        ``backend``: ``onnx`` or ``torch`` (default: onnx on cpu, torch on cuda). The torch backend loads Piper voices
+        (converted once into ``cache_dir/torch``) and MMS-TTS VitsModel directories, and batches the sentences of a
+        job (``torch_options``); torch and transformers are imported only when it is chosen."""
         self.device = device
-        self.parallel_sentences = parallel_sentences and device == "cpu"
+        self.backend = backend or default_backend(device)
+        if self.backend not in BACKENDS:
+            raise EngineError(f"unknown backend {self.backend!r}; expected one of: {', '.join(BACKENDS)}")
+        self.parallel_sentences = parallel_sentences and device == "cpu" and self.backend == "onnx"
         self._providers = _providers(device)
+        self.torch_options = torch_options or TorchOptions()
         self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
         self.threads = threads
         self._sources: dict[str, Source] = {}
@@ -102,6 +126,10 @@ class TTS:
         """Fill the cache for every registered speaker without building sessions (for image builds)."""
         found: dict[str, Path] = {}
         for name, source in self._sources.items():
+            if self.backend == "torch":  # Piper voices are converted here too, so an image carries the result
+                found[name] = self._torch().model_directory(source.fetch(self.cache_dir), self.cache_dir)
+                logger.info("speaker %s: %s ready at %s", name, source.uri, found[name])
+                continue
             model, _config = find_voice_files(source.fetch(self.cache_dir))
             found[name] = model
             logger.info("speaker %s: %s ready at %s", name, source.uri, model)
@@ -113,18 +141,61 @@ class TTS:
             if name in self._prepared:
                 continue
             started = time.perf_counter()
-            model, config = find_voice_files(source.fetch(self.cache_dir))
-            if self.parallel_sentences:
-                voice = OnnxVoice(model, config, self._providers, threads=1)
-                speaker = Speaker(name, voice, parallel=self.threads or os.cpu_count() or 1)
+            if self.backend == "torch":
+                speaker, model = self._torch_speaker(name, source)
             else:
-                speaker = Speaker(name, OnnxVoice(model, config, self._providers, self.threads))
+                speaker, model = self._onnx_speaker(name, source)
             if warmup:
                 speaker.warmup()
             self._prepared[name] = speaker
-            self.info[name] = SpeakerInfo(name, source.uri, model, speaker.sample_rate, time.perf_counter() - started)
-            logger.info("speaker %s prepared from %s in %.2fs", name, source.uri, self.info[name].load_s)
+            self.info[name] = SpeakerInfo(
+                name, source.uri, model, speaker.sample_rate, time.perf_counter() - started, self.backend
+            )
+            if self.backend == "torch":
+                voice: Any = speaker.voice
+                if warmup:
+                    voice.warmup()  # compiles every length bucket and batch size before a request can
+                self.info[name] = replace(
+                    self.info[name],
+                    weights_bytes=voice.memory_bytes(),
+                    device_memory_bytes=voice.device_memory_bytes(),
+                )
+            logger.info(
+                "speaker %s prepared from %s (%s on %s) in %.2fs",
+                name,
+                source.uri,
+                self.backend,
+                self.device,
+                self.info[name].load_s,
+            )
         return self
+
+    def _onnx_speaker(self, name: str, source: Source) -> tuple[Speaker, Path]:
+        model, config = find_voice_files(source.fetch(self.cache_dir))
+        if self.parallel_sentences:
+            voice = OnnxVoice(model, config, self._providers, threads=1)
+            return Speaker(name, voice, parallel=self.threads or os.cpu_count() or 1), model
+        return Speaker(name, OnnxVoice(model, config, self._providers, self.threads)), model
+
+    def _torch_speaker(self, name: str, source: Source) -> tuple[Speaker, Path]:
+        torch_voice = self._torch()
+        if self.threads and self.device == "cpu":
+            import torch
+
+            torch.set_num_threads(self.threads)  # torch's pool is per process: the last speaker's setting holds
+        directory = torch_voice.model_directory(source.fetch(self.cache_dir), self.cache_dir)
+        voice = torch_voice.TorchVoice(directory, self.device, self.torch_options)
+        speaker = Speaker(name, voice, batching=self.torch_options.batching, frontend=voice.sentence_ids)
+        return speaker, directory
+
+    @staticmethod
+    def _torch() -> Any:
+        """engine.torch_voice, imported on first use: a CPU install has no torch."""
+        try:
+            from . import torch_voice
+        except ImportError as error:
+            raise EngineError(f"{TORCH_INSTALL_HINT} ({error})") from error
+        return torch_voice
 
     @property
     def speakers(self) -> Mapping[str, Speaker]:

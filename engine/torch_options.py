@@ -1,0 +1,56 @@
+"""Settings of the torch backend; importing this loads no torch (the CPU install has none)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEFAULT_LENGTH_BUCKETS = (64, 128, 256, 512, 1024)
+"""Id-sequence lengths that batches are grouped by (and, when compiled, padded to, so shapes repeat)."""
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How a speaker groups the sentences of one job into padded batches."""
+
+    batch_size: int = 1
+    """Sentences per batch; 1 runs them one by one (the onnx path)."""
+    length_buckets: tuple[int, ...] = DEFAULT_LENGTH_BUCKETS
+    """Sentences whose id counts fall in the same bucket share batches, so little of a batch is padding."""
+    window_batches: int = 2
+    """Batches' worth of sentences read ahead to sort by length: more groups better, but holds more audio."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size!r}")
+        if self.window_batches < 1:
+            raise ValueError(f"window_batches must be at least 1, got {self.window_batches!r}")
+        if not self.length_buckets or list(self.length_buckets) != sorted(set(self.length_buckets)):
+            raise ValueError(f"length_buckets must be increasing and not empty, got {self.length_buckets!r}")
+
+    @property
+    def window(self) -> int:
+        return self.batch_size * self.window_batches
+
+    def bucket(self, length: int) -> int:
+        """The bucket bound a sequence of ``length`` ids is padded to (a multiple of the largest past it)."""
+        for bound in self.length_buckets:
+            if length <= bound:
+                return bound
+        largest = self.length_buckets[-1]
+        return -(-length // largest) * largest
+
+
+@dataclass(frozen=True)
+class TorchOptions:
+    """The torch backend: ``TTS(device="cuda", backend="torch", torch_options=TorchOptions(...))``."""
+
+    batching: Batching = Batching(batch_size=8)
+    precision: str = "fp32"
+    """``fp32``, or autocast to ``bf16`` / ``fp16`` (fp16 on CUDA only): faster, within a tolerance of fp32."""
+    compile: bool | None = None
+    """torch.compile the encoder, flow and decoder once in prepare(); None: on CUDA only (it costs minutes on a CPU)."""
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
