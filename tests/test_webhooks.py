@@ -31,6 +31,7 @@ from ttsq.config import load_config, secret_key, webhook_secret
 from ttsq.jobs import Job, JobError, JobResult, JobStatus, JobStore, new_job_id
 from ttsq.webhooks import (
     SIGNATURE_HEADER,
+    Timeouts,
     WebhookRefused,
     WebhookSettings,
     backoff_s,
@@ -404,6 +405,35 @@ def test_timeout_and_refused_connection_are_retried(receiver: Callable[..., Rece
         port = probe.getsockname()[1]
     outcome = post_once(check_destination(f"http://127.0.0.1:{port}/", ["127.0.0.1"]), b"{}", {}, settings().timeouts)
     assert outcome.retry and outcome.status_code is None and "ConnectionRefusedError" in (outcome.error or "")
+
+
+def test_a_receiver_dripping_its_answer_is_cut_off_at_the_total_deadline() -> None:
+    """Guards the delivery threads: each byte arrives within the read timeout, the whole answer never does."""
+    stop = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def drip() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                while not stop.wait(0.02):
+                    try:
+                        conn.sendall(b"X")
+                    except OSError:
+                        return
+
+        dripper = threading.Thread(target=drip, daemon=True)
+        dripper.start()
+        port = listener.getsockname()[1]
+        started = time.monotonic()
+        destination = check_destination(f"http://127.0.0.1:{port}/", ["127.0.0.1"])
+        outcome = post_once(destination, b"{}", {}, Timeouts(connect_s=1.0, read_s=1.0, total_s=0.3))
+        elapsed = time.monotonic() - started
+        stop.set()
+        dripper.join(WAIT_S)
+    assert (outcome.retry, outcome.error) == (True, "no complete answer within 0.3 s")
+    assert 0.3 <= elapsed < 1.0
 
 
 # --- deliver(): each attempt recorded in the job ---------------------------------------------------------------

@@ -8,6 +8,7 @@ more than once (while a secret is being rotated); any match is enough.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -18,6 +19,7 @@ import random
 import re
 import socket
 import ssl
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -64,6 +66,9 @@ class WebhookRefused(ValueError):
 class Timeouts(NamedTuple):
     connect_s: float
     read_s: float
+    """For each read (the response's status line and headers)."""
+    total_s: float
+    """The whole attempt, connect to status."""
 
 
 @dataclass(frozen=True)
@@ -75,11 +80,11 @@ class WebhookSettings:
     backoff_s: float = 2.0
     """Delay cap before the second attempt; doubled for each one after, with full jitter."""
     timeout_s: float = 5.0
-    """Connect timeout, and read timeout for the response's status and headers."""
+    """Connect timeout, and read timeout for the response's status and headers; an attempt takes at most twice it."""
 
     @property
     def timeouts(self) -> Timeouts:
-        return Timeouts(connect_s=self.timeout_s, read_s=self.timeout_s)
+        return Timeouts(connect_s=self.timeout_s, read_s=self.timeout_s, total_s=2 * self.timeout_s)
 
 
 @dataclass(frozen=True)
@@ -301,19 +306,25 @@ def check_destination(url: str, allow: Sequence[str] = ()) -> Destination:
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """Host header from the URL's host, TCP to the checked address."""
+    """Host header from the URL's host, TCP to the checked address; ``abort()`` ends a wait from another thread."""
 
     def __init__(self, destination: Destination, timeouts: Timeouts) -> None:
         super().__init__(destination.host, destination.port, timeout=timeouts.connect_s)
         self._address, self._read_s = (destination.address, destination.port), timeouts.read_s
-
-    def _open(self) -> socket.socket:
-        sock = socket.create_connection(self._address, self.timeout)
-        sock.settimeout(self._read_s)
-        return sock
+        self.aborted = False
 
     def connect(self) -> None:
-        self.sock = self._open()
+        sock = socket.create_connection(self._address, self.timeout)
+        sock.settimeout(self._read_s)
+        self.sock = sock  # abort() can reach it from here on
+        if self.aborted:
+            raise TimeoutError("aborted")
+
+    def abort(self) -> None:
+        self.aborted = True
+        if self.sock is not None:
+            with contextlib.suppress(OSError):  # already closed
+                socket.socket.shutdown(self.sock, socket.SHUT_RDWR)  # wakes a blocked read, TLS or not
 
 
 class _PinnedHTTPSConnection(_PinnedHTTPConnection):
@@ -326,25 +337,41 @@ class _PinnedHTTPSConnection(_PinnedHTTPConnection):
         self._tls = ssl.create_default_context()
 
     def connect(self) -> None:
-        self.sock = self._tls.wrap_socket(self._open(), server_hostname=self.host)
+        super().connect()
+        self.sock = self._tls.wrap_socket(self.sock, server_hostname=self.host, do_handshake_on_connect=False)
+        if self.aborted:
+            raise TimeoutError("aborted")
+        self.sock.do_handshake()
 
 
 def post_once(destination: Destination, body: bytes, headers: dict[str, str], timeouts: Timeouts) -> AttemptOutcome:
     """POST ``body`` to the checked destination. Redirects are not followed (a 3xx is a failure, not retried);
-    the response body is never read. Never raises for network trouble: the outcome says what happened."""
+    the response body is never read. Never raises for network trouble: the outcome says what happened.
+
+    Besides the connect and per-read timeouts, the whole attempt is cut off after ``timeouts.total_s``: a receiver
+    that drips its answer a byte at a time must not hold a delivery thread for long."""
     pinned = _PinnedHTTPSConnection if destination.scheme == "https" else _PinnedHTTPConnection
     connection = pinned(destination, timeouts)
+    watchdog = threading.Timer(timeouts.total_s, connection.abort)
+    watchdog.daemon = True
+    watchdog.start()
+    cut_off = AttemptOutcome(error=f"no complete answer within {timeouts.total_s:g} s", retry=True)
     try:
         connection.request("POST", destination.target, body=body, headers=headers)
         status = connection.getresponse().status
     except ssl.SSLCertVerificationError as error:
         return AttemptOutcome(error=f"TLS certificate not accepted: {error.verify_message}", retry=False)
     except TimeoutError:
-        return AttemptOutcome(error="timed out", retry=True)
+        return cut_off if connection.aborted else AttemptOutcome(error="timed out", retry=True)
     except (OSError, http.client.HTTPException) as error:
+        if connection.aborted:
+            return cut_off
         return AttemptOutcome(error=f"{type(error).__name__}: {error}"[:300], retry=True)
     finally:
+        watchdog.cancel()
         connection.close()
+    if connection.aborted:  # http.client takes headers cut short for complete ones
+        return cut_off
     if 200 <= status < 300:
         return AttemptOutcome(status_code=status)
     if 300 <= status < 400:
