@@ -9,7 +9,7 @@ export TTSQ_DATA_DIR ?= $(CURDIR)/ttsq-data
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,gpu]'
 	touch $@
 
 demo: $(BIN)/.installed
