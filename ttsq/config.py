@@ -64,6 +64,10 @@ ENV_VARS: dict[str, str] = {
     "TTSQ_WEBHOOK_MAX_ATTEMPTS": "webhook_max_attempts",
     "TTSQ_WEBHOOK_BACKOFF_S": "webhook_backoff_s",
     "TTSQ_WEBHOOK_TIMEOUT_S": "webhook_timeout_s",
+    "TTSQ_BACKEND": "backend",
+    "TTSQ_BATCH_SIZE": "batch_size",
+    "TTSQ_PRECISION": "precision",
+    "TTSQ_COMPILE": "compile",
 }
 
 
@@ -130,6 +134,14 @@ class Config(BaseModel):
     webhook_backoff_s: float = Field(2.0, ge=0, le=3600)
     """First retry delay; doubled per attempt, with full jitter."""
     webhook_timeout_s: float = Field(5.0, gt=0, le=60)
+    backend: str | None = Field(None, pattern=r"^(onnx|torch)$")
+    """Engine backend; unset: onnx on cpu, torch on cuda (torch needs ``pip install 'ttsq[gpu]'``)."""
+    batch_size: int = Field(8, ge=1, le=256)
+    """Torch backend: sentences of one job synthesized in one padded batch."""
+    precision: str = Field("fp32", pattern=r"^(fp32|bf16|fp16)$")
+    """Torch backend: fp32, or autocast to bf16 / fp16 (fp16 on CUDA only)."""
+    compile: bool | None = None
+    """Torch backend: torch.compile the model at start; unset: on CUDA only."""
 
     @field_validator("api_keys", mode="before")
     @classmethod
