@@ -24,19 +24,32 @@ logger = logging.getLogger(__name__)
 
 
 def build_engine(config: Config) -> TTS:
-    """Load, prepare and warm every configured speaker; log the memory each one takes."""
-    tts = TTS(config.device, config.cache_dir, config.threads, parallel_sentences=config.parallel_sentences)
+    """Load, prepare and warm every configured speaker; log the memory each one takes (RAM, and VRAM on CUDA)."""
+    from engine.torch_options import Batching, TorchOptions
+
+    tts = TTS(
+        config.device,
+        config.cache_dir,
+        config.threads,
+        parallel_sentences=config.parallel_sentences,
+        backend=config.backend,
+        torch_options=TorchOptions(Batching(config.batch_size), config.precision, config.compile),
+    )
     for name, source in sorted(config.speakers.items()):
         before = rss_bytes()
         # prepare() only builds speakers not yet prepared, so each delta is this speaker's own.
         tts.load(name, source).prepare(warmup=True)
         info = tts.info[name]
+        vram = "" if info.device_memory_bytes is None else f", {info.device_memory_bytes / 1e6:.0f} MB VRAM peak"
         logger.info(
-            "speaker %s: %s, %d Hz, +%.0f MB RAM, ready in %.2f s",
+            "speaker %s: %s, %d Hz, %s on %s, +%.0f MB RAM%s, ready in %.2f s",
             name,
             info.source,
             info.sample_rate,
+            info.backend,
+            tts.device,
             (rss_bytes() - before) / 1e6,
+            vram,
             info.load_s,
         )
     return tts
