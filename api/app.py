@@ -11,7 +11,7 @@ from ttsq.jobs import JobStore
 from ttsq.storage import open_storage
 from worker.celery_app import create_celery
 
-from . import files, health, jobs
+from . import files, health, jobs, metrics
 from .errors import register_error_handlers
 from .services import Services
 
@@ -35,4 +35,5 @@ def create_app(config: Config | None = None, celery: Celery | None = None) -> Fl
     app.register_blueprint(jobs.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
     return app

@@ -6,11 +6,12 @@ import logging
 import time
 from typing import Any
 
-from flask import Blueprint, g, jsonify, request, url_for
+from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ttsq import signing
 from ttsq.jobs import Job, JobStatus, new_job_id
+from ttsq.links import result_link
+from ttsq.metrics import record_job_created
 from worker.celery_app import SYNTHESIZE_TASK
 from worker.events import job_ended
 
@@ -89,6 +90,7 @@ def _enqueue(job: Job, text: str) -> None:
         s.store.delete(job.id)  # no job may stay queued with no message behind it
         access.release_job_slot(job.id)
         raise ApiError(503, "queue_unavailable", "the job queue is not reachable; try again shortly") from error
+    record_job_created(s.redis, s.config.key_prefix)
 
 
 def _replay(job_id: str) -> ResponseReturnValue:
@@ -171,14 +173,7 @@ def _result_link(job: Job) -> dict[str, Any] | None:
     s = services()
     if job.result is None:
         return None
-    ttl_s = s.config.url_ttl_s
-    expires_at = time.time() + ttl_s
-    url = s.storage.public_url(job.result.key, ttl_s)  # S3: a presigned GET
-    if url is None:
-        expires, signature = signing.sign(s.secret, job.result.key, ttl_s)
-        path = url_for("files.get_file", key=job.result.key, expires=expires, signature=signature)
-        url = f"{s.config.public_url or request.host_url.rstrip('/')}{path}"
-        expires_at = expires
+    url, expires_at = result_link(s.config, s.storage, s.secret, job.result.key, request.host_url)
     return {"url": url, "url_expires_at": iso(expires_at)}
 
 

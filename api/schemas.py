@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import request
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
@@ -14,6 +13,7 @@ from engine.constants import MAX_SPEED, MIN_SPEED
 from engine.errors import InvalidInputError
 from engine.text import check_speakable
 from ttsq.jobs import OUTPUT_FORMATS, Job
+from ttsq.webhooks import WebhookRefused, validate_url
 
 from .errors import ApiError
 
@@ -32,7 +32,6 @@ class JobRequest(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
-MAX_WEBHOOK_URL_CHARS = 2048
 MAX_METADATA_BYTES = 16 * 1024
 
 
@@ -89,25 +88,9 @@ def parse_job_request(body: Any) -> JobRequest:
 def check_webhook_url(url: str) -> None:
     """The address's shape only: where it resolves to is checked at each delivery (DNS can change meanwhile)."""
     try:
-        parsed = urlsplit(url)
-        parsed.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        parsed = None
-    if (
-        parsed is None
-        or parsed.scheme not in ("http", "https")
-        or not parsed.hostname
-        or len(url) > MAX_WEBHOOK_URL_CHARS
-        or not url.isascii()
-        or not url.isprintable()
-        or parsed.username is not None
-    ):
-        raise ApiError(
-            400,
-            "invalid_webhook_url",
-            f"webhook_url must be an http:// or https:// URL of at most {MAX_WEBHOOK_URL_CHARS} characters, "
-            "without credentials",
-        )
+        validate_url(url)
+    except WebhookRefused as error:
+        raise ApiError(400, "invalid_webhook_url", str(error)) from None
 
 
 def iso(timestamp: float | None) -> str | None:

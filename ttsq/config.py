@@ -151,9 +151,12 @@ class Config(BaseModel):
     @field_validator("webhook_allow", mode="before")
     @classmethod
     def _parse_allow(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [entry.strip() for entry in value.split(",") if entry.strip()]
-        return value
+        entries = [e.strip() for e in value.split(",") if e.strip()] if isinstance(value, str) else value
+        if isinstance(entries, list):
+            from .webhooks import parse_allow  # here: ttsq.webhooks imports this module's neighbours
+
+            parse_allow(entries)  # a bad entry stops start-up, naming it
+        return entries
 
     @field_validator("log_format")
     @classmethod

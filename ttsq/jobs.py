@@ -13,6 +13,8 @@ from pydantic import BaseModel
 
 from engine.constants import MIME_TYPES
 
+from .metrics import record_job_finished
+
 OUTPUT_FORMATS = tuple(MIME_TYPES)
 
 
@@ -219,6 +221,7 @@ class JobStore:
                 pipe.hset(key, mapping=_encode({"status": JobStatus.canceled.value, "finished_at": now}))
                 pipe.srem(self.active_key, job_id)
                 pipe.zadd(self.finished_key, {job_id: now})
+                record_job_finished(pipe, self.prefix, job, JobStatus.canceled, now)
                 pipe.publish(self._events(job_id), "finished")
                 pipe.execute()
             except redis.WatchError:
@@ -255,13 +258,16 @@ class JobStore:
         with self.redis.pipeline() as pipe:
             try:
                 pipe.watch(lock, self._key(job_id))
-                if _text(pipe.get(lock) or b"") != token or self.status(job_id) not in allowed:
+                job = self.get(job_id)
+                if _text(pipe.get(lock) or b"") != token or job is None or job.status not in allowed:
                     return False
                 pipe.multi()
                 now = time.time()
                 pipe.hset(self._key(job_id), mapping=_encode({**fields, "finished_at": now}))
                 pipe.srem(self.active_key, job_id)
                 pipe.zadd(self.finished_key, {job_id: now})
+                audio_s = (fields.get("result") or {}).get("duration_s")
+                record_job_finished(pipe, self.prefix, job, fields["status"], now, audio_s)
                 pipe.publish(self._events(job_id), "finished")
                 pipe.execute()
             except redis.WatchError:

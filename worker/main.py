@@ -11,12 +11,13 @@ from celery.signals import worker_ready
 from engine import TTS
 from ttsq.config import Config
 from ttsq.jobs import JobStore
+from ttsq.logs import install_celery_job_context
 from ttsq.plans import PlanStore
 from ttsq.procinfo import rss_bytes
 from ttsq.storage import open_storage
 
 from . import runtime as runtime_module
-from .celery_app import create_celery
+from .celery_app import SYNTHESIZE_TASK, create_celery
 from .runtime import Runtime
 from .upkeep import start_upkeep
 
@@ -72,6 +73,7 @@ def run_worker(config: Config) -> None:
     """Blocks until the worker is stopped."""
     runtime = build_runtime(config)
     runtime_module.install(runtime)
+    install_celery_job_context([SYNTHESIZE_TASK])  # Celery's own task lines name the job too
     upkeep: list[threading.Event] = []
 
     # Announce the worker (and so /readyz) only once Celery is consuming, not while it still connects.

@@ -6,6 +6,7 @@ worker killed mid-job loses at most the segment it was on; the job resumes from 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import uuid
@@ -14,6 +15,7 @@ import redis
 
 from engine import EngineError, InvalidInputError, UnknownSpeakerError
 from ttsq.jobs import Job, JobStatus
+from ttsq.logs import job_context
 from ttsq.storage import key_for, segment_key
 
 from .celery_app import SYNTHESIZE_TASK
@@ -28,6 +30,11 @@ CONTINUE = "continued"
 
 def run_job(runtime: Runtime, job_id: str) -> str:
     """Do the job's next piece unless another run holds it; return what happened, for logs and tests."""
+    with job_context(job_id):  # every log line of the run, here and in the engine, names the job
+        return _run_job(runtime, job_id)
+
+
+def _run_job(runtime: Runtime, job_id: str) -> str:
     store, config = runtime.store, runtime.config
     token = uuid.uuid4().hex
     if not store.acquire_lock(job_id, token, config.lock_ttl_s):
@@ -35,7 +42,9 @@ def run_job(runtime: Runtime, job_id: str) -> str:
         return "locked"
     lost = threading.Event()
     stop = threading.Event()
-    keeper = threading.Thread(target=_keep_lock, args=(runtime, job_id, token, stop, lost), daemon=True)
+    keeper = threading.Thread(
+        target=contextvars.copy_context().run, args=(_keep_lock, runtime, job_id, token, stop, lost), daemon=True
+    )
     keeper.start()
     try:
         outcome = _take(runtime, job_id, token, lost)

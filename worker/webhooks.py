@@ -7,15 +7,13 @@ backoff, full jitter) instead of sleeping, so a slow receiver holds a delivery t
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from functools import partial
-from urllib.parse import quote
 
 import redis
 from celery import Celery, shared_task
 
-from ttsq import signing
+from ttsq import links
 from ttsq.config import Config, secret_key, webhook_secret
 from ttsq.jobs import Job, JobStore
 from ttsq.storage import Storage, open_storage
@@ -28,8 +26,6 @@ logger = logging.getLogger(__name__)
 DELIVER_WEBHOOK_TASK = "ttsq.deliver_webhook"
 WEBHOOK_CONCURRENCY = 8
 """Deliveries at once per webhook consumer: they wait on the network, not on the CPU."""
-FILES_PATH = "/v1/files/"
-"""Where the API serves local audio (``api/files.py``)."""
 
 
 def webhook_queue(config: Config) -> str:
@@ -87,13 +83,7 @@ def result_link(runtime: WebhookRuntime, job: Job) -> tuple[str, float] | None:
     """A fresh signed link to the job's audio, as the API hands out (relative when TTSQ_PUBLIC_URL is unset)."""
     if job.result is None:
         return None
-    ttl_s = runtime.config.url_ttl_s
-    url = runtime.storage.public_url(job.result.key, ttl_s)  # S3: a presigned GET
-    if url is not None:
-        return url, time.time() + ttl_s
-    expires, signature = signing.sign(runtime.url_secret, job.result.key, ttl_s)
-    base = runtime.config.public_url or ""
-    return f"{base}{FILES_PATH}{quote(job.result.key)}?expires={expires}&signature={signature}", float(expires)
+    return links.result_link(runtime.config, runtime.storage, runtime.url_secret, job.result.key, None)
 
 
 def enqueue_webhook(celery_app: Celery, job_id: str, queue: str, countdown_s: float = 0.0) -> None:

@@ -1,0 +1,95 @@
+"""A job's whole life for an integrator: submitted with a key, metadata and a webhook; spoken; the signed event
+arrives with a link that downloads the audio; metrics count it. Real Redis, real HTTP receiver."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from conftest import run_to_end
+from prometheus_client.parser import text_string_to_metric_families
+from test_access import ALICE, bearer, keyed_env, make_client  # noqa: F401 - keyed_env is a fixture
+from test_webhooks import Receiver, receiver  # noqa: F401 - the fixture
+
+from ttsq.config import load_config, secret_key, webhook_secret
+from ttsq.webhooks import verify
+from worker.webhooks import build_webhook_runtime, run_delivery, webhook_queue
+
+
+def metric(client, name: str, **labels: str) -> float:  # type: ignore[no-untyped-def]
+    text = client.get("/metrics").get_data(as_text=True)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def test_a_succeeded_job_sends_one_signed_event_with_a_working_link(  # type: ignore[no-untyped-def]
+    keyed_env,
+    runtime,
+    redis_client,
+    receiver: Callable[..., Receiver],  # noqa: F811
+) -> None:
+    hook = receiver(200)
+    env = {**keyed_env, "TTSQ_WEBHOOK_ALLOW": "127.0.0.1", "TTSQ_PUBLIC_URL": "http://tts.example"}
+    client = make_client(env)
+    body = {"text": "Chapter one. It begins.", "webhook_url": hook.url(), "metadata": {"article": 42}}
+    job_id = client.post("/v1/jobs", json=body, headers=bearer(ALICE)).get_json()["id"]
+    assert metric(client, "ttsq_jobs_created_total") == 1
+    assert run_to_end(runtime, job_id) == "succeeded"
+    queue = webhook_queue(load_config(env))
+    assert redis_client.llen(queue) == 1  # queued once, on the webhook queue, not on a speaker queue
+
+    config = load_config(env)
+    assert run_delivery(build_webhook_runtime(config), job_id) == "delivered"
+    (event,) = hook.wait_for(1)
+    assert verify(webhook_secret(config, secret_key(config)), event.headers["ttsq-signature"], event.body)
+    payload = json.loads(event.body)
+    assert payload["type"] == "job.succeeded" and payload["job_id"] == job_id
+    assert payload["metadata"] == {"article": 42}
+    url = urlsplit(payload["result"]["url"])
+    assert url.netloc == "tts.example"
+    download = client.get(f"{url.path}?{url.query}")
+    assert download.status_code == 200 and len(download.data) == payload["result"]["size_bytes"]
+
+    job = client.get(f"/v1/jobs/{job_id}", headers=bearer(ALICE)).get_json()
+    assert job["metadata"] == {"article": 42}
+    assert job["webhook"]["attempts"] == 1 and job["webhook"]["last_status"] == 200
+    assert job["webhook"]["delivered_at"].endswith("Z")
+    assert metric(client, "ttsq_jobs_finished_total", status="succeeded") == 1
+    assert metric(client, "ttsq_webhook_deliveries_total", outcome="delivered") == 1
+    assert metric(client, "ttsq_job_audio_seconds_count", speaker="joe") == 1
+
+
+def test_a_canceled_job_sends_its_event_from_the_api(keyed_env, redis_client, receiver) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    hook = receiver(200)
+    env = {**keyed_env, "TTSQ_WEBHOOK_ALLOW": "127.0.0.1"}
+    client = make_client(env)
+    body = {"text": "Never mind.", "webhook_url": hook.url()}
+    job_id = client.post("/v1/jobs", json=body, headers=bearer(ALICE)).get_json()["id"]
+    assert client.delete(f"/v1/jobs/{job_id}", headers=bearer(ALICE)).status_code == 202
+    config = load_config(env)
+    assert redis_client.llen(webhook_queue(config)) == 1
+    assert run_delivery(build_webhook_runtime(config), job_id) == "delivered"
+    payload = json.loads(hook.wait_for(1)[0].body)
+    assert payload["type"] == "job.canceled" and payload["result"] is None
+    assert metric(client, "ttsq_jobs_finished_total", status="canceled") == 1
+
+
+def test_a_job_without_webhook_queues_no_event(client, runtime, redis_client, config) -> None:  # type: ignore[no-untyped-def]
+    job_id = client.post("/v1/jobs", json={"text": "Quiet."}).get_json()["id"]
+    assert run_to_end(runtime, job_id) == "succeeded"
+    assert redis_client.llen(webhook_queue(config)) == 0
+    assert client.get(f"/v1/jobs/{job_id}").get_json()["webhook"] is None
+
+
+def test_webhook_url_is_checked_at_submit(client) -> None:  # type: ignore[no-untyped-def]
+    from test_api import assert_error
+
+    for url in ("ftp://example.com/x", "http://user:pw@example.com/", "not a url", "http://" + "a" * 2100):
+        assert_error(client.post("/v1/jobs", json={"text": "Hi.", "webhook_url": url}), 400, "invalid_webhook_url")
+    too_big = {"text": "Hi.", "metadata": {"blob": "x" * 17_000}}
+    assert_error(client.post("/v1/jobs", json=too_big), 400, "metadata_too_large")
+    assert_error(client.post("/v1/jobs", json={"text": "Hi.", "metadata": [1]}), 400, "invalid_request")
