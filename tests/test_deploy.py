@@ -569,11 +569,12 @@ def run_compose(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str
 
 
 def test_docker_compose_config_accepts_the_file(run_compose: Callable[..., subprocess.CompletedProcess[str]]) -> None:
-    secret = {"TTSQ_SECRET_KEY": "0123456789abcdef0123"}
+    secret = {"TTSQ_SECRET_KEY": "0123456789abcdef0123", "TTSQ_API_KEYS": f"app:{'0' * 64}"}
     done = run_compose("--profile", "gpu", "--profile", "minio", "config", "--format", "json", env=secret)
     assert done.returncode == 0, done.stderr
     resolved = json.loads(done.stdout)
-    assert set(resolved["services"]) == {"redis", "api", "worker", "worker-gpu", "minio"}
+    assert set(resolved["services"]) == {"redis", "api", "worker", "webhooks", "worker-gpu", "minio"}
+    assert resolved["services"]["api"]["environment"]["TTSQ_API_KEYS"] == secret["TTSQ_API_KEYS"]
     assert resolved["services"]["worker"]["environment"]["TTSQ_SECRET_KEY"] == secret["TTSQ_SECRET_KEY"]
     # Unset pass-through variables stay unset in the container (an empty AWS_DEFAULT_REGION breaks boto3).
     assert resolved["services"]["api"]["environment"]["AWS_DEFAULT_REGION"] is None
@@ -581,6 +582,7 @@ def test_docker_compose_config_accepts_the_file(run_compose: Callable[..., subpr
         "redis",
         "api",
         "worker",
+        "webhooks",
     }
 
 
@@ -590,6 +592,10 @@ def test_docker_compose_refuses_to_start_without_the_secret(
     done = run_compose("config", "--quiet", env={})
     assert done.returncode != 0
     assert "set TTSQ_SECRET_KEY" in done.stderr
+    # The API is published on every interface: not without API keys.
+    done = run_compose("config", "--quiet", env={"TTSQ_SECRET_KEY": "0123456789abcdef0123"})
+    assert done.returncode != 0
+    assert "set TTSQ_API_KEYS" in done.stderr
 
 
 # ---- the containers' commands, run outside Docker -------------------------------------------------------
