@@ -122,6 +122,12 @@ def _count(weights: dict[str, np.ndarray], pattern: str) -> int:
     return sum(1 for name in weights if re.fullmatch(pattern, name))
 
 
+def _flow_bins(weights: dict[str, np.ndarray]) -> int:
+    """A ConvFlow's projection holds widths, heights (bins each) and the inner derivatives (bins - 1)."""
+    projections = sorted(name for name in weights if re.fullmatch(r"dp\.flows\.\d+\.proj\.weight", name))
+    return int((weights[projections[0]].shape[0] + 1) // 3) if projections else 10
+
+
 def vits_config_kwargs(
     weights: dict[str, np.ndarray], attributes: dict[str, dict[str, list[int]]], piper: dict[str, Any]
 ) -> dict[str, Any]:
@@ -151,7 +157,7 @@ def vits_config_kwargs(
         "use_stochastic_duration_prediction": "dp.flows.0.m" in weights,
         # VITS' duration predictor has one more ConvFlow than inference uses; the export drops it.
         "duration_predictor_num_flows": conv_flows + 1,
-        "duration_predictor_flow_bins": int((weights["dp.flows.3.proj.weight"].shape[0] + 1) // 3) if conv_flows else 10,
+        "duration_predictor_flow_bins": _flow_bins(weights),
         "duration_predictor_kernel_size": int(weights["dp.convs.convs_sep.0.weight"].shape[2]),
         "depth_separable_num_layers": _count(weights, r"dp\.convs\.convs_sep\.\d+\.weight"),
         "prior_encoder_num_flows": _count(weights, r"flow\.flows\.\d+\.pre\.weight"),
@@ -161,7 +167,9 @@ def vits_config_kwargs(
         "upsample_initial_channel": int(weights["dec.conv_pre.weight"].shape[0]),
         "upsample_rates": [attributes[f"dec.ups.{i}"]["strides"][0] for i in range(ups)],
         "upsample_kernel_sizes": [int(weights[f"dec.ups.{i}.weight"].shape[2]) for i in range(ups)],
-        "resblock_kernel_sizes": [int(weights[f"dec.resblocks.{j}.{convs}.0.weight"].shape[2]) for j in range(per_stage)],
+        "resblock_kernel_sizes": [
+            int(weights[f"dec.resblocks.{j}.{convs}.0.weight"].shape[2]) for j in range(per_stage)
+        ],
         "resblock_dilation_sizes": [
             [attributes[f"dec.resblocks.{j}.{convs}.{k}"]["dilations"][0] for k in range(steps)]
             for j in range(per_stage)
@@ -185,8 +193,9 @@ def convert_piper(model_path: Path, config_path: Path, out_dir: Path) -> Path:
     import torch
     from transformers import VitsConfig
 
-    from .torch_vits import BatchedVits
+    from .torch_vits import BatchedVits, quiet_transformers
 
+    quiet_transformers()
     piper = json.loads(config_path.read_text(encoding="utf-8"))
     weights, attributes = read_onnx_weights(model_path)
     model = BatchedVits(VitsConfig(**vits_config_kwargs(weights, attributes, piper)))

@@ -81,7 +81,9 @@ class MaskedHifiGan(nn.Module):
                     channels * 2, channels, kernel_size=kernel_size, stride=rate, padding=(kernel_size - rate) // 2
                 )
             )
-            for block_kernel, dilation in zip(config.resblock_kernel_sizes, config.resblock_dilation_sizes, strict=True):
+            for block_kernel, dilation in zip(
+                config.resblock_kernel_sizes, config.resblock_dilation_sizes, strict=True
+            ):
                 block: nn.Module = (
                     ResBlock1(channels, block_kernel, tuple(dilation), config.leaky_relu_slope)
                     if resblock == "1"

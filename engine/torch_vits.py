@@ -34,7 +34,7 @@ class BatchedVits(VitsModel):
 
     def __init__(self, config: VitsConfig) -> None:
         super().__init__(config)
-        self.decoder = MaskedHifiGan(config, str(getattr(config, RESBLOCK_ATTRIBUTE, "1")))
+        self.decoder = MaskedHifiGan(config, str(getattr(config, RESBLOCK_ATTRIBUTE, "1")))  # type: ignore[assignment]
         # Only training uses the posterior encoder; it is the largest part of an MMS checkpoint.
         del self.posterior_encoder
 
@@ -97,6 +97,13 @@ class BatchedVits(VitsModel):
             raise ValueError(f"speaker_id must be in 0-{self.config.num_speakers - 1}, got {speaker_id!r}")
         ids = torch.full((batch,), speaker_id, dtype=torch.long, device=device)
         return self.embed_speaker(ids).unsqueeze(-1)
+
+
+def quiet_transformers() -> None:
+    """transformers' progress bars (loading and writing weights) are noise in a worker's log."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _expand(stats: torch.Tensor, duration: torch.Tensor, output_mask: torch.Tensor) -> torch.Tensor:

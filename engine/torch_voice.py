@@ -19,7 +19,7 @@ from .piper_convert import PIPER_CONFIG_NAME, converted_voice
 from .sources import find_voice_files
 from .textnorm import split_text
 from .torch_options import TorchOptions
-from .torch_vits import BatchedVits
+from .torch_vits import BatchedVits, quiet_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ class TorchVoice:
         self.device = torch_device(device)
         if self.options.precision == "fp16" and self.device.type != "cuda":
             raise EngineError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
-        self.model = _load_model(model_dir).to(self.device)
+        self.model = _load_model(model_dir)
+        self.model.to(self.device)  # type: ignore[arg-type]  # transformers wraps .to() for dtype checks
         piper_config = model_dir / PIPER_CONFIG_NAME
         if piper_config.is_file():
             self.config = PiperConfig.from_dict(json.loads(piper_config.read_text(encoding="utf-8")))
@@ -158,10 +159,7 @@ class TorchVoice:
 
 
 def _load_model(model_dir: Path) -> BatchedVits:
-    from transformers.utils import logging as hf_logging
-
-    # Weight-loading progress bars are noise in a worker's log.
-    hf_logging.disable_progress_bar()
+    quiet_transformers()
     try:
         model = BatchedVits.from_pretrained(str(model_dir))
     except (OSError, ValueError) as error:
@@ -183,4 +181,3 @@ def _text_config(model: BatchedVits) -> PiperConfig:
         noise_scale=config.noise_scale,
         noise_w_scale=config.noise_scale_duration,
     )
-

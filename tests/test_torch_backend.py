@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pytest
@@ -14,6 +15,9 @@ from engine.onnx_voice import SynthesisOptions
 from engine.speaker import plan_batches
 from engine.torch_options import Batching, TorchOptions
 from engine.tts import default_backend
+
+if TYPE_CHECKING:
+    from engine.torch_voice import TorchVoice
 
 torch = pytest.importorskip("torch", reason="the torch backend is the optional 'gpu' extra")
 
@@ -25,6 +29,10 @@ TEXT = (
     "A boy beside the window counted the sheep in the passing fields, losing track somewhere after forty! "
     "Do you think we'll be on time?"
 )
+
+
+def _voice(tts: TTS, name: str) -> TorchVoice:
+    return cast("TorchVoice", tts.speakers[name].voice)
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +49,19 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_joe_on_torch_equals_onnxruntime(torch_tts: TTS, tts: TTS) -> None:
     """With zero noise the converted Piper voice on torch gives onnxruntime's audio, sentence by sentence."""
-    onnx_voice, torch_voice = tts.speakers["joe"].voice, torch_tts.speakers["joe"].voice
+    onnx_voice, torch_voice = tts.speakers["joe"].voice, _voice(torch_tts, "joe")
     sentences = torch_voice.sentence_ids(TEXT)
     assert len(sentences) == 4
-    diffs = [_max_diff(torch_voice.infer(ids, DETERMINISTIC), onnx_voice.infer(ids, DETERMINISTIC)) for ids in sentences]
+    diffs = [
+        _max_diff(torch_voice.infer(ids, DETERMINISTIC), onnx_voice.infer(ids, DETERMINISTIC)) for ids in sentences
+    ]
     print(f"max abs diff torch vs onnxruntime per sentence: {diffs}")
     assert max(diffs) < TOLERANCE
 
 
 def test_batch_equals_one_by_one(torch_tts: TTS) -> None:
     """A padded batch is trimmed by each item's predicted duration and sounds like the items run alone."""
-    voice = torch_tts.speakers["joe"].voice
+    voice = _voice(torch_tts, "joe")
     sentences = voice.sentence_ids(TEXT)
     batched = voice.infer_batch(sentences, DETERMINISTIC)
     alone = [voice.infer(ids, DETERMINISTIC) for ids in sentences]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pytest
@@ -12,12 +13,19 @@ from engine import TTS
 from engine.onnx_voice import SynthesisOptions
 from engine.torch_options import Batching, TorchOptions
 
+if TYPE_CHECKING:
+    from engine.torch_voice import TorchVoice
+
 torch = pytest.importorskip("torch", reason="the torch backend is the optional 'gpu' extra")
 transformers = pytest.importorskip("transformers")
 
 TOLERANCE = 1e-3
 SAMPLE_RATE = 16_000
 CHARACTERS = list("abcdefghijklmnopqrstuvwxyz '")
+
+
+def _voice(tts: TTS, name: str) -> TorchVoice:
+    return cast("TorchVoice", tts.speakers[name].voice)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +72,7 @@ def mms_tts(mms_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> TTS:
 def test_mms_directory_loads_through_a_file_source(mms_tts: TTS, mms_dir: Path) -> None:
     speaker = mms_tts.speakers["mms"]
     assert speaker.sample_rate == SAMPLE_RATE
-    assert speaker.voice.input_kind == "characters"
+    assert _voice(mms_tts, "mms").input_kind == "characters"
     assert mms_tts.info["mms"].model_path == mms_dir
     audio = speaker.generate("Hello world. It's a small voice!", noise_scale=0.0, noise_w_scale=0.0)
     assert audio.sample_rate == SAMPLE_RATE and len(audio.samples) > 0
@@ -72,13 +80,13 @@ def test_mms_directory_loads_through_a_file_source(mms_tts: TTS, mms_dir: Path) 
 
 def test_mms_input_is_the_tokenizers_characters(mms_tts: TTS) -> None:
     """Characters through the voice's own tokenizer (blanks between them), one list per sentence; no espeak."""
-    voice = mms_tts.speakers["mms"].voice
+    voice = _voice(mms_tts, "mms")
     assert voice.sentence_ids("Ab. Ba!") == [[0, 1, 0, 2, 0], [0, 2, 0, 1, 0]]
 
 
 def test_mms_batch_equals_one_by_one(mms_tts: TTS) -> None:
     """VitsModel's own ResBlock1 decoder, masked, keeps batches equal to single runs too."""
-    voice = mms_tts.speakers["mms"].voice
+    voice = _voice(mms_tts, "mms")
     options = SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0)
     sentences = voice.sentence_ids("A short one. Then a rather longer sentence follows it. Mid length here.")
     batched = voice.infer_batch(sentences, options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pytest
@@ -11,12 +12,19 @@ from engine import TTS
 from engine.onnx_voice import SynthesisOptions
 from engine.torch_options import TorchOptions
 
+if TYPE_CHECKING:
+    from engine.torch_voice import TorchVoice
+
 torch = pytest.importorskip("torch", reason="the torch backend is the optional 'gpu' extra")
 
 DETERMINISTIC = SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0)
 TEXT = "The morning train left the station at a quarter past seven. Do you think we'll be on time?"
 ENVELOPE_SAMPLES = 512
 """About 23 ms at 22.05 kHz: the loudness contour is compared, since reduced precision shifts phase."""
+
+
+def _voice(tts: TTS, name: str) -> TorchVoice:
+    return cast("TorchVoice", tts.speakers[name].voice)
 
 
 def envelope_db(audio: np.ndarray) -> np.ndarray:
@@ -27,11 +35,12 @@ def envelope_db(audio: np.ndarray) -> np.ndarray:
 def compare(device: str, precision: str, cache: Path) -> tuple[float, float]:
     """(largest relative duration change, mean loudness-contour difference in dB) over TEXT's sentences."""
     voices = {
-        p: TTS(device=device, backend="torch", cache_dir=cache, torch_options=TorchOptions(precision=p, compile=False))
-        .load("joe")
-        .prepare(warmup=False)
-        .speakers["joe"]
-        .voice
+        p: _voice(
+            TTS(device=device, backend="torch", cache_dir=cache, torch_options=TorchOptions(precision=p, compile=False))
+            .load("joe")
+            .prepare(warmup=False),
+            "joe",
+        )
         for p in ("fp32", precision)
     }
     duration_change, contour_db = 0.0, []
