@@ -6,9 +6,8 @@ Receivers are real HTTP servers on 127.0.0.1 (permitted through the allow-list, 
 from __future__ import annotations
 
 import datetime
-import hashlib
-import hmac
 import json
+import re
 import socket
 import ssl
 import sys
@@ -197,14 +196,14 @@ def counted(store: JobStore) -> dict[str, int]:
     return {name.removeprefix(prefix): count for name, count in fields.items() if name.startswith(prefix)}
 
 
-def readme_verify(secret: bytes, header: str, body: bytes, tolerance_s: int = 300) -> bool:
-    """The receiver's snippet in the README, verbatim: kept here so it cannot drift from what ttsq sends."""
-    fields = [part.split("=", 1) for part in header.split(",") if "=" in part]
-    stamps = [value for name, value in fields if name.strip() == "t"]
-    if len(stamps) != 1 or not stamps[0].isdigit() or abs(time.time() - int(stamps[0])) > tolerance_s:
-        return False
-    expected = hmac.new(secret, stamps[0].encode() + b"." + body, hashlib.sha256).hexdigest()
-    return any(hmac.compare_digest(expected, value) for name, value in fields if name.strip() == "v1")
+def readme_snippet() -> Callable[..., bool]:
+    """The receiver's ``verify`` as the README shows it, executed from the README itself so it cannot drift."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    (snippet,) = [block for block in blocks if "def verify(" in block]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)
+    return namespace["verify"]  # type: ignore[no-any-return]
 
 
 # --- signatures ------------------------------------------------------------------------------------------------
@@ -229,6 +228,7 @@ def test_signature_verifies_and_rejects_tampering_other_secrets_and_replays() ->
 
 
 def test_readme_snippet_agrees_with_the_signer() -> None:
+    readme_verify = readme_snippet()
     body = b'{"id":"x"}'
     header = signature_header(SECRET, int(time.time()), body)
     assert readme_verify(SECRET, header, body)
