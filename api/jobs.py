@@ -11,6 +11,7 @@ from flask.typing import ResponseReturnValue
 
 from ttsq.jobs import Job, JobStatus, new_job_id
 from ttsq.links import result_link
+from ttsq.logs import job_context
 from ttsq.metrics import record_job_created
 from worker.celery_app import SYNTHESIZE_TASK
 from worker.events import job_ended
@@ -69,7 +70,8 @@ def create_job() -> ResponseReturnValue:
     except BaseException:
         idempotency.release(held)
         raise
-    logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
+    with job_context(job.id):
+        logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
     response = jsonify(job_view(job, None))
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return response, 202
@@ -121,7 +123,8 @@ def cancel_job(job_id: str) -> ResponseReturnValue:
     if not s.store.cancel(job_id):
         job = s.store.get(job_id) or job
         raise ApiError(409, "job_finished", f"the job already ended as {job.status.value}")
-    logger.info("%s: canceled", job_id)
+    with job_context(job_id):
+        logger.info("%s: canceled", job_id)
     job_ended(s.celery, s.redis, s.config, job_id)
     return jsonify(job_view(s.store.get(job_id) or job, None)), 202
 

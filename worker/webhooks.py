@@ -16,6 +16,7 @@ from celery import Celery, shared_task
 from ttsq import links
 from ttsq.config import Config, secret_key, webhook_secret
 from ttsq.jobs import Job, JobStore
+from ttsq.logs import job_context
 from ttsq.storage import Storage, open_storage
 from ttsq.webhooks import WebhookSettings, backoff_s, deliver
 
@@ -98,6 +99,11 @@ def deliver_webhook(job_id: str) -> str:
 
 def run_delivery(runtime: WebhookRuntime, job_id: str) -> str:
     """One attempt, then the next one queued if it may be retried; what happened, for logs and tests."""
+    with job_context(job_id):
+        return _run_delivery(runtime, job_id)
+
+
+def _run_delivery(runtime: WebhookRuntime, job_id: str) -> str:
     outcome = deliver(runtime.store, job_id, runtime.settings, partial(result_link, runtime))
     if outcome.delivered:
         return "delivered"
