@@ -1,7 +1,8 @@
 """Benchmark the engine against piper's own synthesis, and the queue's overhead against a raw Celery round trip.
 
-Run from anywhere: ``python bench/engine.py [--quick] [--json PATH]``. Prints two tables and writes the figures
-as JSON (default ``bench/results/engine.json``).
+Run from anywhere: ``python bench/engine.py [--quick] [--sections engine,backends,queue] [--json PATH]``. Prints a
+table per section and writes the figures as JSON (default ``bench/results/engine.json``). The backends section puts
+the torch backend (batch 1, 4, 16, 64, on CUDA when present) beside onnxruntime and piper on the same text.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from piper import PiperVoice, SynthesisConfig
 
+from bench.backends import backends_report, bench_backends, speaker_synthesizer, torch_speakers
 from bench.stack import (
     BenchError,
     api_server,
@@ -51,6 +53,9 @@ SPEAKER = "joe"
 
 ROUNDS, QUICK_ROUNDS = 5, 2
 """Alternating (ttsq, piper) pairs on the long text."""
+BACKEND_ROUNDS, QUICK_BACKEND_ROUNDS = 3, 1
+"""Rounds of the backends section (each runs every engine once)."""
+SECTIONS = ("engine", "backends", "queue")
 JOBS, QUICK_JOBS = 20, 5
 """Short jobs through the stack, and as many raw Celery round trips and in-process syntheses."""
 
@@ -430,6 +435,22 @@ def queue_report(result: dict[str, Any]) -> str:
     )
 
 
+def run_backends(speaker: Speaker, rounds: int) -> dict[str, Any] | None:
+    """The backends section: None (with a note) where the torch extra is not installed."""
+    try:
+        import torch
+    except ImportError:
+        print("backends: skipped, torch is not installed (pip install 'ttsq[gpu]')", file=sys.stderr)
+        return None
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"backends: onnx, piper and torch on {device}", file=sys.stderr, flush=True)
+    piper, _rate = piper_synthesizer()
+    engines = {"onnx": ttsq_synthesizer(speaker), "piper": piper}
+    engines.update({name: speaker_synthesizer(s) for name, s in torch_speakers(device).items()})
+    result = bench_backends(engines, speaker.sample_rate, long_text(), rounds, time.perf_counter)
+    return {**result, "device": device, "torch": torch.__version__}
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
@@ -438,6 +459,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"{QUICK_ROUNDS} rounds and {QUICK_JOBS} jobs instead of {ROUNDS} and {JOBS}",
     )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the figures ({DEFAULT_JSON})")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma-separated, any of {', '.join(SECTIONS)} (default: all; backends is skipped without torch)",
+    )
     return parser.parse_args(argv)
 
 
@@ -446,22 +472,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The werkzeug server logs every request; the polling would flood the terminal.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     rounds, jobs = (QUICK_ROUNDS, QUICK_JOBS) if args.quick else (ROUNDS, JOBS)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        raise SystemExit(f"unknown section(s) {', '.join(unknown)}; expected any of: {', '.join(SECTIONS)}")
     load_before = os.getloadavg()
     speaker = load_speaker()
-    print("engine throughput", file=sys.stderr, flush=True)
-    engine_result = bench_engine(speaker, rounds)
-    print("queue overhead", file=sys.stderr, flush=True)
-    queue_result = bench_queue(speaker, jobs)
-    print()
-    print(engine_report(engine_result))
-    print()
-    print(queue_report(queue_result))
+    results: dict[str, Any] = {"quick": args.quick}
+    reports: list[str] = []
+    if "engine" in sections:
+        print("engine throughput", file=sys.stderr, flush=True)
+        results["engine"] = bench_engine(speaker, rounds)
+        reports.append(engine_report(results["engine"]))
+    if "backends" in sections:
+        backends = run_backends(speaker, QUICK_BACKEND_ROUNDS if args.quick else BACKEND_ROUNDS)
+        if backends is not None:
+            results["backends"] = backends
+            reports.append(backends_report(backends, backends["device"]))
+    if "queue" in sections:
+        print("queue overhead", file=sys.stderr, flush=True)
+        results["queue"] = bench_queue(speaker, jobs)
+        reports.append(queue_report(results["queue"]))
+    for report in reports:
+        print()
+        print(report)
     env = environment(load_before)
     print(
         f"\nHost: {env['cpu_count']} CPUs; 1-minute load average {env['load_average_before'][0]:.2f} before, "
         f"{env['load_average_after'][0]:.2f} after (this benchmark alone keeps about 2 busy)."
     )
-    write_json(args.json, {"quick": args.quick, "environment": env, "engine": engine_result, "queue": queue_result})
+    write_json(args.json, {**results, "environment": env})
     print(f"\nwrote {args.json}")
     return 0
 
