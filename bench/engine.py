@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 # Run as `python bench/engine.py`, Python puts bench/ first on sys.path, where this file shadows the engine package.
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
@@ -44,6 +44,7 @@ from bench.stack import (
     write_json,
 )
 from engine import TTS, Speaker
+from engine.onnx_voice import OnnxVoice
 from ttsq.client import wait_ready
 from ttsq.config import celery_redis_url
 
@@ -170,7 +171,7 @@ def bench_engine(speaker: Speaker, rounds: int) -> dict[str, Any]:
         "noise_scale": NOISE_SCALE,
         "noise_w_scale": NOISE_W_SCALE,
         "ttsq_parallel_sentences": speaker.parallel,
-        "ttsq_intra_op_threads": speaker.voice.session.get_session_options().intra_op_num_threads,
+        "ttsq_intra_op_threads": cast(OnnxVoice, speaker.voice).session.get_session_options().intra_op_num_threads,
         "max_sample_diff": max_sample_diff(ours_samples, piper_samples),
         "runs": [asdict(r) for r in runs],
         "ttsq_x_realtime_median": statistics.median(r.x_realtime for r in ours_runs),
