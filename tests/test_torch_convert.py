@@ -89,3 +89,12 @@ def test_a_worker_per_gpu_is_named_after_its_gpu(monkeypatch: pytest.MonkeyPatch
     }
     monkeypatch.setenv("TTSQ_WORKER_NAME", "mine")
     assert "TTSQ_WORKER_NAME" not in _worker_overrides(args)
+
+
+def test_pre_download_converts_for_the_torch_backend(tmp_path: Path) -> None:
+    """An image build (`ttsq pre-download`) carries the converted voice, so no worker converts at start."""
+    from engine import TTS
+
+    found = TTS(backend="torch", cache_dir=tmp_path).load("joe").pre_download()
+    assert found["joe"].parent == tmp_path / "torch"
+    assert (found["joe"] / "model.safetensors").is_file()

@@ -94,3 +94,23 @@ def test_mms_batch_equals_one_by_one(mms_tts: TTS) -> None:
         alone = voice.infer(ids, options)
         assert len(alone) == len(audio)
         assert float(np.max(np.abs(alone - audio), initial=0.0)) < TOLERANCE
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="inductor on a CPU takes minutes (passes there too)")
+def test_compiled_model_matches_eager(mms_dir: Path, tmp_path: Path) -> None:
+    """prepare(warmup=True) compiles every bucket once; compiled batches give eager audio."""
+    batching = Batching(batch_size=2, length_buckets=(32, 64))
+    options = TorchOptions(batching, compile=True)
+    compiled = TTS(device="cuda", backend="torch", cache_dir=tmp_path, torch_options=options)
+    voice = _voice(compiled.load("mms", mms_dir.as_uri()).prepare(warmup=True), "mms")
+    assert voice.compiled
+    eager_options = TorchOptions(batching, compile=False)
+    eager_tts = TTS(device="cuda", backend="torch", cache_dir=tmp_path, torch_options=eager_options)
+    eager = _voice(eager_tts.load("mms", mms_dir.as_uri()).prepare(warmup=False), "mms")
+    options = SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0)
+    sentences = voice.sentence_ids("A short one. Then a rather longer sentence follows it.")
+    for ids, audio in zip(sentences, voice.infer_batch(sentences, options), strict=True):
+        reference = eager.infer(ids, options)
+        assert len(reference) == len(audio)
+        assert float(np.max(np.abs(reference - audio), initial=0.0)) < TOLERANCE
