@@ -101,8 +101,8 @@ def test_mms_batch_equals_one_by_one(mms_tts: TTS) -> None:
 def test_compiled_model_matches_eager(mms_dir: Path, tmp_path: Path) -> None:
     """prepare(warmup=True) compiles every bucket once; compiled batches give eager audio."""
     batching = Batching(batch_size=2, length_buckets=(32, 64))
-    options = TorchOptions(batching, compile=True)
-    compiled = TTS(device="cuda", backend="torch", cache_dir=tmp_path, torch_options=options)
+    compile_options = TorchOptions(batching, compile=True)
+    compiled = TTS(device="cuda", backend="torch", cache_dir=tmp_path, torch_options=compile_options)
     voice = _voice(compiled.load("mms", mms_dir.as_uri()).prepare(warmup=True), "mms")
     assert voice.compiled
     eager_options = TorchOptions(batching, compile=False)
