@@ -58,8 +58,12 @@ class BatchedVits(VitsModel):
         length_scale: float = 1.0,
         noise_scale_duration: float = 0.8,
         speaker_id: int | None = None,
+        frame_multiple: int = 1,
     ) -> BatchAudio:
-        """Audio for a batch of id sequences; ``lengths`` None means none is padded (a batch of one)."""
+        """Audio for a batch of id sequences; ``lengths`` None means none is padded (a batch of one).
+
+        ``frame_multiple`` pads the spectrogram to a multiple of that many frames, so a compiled graph meets a few
+        shapes again and again rather than a new one per sentence (masking keeps the audio the same)."""
         batch, width = input_ids.shape
         dtype = self.text_encoder.embed_tokens.weight.dtype
         attention_mask = None if lengths is None else frame_mask(lengths, width, torch.long).squeeze(1)
@@ -82,12 +86,15 @@ class BatchedVits(VitsModel):
             log_duration = self.duration_predictor(hidden_states, mask, speaker)
         duration = torch.ceil(torch.exp(log_duration) * mask * length_scale).squeeze(1)
         frames = torch.clamp_min(duration.sum(-1), 1).long()
-        output_mask = frame_mask(frames, int(frames.max()), dtype)
+        longest = int(frames.max())
+        padded_frames = -(-longest // frame_multiple) * frame_multiple
+        output_mask = frame_mask(frames, padded_frames, dtype)
         means = _expand(encoded.prior_means, duration, output_mask)
         log_variances = _expand(encoded.prior_log_variances, duration, output_mask)
         prior = means + torch.randn_like(means) * torch.exp(log_variances) * noise_scale
         latents = self.flow(prior, output_mask, speaker, reverse=True)
-        waveform = self.decoder(latents * output_mask, None if lengths is None else frames, speaker)
+        unpadded = lengths is None and padded_frames == longest
+        waveform = self.decoder(latents * output_mask, None if unpadded else frames, speaker)
         return BatchAudio(waveform.squeeze(1), frames * self.hop_length, frames)
 
     def _speaker_embedding(self, speaker_id: int | None, batch: int, device: torch.device) -> torch.Tensor | None:

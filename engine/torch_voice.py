@@ -100,6 +100,7 @@ class TorchVoice:
     def infer_batch(self, batch: Sequence[Sequence[int]], options: SynthesisOptions) -> list[np.ndarray]:
         """Float audio in [-1, 1] for each id list, from one padded batch; each trimmed to its own duration."""
         lengths = [len(ids) for ids in batch]
+        # Compiled graphs get ids padded to their length bucket and frames to a multiple: shapes repeat.
         width = self.options.batching.bucket(max(lengths)) if self.compiled else max(lengths)
         ids = torch.zeros((len(batch), width), dtype=torch.long)
         for row, sequence in enumerate(batch):
@@ -114,6 +115,7 @@ class TorchVoice:
                 length_scale=config.length_scale if options.length_scale is None else options.length_scale,
                 noise_scale_duration=config.noise_w_scale if options.noise_w_scale is None else options.noise_w_scale,
                 speaker_id=self._speaker_id(options),
+                frame_multiple=self.options.frame_multiple if self.compiled else 1,
             )
         waveform = out.waveform.float().cpu().numpy()
         return [waveform[row, :samples] for row, samples in enumerate(out.sample_lengths.tolist())]

@@ -125,3 +125,14 @@ def test_onnx_backend_never_imports_torch() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent, timeout=120)
+
+
+def test_padding_frames_for_compiled_shapes_keeps_the_audio(torch_tts: TTS) -> None:
+    """Compiled runs pad spectrograms to a multiple of 64 frames; the masked decoder makes that inaudible."""
+    voice = _voice(torch_tts, "joe")
+    ids = torch.tensor([voice.sentence_ids("Padding should change nothing at all.")[0]])
+    plain, padded = (voice.model.synthesize(ids, None, 0.0, 1.0, 0.0, frame_multiple=m) for m in (1, 64))
+    assert int(plain.sample_lengths[0]) == int(padded.sample_lengths[0])
+    assert padded.waveform.shape[-1] % (64 * voice.model.hop_length) == 0
+    samples = int(plain.sample_lengths[0])
+    assert float((plain.waveform[0, :samples] - padded.waveform[0, :samples]).abs().max()) < TOLERANCE
