@@ -8,14 +8,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 from itertools import islice
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from piper.config import PiperConfig
 
 from .audio import Audio, AudioChunk, float_to_int16
 from .constants import MAX_SPEED, MIN_SPEED
-from .errors import InvalidInputError
+from .errors import EngineError, InvalidInputError
 from .onnx_voice import SynthesisOptions
 from .phonemize import sentence_ids
 from .text import check_speakable, clean_text
@@ -38,6 +38,7 @@ class Voice(Protocol):
     def infer(self, phoneme_ids: list[int], options: SynthesisOptions) -> np.ndarray: ...
 
 
+@runtime_checkable
 class BatchVoice(Voice, Protocol):
     """A voice that can synthesize several sentences in one padded batch (TorchVoice)."""
 
@@ -60,9 +61,9 @@ class Speaker:
         self.name = name
         self.voice = voice
         self.batching = batching or Batching()
-        if self.batching.batch_size > 1 and not hasattr(voice, "infer_batch"):
-            raise InvalidInputError(f"{type(voice).__name__} cannot synthesize batches; use batch_size 1")
-        self.sentence_ids: Frontend = frontend or partial(_phoneme_ids, config=voice.config)
+        if self.batching.batch_size > 1 and not isinstance(voice, BatchVoice):
+            raise EngineError(f"{type(voice).__name__} cannot synthesize batches; use batch_size 1")
+        self.sentence_ids: Frontend = frontend or partial(sentence_ids, config=voice.config)
         # One synthesis at a time per speaker; different speakers run in parallel.
         self.lock = threading.Lock()
         # Within one synthesis, up to `parallel` sentences run at once on single-threaded sessions: on a CPU
@@ -230,10 +231,6 @@ def plan_batches(lengths: Sequence[int], batching: Batching) -> list[list[int]]:
     size = batching.batch_size
     batches = [group[i : i + size] for group in groups.values() for i in range(0, len(group), size)]
     return sorted(batches, key=min)
-
-
-def _phoneme_ids(text: str, config: PiperConfig) -> list[list[int]]:
-    return sentence_ids(text, config)
 
 
 def _with_marker(sentences: list[list[int]]) -> list[list[int]]:

@@ -136,3 +136,10 @@ def test_padding_frames_for_compiled_shapes_keeps_the_audio(torch_tts: TTS) -> N
     assert padded.waveform.shape[-1] % (64 * voice.model.hop_length) == 0
     samples = int(plain.sample_lengths[0])
     assert float((plain.waveform[0, :samples] - padded.waveform[0, :samples]).abs().max()) < TOLERANCE
+
+
+def test_batches_need_a_voice_that_batches(tts: TTS) -> None:
+    from engine.speaker import Speaker
+
+    with pytest.raises(EngineError, match="OnnxVoice cannot synthesize batches; use batch_size 1"):
+        Speaker("x", tts.speakers["joe"].voice, batching=Batching(batch_size=2))
