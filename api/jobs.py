@@ -151,10 +151,10 @@ def get_job(job_id: str) -> ResponseReturnValue:
     """``?wait=S`` (at most 30) holds the answer until the job changes or ends: progress without busy polling."""
     s = services()
     wait_s = _wait_seconds(request.args.get("wait"))
-    job = None
-    if _valid_id(job_id):
-        job = s.store.wait_for_change(job_id, wait_s) if wait_s else s.store.get(job_id)
-    job = _own_job(job, job_id)
+    # Ownership first: another key's job must answer 404 at once, like a job that does not exist.
+    job = _own_job(s.store.get(job_id) if _valid_id(job_id) else None, job_id)
+    if wait_s:
+        job = _own_job(s.store.wait_for_change(job_id, wait_s), job_id)
     link = _result_link(job) if job.status == JobStatus.succeeded else None
     return jsonify(job_view(job, link))
 

@@ -63,7 +63,9 @@ def test_a_job_belongs_to_the_key_that_made_it(keyed, keyed_env, runtime, redis_
     assert keyed.get(f"/v1/jobs/{job_id}", headers=bearer(ALICE)).status_code == 200
     # Bob sees nothing, cannot cancel it, and cannot tell it exists.
     assert_error(keyed.get(f"/v1/jobs/{job_id}", headers=bearer(BOB)), 404, "job_not_found")
-    assert_error(keyed.get(f"/v1/jobs/{job_id}?wait=1", headers=bearer(BOB)), 404, "job_not_found")
+    started = time.monotonic()
+    assert_error(keyed.get(f"/v1/jobs/{job_id}?wait=5", headers=bearer(BOB)), 404, "job_not_found")
+    assert time.monotonic() - started < 2, "a wait on another key's job would tell it exists"
     assert_error(keyed.delete(f"/v1/jobs/{job_id}", headers=bearer(BOB)), 404, "job_not_found")
     assert_error(keyed.post(f"/v1/jobs/{job_id}/cancel", headers=bearer(BOB)), 404, "job_not_found")
     assert run_to_end(runtime, job_id) == "succeeded"
