@@ -42,6 +42,8 @@ def build_engine(config: Config) -> TTS:
         tts.load(name, source).prepare(warmup=True)
         info = tts.info[name]
         vram = "" if info.device_memory_bytes is None else f", {info.device_memory_bytes / 1e6:.0f} MB VRAM peak"
+        if info.weights_bytes is not None:  # the torch backend; its first speaker's RAM also holds torch itself
+            vram = f", weights {info.weights_bytes / 1e6:.0f} MB{vram}"
         logger.info(
             "speaker %s: %s, %d Hz, %s on %s, +%.0f MB RAM%s, ready in %.2f s",
             name,
