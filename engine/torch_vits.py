@@ -33,7 +33,7 @@ class BatchedVits(VitsModel):
     ``from_pretrained`` loads MMS-TTS directories and our converted Piper voices alike (same parameter names)."""
 
     # MMS checkpoints carry the posterior encoder, which this class drops: expected, not worth a warning.
-    _keys_to_ignore_on_load_unexpected = [r"^posterior_encoder\."]
+    _keys_to_ignore_on_load_unexpected = [r"^posterior_encoder\."]  # noqa: RUF012 - transformers reads it as is
 
     def __init__(self, config: VitsConfig) -> None:
         super().__init__(config)
