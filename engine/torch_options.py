@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+CUDA_BATCH_SIZE = 16
+"""Default sentences per batch on CUDA. On CPUs the default is 1: there a batch only adds padding and memory
+traffic (bench/engine.py, 2 cores: 15x realtime at batch 1, 10x at 4, 7-10x at 64)."""
 DEFAULT_LENGTH_BUCKETS = (64, 128, 256, 512, 1024)
 """Id-sequence lengths that batches are grouped by (and, when compiled, padded to, so shapes repeat)."""
 
@@ -45,7 +48,8 @@ class Batching:
 class TorchOptions:
     """The torch backend: ``TTS(device="cuda", backend="torch", torch_options=TorchOptions(...))``."""
 
-    batching: Batching = Batching(batch_size=8)
+    batching: Batching | None = None
+    """None: batches of CUDA_BATCH_SIZE on CUDA, one sentence at a time on CPUs."""
     precision: str = "fp32"
     """``fp32``, or autocast to ``bf16`` / ``fp16`` (fp16 on CUDA only): faster, within a tolerance of fp32."""
     compile: bool | None = None
@@ -53,6 +57,11 @@ class TorchOptions:
     frame_multiple: int = 64
     """When compiled, spectrograms are padded to a multiple of this many frames (64: 0.74 s at 22.05 kHz) and ids to
     their length bucket, so the graphs see a few shapes again and again. Eager runs pad nothing (it costs ~10%)."""
+
+    def batching_for(self, device_type: str) -> Batching:
+        if self.batching is not None:
+            return self.batching
+        return Batching(batch_size=CUDA_BATCH_SIZE if device_type == "cuda" else 1)
 
     def __post_init__(self) -> None:
         if self.frame_multiple < 1:

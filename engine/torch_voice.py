@@ -57,6 +57,7 @@ class TorchVoice:
         self.model_path = model_dir
         self.options = options or TorchOptions()
         self.device = torch_device(device)
+        self.batching = self.options.batching_for(self.device.type)
         if self.options.precision == "fp16" and self.device.type != "cuda":
             raise EngineError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
         self.model = _load_model(model_dir)
@@ -101,7 +102,7 @@ class TorchVoice:
         """Float audio in [-1, 1] for each id list, from one padded batch; each trimmed to its own duration."""
         lengths = [len(ids) for ids in batch]
         # Compiled graphs get ids padded to their length bucket and frames to a multiple: shapes repeat.
-        width = self.options.batching.bucket(max(lengths)) if self.compiled else max(lengths)
+        width = self.batching.bucket(max(lengths)) if self.compiled else max(lengths)
         ids = torch.zeros((len(batch), width), dtype=torch.long)
         for row, sequence in enumerate(batch):
             ids[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
@@ -142,7 +143,7 @@ class TorchVoice:
             return
         seed = self.sentence_ids(WARMUP_TEXT)[0]
         options = SynthesisOptions()
-        batching = self.options.batching
+        batching = self.batching
         for bound in batching.length_buckets:
             ids = (seed * (bound // len(seed) + 1))[:bound]
             for size in sorted({1, batching.batch_size}):

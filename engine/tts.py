@@ -185,7 +185,7 @@ class TTS:
             torch.set_num_threads(self.threads)  # torch's pool is per process: the last speaker's setting holds
         directory = torch_voice.model_directory(source.fetch(self.cache_dir), self.cache_dir)
         voice = torch_voice.TorchVoice(directory, self.device, self.torch_options)
-        speaker = Speaker(name, voice, batching=self.torch_options.batching, frontend=voice.sentence_ids)
+        speaker = Speaker(name, voice, batching=voice.batching, frontend=voice.sentence_ids)
         return speaker, directory
 
     @staticmethod

@@ -106,6 +106,10 @@ def test_backend_default_per_device_and_bad_names() -> None:
         TTS(backend="tf")
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16; got 'int8'"):
         TorchOptions(precision="int8")
+    # Batches pay on GPUs; on a CPU they only add padding (see bench/engine.py), so one sentence at a time.
+    assert TorchOptions().batching_for("cpu").batch_size == 1
+    assert TorchOptions().batching_for("cuda").batch_size == 16
+    assert TorchOptions(Batching(batch_size=4)).batching_for("cpu").batch_size == 4
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where CUDA is missing")

@@ -136,8 +136,8 @@ class Config(BaseModel):
     webhook_timeout_s: float = Field(5.0, gt=0, le=60)
     backend: str | None = Field(None, pattern=r"^(onnx|torch)$")
     """Engine backend; unset: onnx on cpu, torch on cuda (torch needs ``pip install 'ttsq[gpu]'``)."""
-    batch_size: int = Field(8, ge=1, le=256)
-    """Torch backend: sentences of one job synthesized in one padded batch."""
+    batch_size: int | None = Field(None, ge=1, le=256)
+    """Torch backend: sentences of one job synthesized in one padded batch; unset: 16 on cuda, 1 on cpu."""
     precision: str = Field("fp32", pattern=r"^(fp32|bf16|fp16)$")
     """Torch backend: fp32, or autocast to bf16 / fp16 (fp16 on CUDA only)."""
     compile: bool | None = None

@@ -34,7 +34,9 @@ def build_engine(config: Config) -> TTS:
         config.threads,
         parallel_sentences=config.parallel_sentences,
         backend=config.backend,
-        torch_options=TorchOptions(Batching(config.batch_size), config.precision, config.compile),
+        torch_options=TorchOptions(
+            Batching(config.batch_size) if config.batch_size else None, config.precision, config.compile
+        ),
     )
     for name, source in sorted(config.speakers.items()):
         before = rss_bytes()
