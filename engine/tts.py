@@ -7,7 +7,7 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,12 @@ def _providers(device: str) -> list[Provider]:
     if match:
         return [("CUDAExecutionProvider", {"device_id": int(match.group(1) or 0)}), "CPUExecutionProvider"]
     raise EngineError(f"unknown device {device!r}; expected one of: {', '.join(DEVICES)}")
+
+
+def _torch_memory(speaker: Speaker) -> tuple[int | None, int | None]:
+    """(weights, peak CUDA memory) of a speaker on the torch backend."""
+    voice: Any = speaker.voice
+    return voice.memory_bytes(), voice.device_memory_bytes()
 
 
 class _Speakers(Mapping[str, Speaker]):
@@ -146,20 +152,20 @@ class TTS:
             else:
                 speaker, model = self._onnx_speaker(name, source)
             if warmup:
+                if self.backend == "torch":
+                    voice: Any = speaker.voice
+                    voice.warmup()  # compiles every length bucket and batch size before a request can
                 speaker.warmup()
             self._prepared[name] = speaker
             self.info[name] = SpeakerInfo(
-                name, source.uri, model, speaker.sample_rate, time.perf_counter() - started, self.backend
+                name,
+                source.uri,
+                model,
+                speaker.sample_rate,
+                time.perf_counter() - started,
+                self.backend,
+                *(_torch_memory(speaker) if self.backend == "torch" else (None, None)),
             )
-            if self.backend == "torch":
-                voice: Any = speaker.voice
-                if warmup:
-                    voice.warmup()  # compiles every length bucket and batch size before a request can
-                self.info[name] = replace(
-                    self.info[name],
-                    weights_bytes=voice.memory_bytes(),
-                    device_memory_bytes=voice.device_memory_bytes(),
-                )
             logger.info(
                 "speaker %s prepared from %s (%s on %s) in %.2fs",
                 name,
