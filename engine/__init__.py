@@ -1,4 +1,4 @@
-"""ttsq's speech engine: Piper voices on onnxruntime, loaded once and shared safely.
+"""ttsq's speech engine: Piper voices on onnxruntime (CPU) or torch (GPU), loaded once and shared safely.
 
 Names are imported lazily, so that ``engine.constants`` or ``engine.text`` can be used (by the API,
 say) without loading onnxruntime and espeak-ng.
@@ -24,6 +24,8 @@ _EXPORTS = {
     "Speaker": "speaker",
     "TTS": "tts",
     "SpeakerInfo": "tts",
+    "Batching": "torch_options",
+    "TorchOptions": "torch_options",
 }
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "TTS",
     "Audio",
     "AudioChunk",
+    "Batching",
     "EngineError",
     "InvalidInputError",
     "NotPreparedError",
@@ -38,6 +41,7 @@ __all__ = [
     "SourceError",
     "Speaker",
     "SpeakerInfo",
+    "TorchOptions",
     "UnknownSpeakerError",
     "VoiceNotFoundError",
     "parse_source",
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
     )
     from .sources import Source, parse_source
     from .speaker import Speaker
+    from .torch_options import Batching, TorchOptions
     from .tts import TTS, SpeakerInfo
 
 

@@ -72,6 +72,18 @@ def config_env(tmp_path: Path, redis_url: str, redis_client: redis.Redis) -> dic
     }
 
 
+ALICE = "ttsq_alice-key-0123456789abcdef"
+BOB = "ttsq_bob-key-0123456789abcdef01"
+
+
+@pytest.fixture()
+def keyed_env(config_env: dict[str, str]) -> dict[str, str]:
+    """config_env with two API keys configured (by their hashes): alice and bob."""
+    from ttsq.config import hash_api_key
+
+    return {**config_env, "TTSQ_API_KEYS": f"alice:{hash_api_key(ALICE)},bob:{hash_api_key(BOB)}"}
+
+
 @pytest.fixture()
 def config(config_env: dict[str, str]):  # type: ignore[no-untyped-def]
     from ttsq.config import load_config

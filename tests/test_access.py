@@ -6,23 +6,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import run_to_end
+from conftest import ALICE, BOB, run_to_end
 from test_api import assert_error
 
 from ttsq.config import ConfigError, hash_api_key, load_config
 
-ALICE = "ttsq_alice-key-0123456789abcdef"
-BOB = "ttsq_bob-key-0123456789abcdef01"
-
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture()
-def keyed_env(config_env: dict[str, str]) -> dict[str, str]:
-    keys = f"alice:{hash_api_key(ALICE)},bob:{hash_api_key(BOB)}"
-    return {**config_env, "TTSQ_API_KEYS": keys}
 
 
 def make_client(env: dict[str, str]):  # type: ignore[no-untyped-def]

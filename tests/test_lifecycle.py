@@ -7,9 +7,9 @@ import json
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from conftest import run_to_end
+from conftest import ALICE, run_to_end
 from prometheus_client.parser import text_string_to_metric_families
-from test_access import ALICE, bearer, keyed_env, make_client  # noqa: F401 - keyed_env is a fixture
+from test_access import bearer, make_client
 from test_webhooks import Receiver, receiver  # noqa: F401 - the fixture
 
 from ttsq.config import load_config, secret_key, webhook_secret

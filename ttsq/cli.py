@@ -264,9 +264,9 @@ def cmd_speakers(args: argparse.Namespace) -> int:
 
 
 def _engine(config: Config, speaker: str | None = None) -> Any:
-    from engine import TTS
+    from worker.main import new_tts
 
-    tts = TTS(config.device, config.cache_dir, config.threads, parallel_sentences=config.parallel_sentences)
+    tts = new_tts(config)
     for name, source in config.speakers.items():
         if speaker is None or name == speaker:
             tts.load(name, source)

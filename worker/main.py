@@ -24,11 +24,11 @@ from .upkeep import start_upkeep
 logger = logging.getLogger(__name__)
 
 
-def build_engine(config: Config) -> TTS:
-    """Load, prepare and warm every configured speaker; log the memory each one takes (RAM, and VRAM on CUDA)."""
+def new_tts(config: Config) -> TTS:
+    """The engine as configured (device, backend, threads, batching), with no speaker loaded yet."""
     from engine.torch_options import Batching, TorchOptions
 
-    tts = TTS(
+    return TTS(
         config.device,
         config.cache_dir,
         config.threads,
@@ -38,6 +38,11 @@ def build_engine(config: Config) -> TTS:
             Batching(config.batch_size) if config.batch_size else None, config.precision, config.compile
         ),
     )
+
+
+def build_engine(config: Config) -> TTS:
+    """Load, prepare and warm every configured speaker; log the memory each one takes (RAM, and VRAM on CUDA)."""
+    tts = new_tts(config)
     for name, source in sorted(config.speakers.items()):
         before = rss_bytes()
         # prepare() only builds speakers not yet prepared, so each delta is this speaker's own.
