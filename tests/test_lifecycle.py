@@ -93,3 +93,35 @@ def test_webhook_url_is_checked_at_submit(client) -> None:  # type: ignore[no-un
     too_big = {"text": "Hi.", "metadata": {"blob": "x" * 17_000}}
     assert_error(client.post("/v1/jobs", json=too_big), 400, "metadata_too_large")
     assert_error(client.post("/v1/jobs", json={"text": "Hi.", "metadata": [1]}), 400, "invalid_request")
+
+
+def test_an_event_whose_task_was_lost_is_queued_again_by_upkeep(  # type: ignore[no-untyped-def]
+    keyed_env, runtime, redis_client, receiver  # noqa: F811
+) -> None:
+    """The end and its pending event are one transaction: a worker dying before it queues the event (simulated by
+    dropping the queued message) still gets the event out, once it is overdue."""
+    from ttsq.jobs import WEBHOOK_GRACE_S
+    from worker.webhooks import requeue_overdue
+
+    hook = receiver(200)
+    env = {**keyed_env, "TTSQ_WEBHOOK_ALLOW": "127.0.0.1"}
+    client, config = make_client(env), load_config(env)
+    job_id = client.post("/v1/jobs", json={"text": "Lost.", "webhook_url": hook.url()}, headers=bearer(ALICE))
+    job_id = job_id.get_json()["id"]
+    assert run_to_end(runtime, job_id) == "succeeded"
+    queue = webhook_queue(config)
+    redis_client.delete(queue)  # the message is lost
+    store = runtime.store
+    assert requeue_overdue(store, runtime.celery, config) == []  # not overdue yet
+    ended = store.get(job_id).finished_at
+    redis_client.zadd(store.webhooks_pending_key, {job_id: ended + WEBHOOK_GRACE_S - 10**6})  # as if time passed
+    assert requeue_overdue(store, runtime.celery, config) == [job_id]
+    assert redis_client.llen(queue) == 1
+    assert requeue_overdue(store, runtime.celery, config) == []  # due again only later
+    assert run_delivery(build_webhook_runtime(config), job_id) == "delivered"
+    assert redis_client.zscore(store.webhooks_pending_key, job_id) is None  # settled
+    # A duplicate task (a redelivery, the requeued copy) sends nothing a second time.
+    assert run_delivery(build_webhook_runtime(config), job_id) == "skipped"
+    assert run_delivery(build_webhook_runtime(config), job_id, attempt=1) == "skipped"
+    hook.wait_for(1)
+    assert len(hook.received) == 1

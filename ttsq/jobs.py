@@ -101,6 +101,10 @@ class Job(BaseModel):
     webhook: WebhookState | None = None
 
 
+WEBHOOK_GRACE_S = 60.0
+"""An ended job's event not settled this long after it was due is queued again (its task was lost)."""
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -129,6 +133,22 @@ class JobStore:
     def finished_key(self) -> str:
         """Sorted set of ended jobs by end time: what retention cleanup walks."""
         return f"{self.prefix}jobs:finished"
+
+    @property
+    def webhooks_pending_key(self) -> str:
+        """Sorted set of jobs whose end event is not settled yet, by when to look at them again (an outbox: an
+        event whose task was lost is queued again by worker upkeep)."""
+        return f"{self.prefix}webhooks:pending"
+
+    def webhook_due(self, job_id: str, at: float) -> None:
+        self.redis.zadd(self.webhooks_pending_key, {job_id: at})
+
+    def webhook_settled(self, job_id: str) -> None:
+        self.redis.zrem(self.webhooks_pending_key, job_id)
+
+    def webhooks_overdue(self, now: float, limit: int = 100) -> list[str]:
+        members: list[bytes] = self.redis.zrangebyscore(self.webhooks_pending_key, "-inf", now, start=0, num=limit)  # type: ignore[assignment]
+        return [_text(m) for m in members]
 
     def _gone_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:gone"
@@ -221,6 +241,8 @@ class JobStore:
                 pipe.hset(key, mapping=_encode({"status": JobStatus.canceled.value, "finished_at": now}))
                 pipe.srem(self.active_key, job_id)
                 pipe.zadd(self.finished_key, {job_id: now})
+                if job.webhook_url:
+                    pipe.zadd(self.webhooks_pending_key, {job_id: now + WEBHOOK_GRACE_S})
                 record_job_finished(pipe, self.prefix, job, JobStatus.canceled, now)
                 pipe.publish(self._events(job_id), "finished")
                 pipe.execute()
@@ -266,6 +288,8 @@ class JobStore:
                 pipe.hset(self._key(job_id), mapping=_encode({**fields, "finished_at": now}))
                 pipe.srem(self.active_key, job_id)
                 pipe.zadd(self.finished_key, {job_id: now})
+                if job.webhook_url:
+                    pipe.zadd(self.webhooks_pending_key, {job_id: now + WEBHOOK_GRACE_S})
                 audio_s = (fields.get("result") or {}).get("duration_s")
                 record_job_finished(pipe, self.prefix, job, fields["status"], now, audio_s)
                 pipe.publish(self._events(job_id), "finished")
@@ -290,6 +314,7 @@ class JobStore:
         with self.redis.pipeline() as pipe:
             pipe.delete(self._key(job_id), self._text_key(job_id), self.lock_key(job_id))
             pipe.srem(self.active_key, job_id)
+            pipe.zrem(self.webhooks_pending_key, job_id)
             pipe.set(self._gone_key(job_id), json.dumps({"owner": owner}), ex=remember_s)
             pipe.execute()
 

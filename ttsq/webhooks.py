@@ -201,7 +201,7 @@ def verify(
     key = secret.encode("utf-8") if isinstance(secret, str) else secret
     fields = [part.strip().split("=", 1) for part in header_value.split(",") if "=" in part]
     stamps = [value for name, value in fields if name == "t"]
-    if len(stamps) != 1 or not stamps[0].isdigit():
+    if len(stamps) != 1 or not (stamps[0].isascii() and stamps[0].isdigit()):
         return False
     timestamp = int(stamps[0])
     if abs((time.time() if now is None else now) - timestamp) > tolerance_s:
@@ -393,37 +393,51 @@ ResultLink = Callable[[Job], tuple[str, float] | None]
 """A fresh (url, expires_at) for a succeeded job's audio."""
 
 
-def deliver(store: JobStore, job_id: str, settings: WebhookSettings, url_for_result: ResultLink) -> AttemptOutcome:
+def deliver(
+    store: JobStore,
+    job_id: str,
+    settings: WebhookSettings,
+    url_for_result: ResultLink,
+    expected_attempt: int | None = None,
+) -> AttemptOutcome:
     """Make the next attempt to deliver the job's end event and record it in the job (``webhook``).
 
     The outcome's ``retry`` says whether the caller should schedule another attempt (False once attempts run out).
-    A job without a webhook, already delivered, given up on, or being delivered elsewhere gets no attempt."""
-    job = store.get(job_id)
-    if job is None or not job.webhook_url or not job.status.terminal:
-        return AttemptOutcome(error="no ended job with a webhook_url")
-    state = job.webhook or WebhookState()
-    if state.delivered_at is not None or state.failed:
-        return AttemptOutcome(error="already delivered or given up")
+    A job without a webhook, already delivered, given up on, or being delivered elsewhere gets no attempt; so does
+    a task for ``expected_attempt`` when the job has moved past it (a duplicate of an attempt already made)."""
     lock = f"{store.prefix}job:{job_id}:webhook-lock"
     token = uuid.uuid4().hex
     lock_ms = int((settings.timeout_s * 2 + 30) * 1000)
     if not store.redis.set(lock, token, nx=True, px=lock_ms):
         return AttemptOutcome(error="an attempt is in progress elsewhere")
     try:
+        # Read and record under the lock, so a second task never repeats an attempt that just ended.
+        job = store.get(job_id)
+        if job is None or not job.webhook_url or not job.status.terminal:
+            store.webhook_settled(job_id)
+            return AttemptOutcome(error="no ended job with a webhook_url")
+        state = job.webhook or WebhookState()
+        if state.delivered_at is not None or state.failed:
+            store.webhook_settled(job_id)
+            return AttemptOutcome(error="already delivered or given up")
+        if expected_attempt is not None and expected_attempt != state.attempts + 1:
+            return AttemptOutcome(error=f"attempt {expected_attempt} was made already")
         outcome = replace(_attempt(job, settings, url_for_result), attempt=state.attempts + 1)
+        if outcome.retry and outcome.attempt >= settings.max_attempts:
+            outcome = replace(outcome, retry=False)
+        record = WebhookState(
+            attempts=outcome.attempt,
+            last_status=outcome.status_code,
+            last_error=outcome.error,
+            delivered_at=time.time() if outcome.delivered else None,
+            failed=not outcome.delivered and not outcome.retry,
+        )
+        # Only while the record exists: a job removed meanwhile (retention) must not come back as a fragment.
+        store.update_if(job_id, tuple(s for s in JobStatus if s.terminal), webhook=record.model_dump())
+        if not outcome.retry:
+            store.webhook_settled(job_id)
     finally:
         store.redis.eval(_RELEASE, 1, lock, token)
-    if outcome.retry and outcome.attempt >= settings.max_attempts:
-        outcome = replace(outcome, retry=False)
-    record = WebhookState(
-        attempts=outcome.attempt,
-        last_status=outcome.status_code,
-        last_error=outcome.error,
-        delivered_at=time.time() if outcome.delivered else None,
-        failed=not outcome.delivered and not outcome.retry,
-    )
-    # Only while the record exists: a job removed meanwhile (retention) must not come back as a fragment.
-    store.update_if(job_id, tuple(s for s in JobStatus if s.terminal), webhook=record.model_dump())
     log = logger.info if outcome.delivered or outcome.retry else logger.warning
     log("%s: webhook attempt %d: %s", job_id, outcome.attempt, outcome.error or f"HTTP {outcome.status_code}")
     _count(store, job_id, outcome)

@@ -12,6 +12,7 @@ from ttsq.jobs import JobStatus
 from .celery_app import SYNTHESIZE_TASK
 from .retention import purge_expired
 from .runtime import Runtime
+from .webhooks import requeue_overdue
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def run_upkeep(runtime: Runtime, stop: threading.Event) -> None:
         try:
             announce(runtime)
             requeue_orphans(runtime)
+            requeue_overdue(runtime.store, runtime.celery, runtime.config)
             if time.monotonic() >= next_cleanup:
                 next_cleanup = time.monotonic() + runtime.config.cleanup_interval_s
                 purge_expired(runtime)

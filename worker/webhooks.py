@@ -7,6 +7,7 @@ backoff, full jitter) instead of sleeping, so a slow receiver holds a delivery t
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from functools import partial
 
@@ -15,7 +16,7 @@ from celery import Celery, shared_task
 
 from ttsq import links
 from ttsq.config import Config, secret_key, webhook_secret
-from ttsq.jobs import Job, JobStore
+from ttsq.jobs import WEBHOOK_GRACE_S, Job, JobStore
 from ttsq.logs import job_context
 from ttsq.storage import Storage, open_storage
 from ttsq.webhooks import WebhookSettings, backoff_s, deliver
@@ -87,47 +88,54 @@ def result_link(runtime: WebhookRuntime, job: Job) -> tuple[str, float] | None:
     return links.result_link(runtime.config, runtime.storage, runtime.url_secret, job.result.key, None)
 
 
-def enqueue_webhook(celery_app: Celery, job_id: str, queue: str, countdown_s: float = 0.0) -> None:
-    """Queue an attempt to deliver the job's end event (call it once the job has ended, if it has a webhook_url)."""
-    celery_app.send_task(DELIVER_WEBHOOK_TASK, args=[job_id], queue=queue, countdown=countdown_s or None)
+def enqueue_webhook(
+    celery_app: Celery, job_id: str, queue: str, countdown_s: float = 0.0, attempt: int | None = None
+) -> None:
+    """Queue an attempt to deliver the job's end event (call it once the job has ended, if it has a webhook_url).
+    ``attempt`` names the attempt the task is for, so a duplicate of it is dropped; None: whichever is next."""
+    celery_app.send_task(DELIVER_WEBHOOK_TASK, args=[job_id, attempt], queue=queue, countdown=countdown_s or None)
 
 
 @shared_task(name=DELIVER_WEBHOOK_TASK)
-def deliver_webhook(job_id: str) -> str:
-    return run_delivery(current(), job_id)
+def deliver_webhook(job_id: str, attempt: int | None = None) -> str:
+    return run_delivery(current(), job_id, attempt)
 
 
-def run_delivery(runtime: WebhookRuntime, job_id: str) -> str:
+def run_delivery(runtime: WebhookRuntime, job_id: str, attempt: int | None = None) -> str:
     """One attempt, then the next one queued if it may be retried; what happened, for logs and tests."""
     with job_context(job_id):
-        return _run_delivery(runtime, job_id)
+        return _run_delivery(runtime, job_id, attempt)
 
 
-def _run_delivery(runtime: WebhookRuntime, job_id: str) -> str:
-    outcome = deliver(runtime.store, job_id, runtime.settings, partial(result_link, runtime))
+def _run_delivery(runtime: WebhookRuntime, job_id: str, attempt: int | None) -> str:
+    outcome = deliver(runtime.store, job_id, runtime.settings, partial(result_link, runtime), attempt)
     if outcome.delivered:
         return "delivered"
     if not outcome.retry:
         return "failed" if outcome.attempt else "skipped"
     delay_s = backoff_s(outcome.attempt, runtime.settings.backoff_s)
+    # Due again after the countdown: if this message is lost (the broker is away now, or a consumer dies holding
+    # it), worker upkeep queues the attempt once that time has passed.
+    runtime.store.webhook_due(job_id, time.time() + delay_s + WEBHOOK_GRACE_S)
     try:
-        enqueue_webhook(runtime.celery, job_id, webhook_queue(runtime.config), delay_s)
-    except Exception as error:  # the broker is away: nothing will try again, so the record must say so
-        logger.exception("%s: could not queue webhook attempt %d", job_id, outcome.attempt + 1)
-        _give_up(runtime, job_id, f"could not queue the next attempt: {error}")
-        return "failed"
+        enqueue_webhook(runtime.celery, job_id, webhook_queue(runtime.config), delay_s, outcome.attempt + 1)
+    except Exception:  # kombu raises several unrelated types when the broker is away
+        logger.exception("%s: could not queue webhook attempt %d; upkeep will", job_id, outcome.attempt + 1)
+        return "deferred"
     logger.info("%s: webhook attempt %d in %.1f s", job_id, outcome.attempt + 1, delay_s)
     return "retrying"
 
 
-def _give_up(runtime: WebhookRuntime, job_id: str, reason: str) -> None:
-    try:
-        job = runtime.store.get(job_id)
-        if job is not None and job.webhook is not None:
-            state = job.webhook.model_copy(update={"failed": True, "last_error": reason})
-            runtime.store.update_if(job_id, (job.status,), webhook=state.model_dump())
-    except redis.RedisError as error:
-        logger.warning("%s: could not record the webhook as given up: %s", job_id, error)
+def requeue_overdue(store: JobStore, celery_app: Celery, config: Config) -> list[str]:
+    """Queue again every ended job whose event is not settled and overdue: its task was lost (run by upkeep)."""
+    requeued = []
+    now = time.time()
+    for job_id in store.webhooks_overdue(now):
+        store.webhook_due(job_id, now + config.webhook_timeout_s * 2 + WEBHOOK_GRACE_S)
+        enqueue_webhook(celery_app, job_id, webhook_queue(config))
+        logger.warning("%s: its webhook event was not settled in time; queued again", job_id)
+        requeued.append(job_id)
+    return requeued
 
 
 def run_webhook_worker(config: Config) -> None:
