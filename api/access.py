@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 
@@ -23,6 +24,14 @@ def authenticate() -> None:
     s = services()
     g.owner = None
     if not s.config.api_keys:
+        # No keys: the API is for this host only (`ttsq api` binds loopback). Holds under gunicorn on 0.0.0.0 too.
+        if not _is_loopback(request.remote_addr):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "this server has no API keys configured and answers only clients on its own host",
+                headers={"WWW-Authenticate": 'Bearer realm="ttsq"'},
+            )
         return
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     owner = s.config.api_keys.get(hash_api_key(key.strip())) if scheme.lower() == "bearer" and key.strip() else None
@@ -35,6 +44,13 @@ def authenticate() -> None:
         )
     g.owner = owner
     _limit_rate(owner)
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return address is not None and ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 def owner_scope() -> str:

@@ -15,6 +15,8 @@ from .services import services
 
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255
+CLAIM_TTL_S = 60
+"""A claim whose request died before recording its job frees the key after this (not after the retention)."""
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,7 @@ def claim(body: Any, new_job_id: str) -> Claim | None:
     redis_key = f"{s.config.key_prefix}idem:{owner_scope()}:{digest}"
     fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     record = json.dumps({"job_id": new_job_id, "fingerprint": fingerprint})
-    # As long as the job itself is kept: a retry after that is a new request.
-    if s.redis.set(redis_key, record, nx=True, ex=s.config.retention_s):
+    if s.redis.set(redis_key, record, nx=True, ex=CLAIM_TTL_S):
         return Claim(redis_key, fingerprint)
     earlier = json.loads(s.redis.get(redis_key) or "null")
     if earlier is None:  # expired between the two calls: try once more
@@ -48,6 +49,12 @@ def claim(body: Any, new_job_id: str) -> Claim | None:
     if earlier["fingerprint"] != fingerprint:
         raise ApiError(409, "idempotency_conflict", f"this {HEADER} was already used with a different request body")
     return Claim(redis_key, fingerprint, job_id=earlier["job_id"])
+
+
+def confirm(held: Claim | None) -> None:
+    """The job is recorded and queued: keep the key as long as the job is kept (a retry after that is new)."""
+    if held is not None and held.job_id is None:
+        services().redis.expire(held.redis_key, services().config.retention_s)
 
 
 def release(held: Claim | None) -> None:

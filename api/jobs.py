@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+import redis
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
@@ -70,6 +71,11 @@ def create_job() -> ResponseReturnValue:
     except BaseException:
         idempotency.release(held)
         raise
+    idempotency.confirm(held)
+    try:
+        record_job_created(s.redis, s.config.key_prefix)
+    except redis.RedisError as error:  # the job is queued: a failed count must not turn it into an error
+        logger.warning("%s: could not count the job: %s", job.id, error)
     with job_context(job.id):
         logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
     response = jsonify(job_view(job, None))
@@ -92,7 +98,6 @@ def _enqueue(job: Job, text: str) -> None:
         s.store.delete(job.id)  # no job may stay queued with no message behind it
         access.release_job_slot(job.id)
         raise ApiError(503, "queue_unavailable", "the job queue is not reachable; try again shortly") from error
-    record_job_created(s.redis, s.config.key_prefix)
 
 
 def _replay(job_id: str) -> ResponseReturnValue:

@@ -214,3 +214,47 @@ def test_cli_refuses_a_public_bind_without_keys(config_env, capsys) -> None:  # 
     out = capsys.readouterr().out
     key = out.split("it is not stored anywhere): ")[1].split()[0]
     assert f"carol:{hash_api_key(key)}" in out
+
+
+def test_without_keys_only_clients_on_this_host_are_answered(client) -> None:  # type: ignore[no-untyped-def]
+    """`ttsq api` binds loopback; under gunicorn on 0.0.0.0 the same holds per request."""
+    remote = {"REMOTE_ADDR": "203.0.113.7"}
+    assert_error(client.post("/v1/jobs", json={"text": "Hi."}, environ_base=remote), 401, "unauthorized")
+    assert_error(client.get("/v1/speakers", environ_base=remote), 401, "unauthorized")
+    assert client.get("/v1/speakers", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
+    assert client.get("/healthz", environ_base=remote).status_code == 200
+    with pytest.raises(ConfigError, match="holds no key"):
+        load_config({"TTSQ_API_KEYS": ","})
+
+
+def test_an_idempotency_claim_outlives_its_request_only_briefly(app, client, redis_client, config) -> None:  # type: ignore[no-untyped-def]
+    from flask import g
+
+    from api import idempotency
+
+    headers = {"Idempotency-Key": "k"}
+    assert client.post("/v1/jobs", json={"text": "Kept."}, headers=headers).status_code == 202
+    (key,) = redis_client.keys("ttsqtest:idem:*")
+    assert config.retention_s - 5 < redis_client.ttl(key) <= config.retention_s  # kept as long as the job
+    # A request that dies between claiming and recording its job blocks the key for CLAIM_TTL_S at most.
+    with app.test_request_context(headers={"Idempotency-Key": "dies"}):
+        g.owner = None
+        held = idempotency.claim({"text": "Lost."}, "f" * 32)
+    assert held is not None and held.job_id is None
+    assert 0 < redis_client.ttl(held.redis_key) <= idempotency.CLAIM_TTL_S
+
+
+def test_a_queued_job_keeps_its_idempotency_key_when_counting_it_fails(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import redis as redis_lib
+
+    import api.jobs
+
+    def broken(*args: object) -> None:
+        raise redis_lib.ConnectionError("metrics write lost")
+
+    monkeypatch.setattr(api.jobs, "record_job_created", broken)
+    headers = {"Idempotency-Key": "count-fails"}
+    first = client.post("/v1/jobs", json={"text": "Once."}, headers=headers)
+    assert first.status_code == 202
+    again = client.post("/v1/jobs", json={"text": "Once."}, headers=headers)
+    assert again.get_json()["id"] == first.get_json()["id"]

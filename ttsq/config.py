@@ -342,6 +342,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
                 values[field] = parse_api_keys(raw)
             except ValueError as error:
                 raise ConfigError(f"TTSQ_API_KEYS: {error}") from None
+            if not values[field]:  # set but empty (say ","): never silently mean "no auth"
+                raise ConfigError("TTSQ_API_KEYS: set but holds no key; unset it to run without keys (loopback only)")
         elif field == "speakers":
             try:
                 values[field] = parse_speakers(raw)
