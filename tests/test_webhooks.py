@@ -292,6 +292,13 @@ def test_event_carries_result_or_error_timestamps_and_metadata(store: JobStore) 
         "http://[fe80::1]/",
         "http://[fd00:ec2::254]/",
         "http://[::ffff:127.0.0.1]/",
+        # IPv6 forms that carry an IPv4 address a gateway would deliver to: NAT64, 6to4, compatible, SIIT.
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "http://[64:ff9b:1::a00:1]/",
+        "http://[2002:a9fe:a9fe::1]/",
+        "http://[::a00:1]/",
+        "http://[::ffff:0:a00:1]/",
+        "http://[fec0::1]/",
     ],
 )
 def test_refuses_addresses_that_are_not_public(url: str) -> None:

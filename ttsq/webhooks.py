@@ -52,6 +52,9 @@ METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a) for a in ("169.254.169.254", "169.254.170.2", "100.100.100.200", "fd00:ec2::254")
 )
 """Cloud instance metadata endpoints (AWS, ECS, Alibaba, AWS IPv6): never reachable without the allow-list."""
+TRANSLATED_V6 = tuple(ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96"))
+"""IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, IPv4-compatible, SIIT): a gateway on
+the path would deliver to that IPv4 address, so it is what gets checked."""
 _HOSTNAME = re.compile(r"(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)*")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -257,8 +260,14 @@ def parse_allow(entries: Sequence[str]) -> tuple[list[Network], set[str]]:
 
 def forbidden_reason(address: IPAddress) -> str | None:
     """Why a webhook may not reach ``address`` without the allow-list; None for a public address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            return forbidden_reason(embedded)
+        if address in ipaddress.IPv6Network("fec0::/10"):
+            return "site-local"
+        if address in ipaddress.IPv6Network("64:ff9b:1::/48"):
+            return "local-use NAT64"  # translates into the operator's own network
     if address in METADATA_ADDRESSES:
         return "cloud metadata"
     for reason, hit in (
@@ -271,6 +280,21 @@ def forbidden_reason(address: IPAddress) -> str | None:
         if hit:
             return reason
     return None if address.is_global else "non-public"
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for (mapped, 6to4, Teredo server, NAT64, compatible), if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address.is_loopback or address.is_unspecified:  # ::1 and :: are themselves, not IPv4-compatible forms
+        return None
+    if any(address in network for network in TRANSLATED_V6):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def check_destination(url: str, allow: Sequence[str] = ()) -> Destination:
