@@ -258,3 +258,14 @@ def test_a_queued_job_keeps_its_idempotency_key_when_counting_it_fails(client, m
     assert first.status_code == 202
     again = client.post("/v1/jobs", json={"text": "Once."}, headers=headers)
     assert again.get_json()["id"] == first.get_json()["id"]
+
+
+def test_retention_catches_up_on_a_backlog(client, runtime, config) -> None:  # type: ignore[no-untyped-def]
+    from worker.retention import purge_all_expired
+
+    ids = [client.post("/v1/jobs", json={"text": f"Job {n}."}).get_json()["id"] for n in range(7)]
+    for job_id in ids:
+        runtime.store.cancel(job_id)
+        runtime.store.unclaim_expired(job_id, 1.0)  # ended long ago
+    assert purge_all_expired(runtime, budget_s=60, batch=3) == 7
+    assert all(runtime.store.get(job_id) is None for job_id in ids)

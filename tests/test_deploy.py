@@ -630,7 +630,7 @@ def test_image_command_serves_the_api_and_passes_its_healthcheck(
     assert healthcheck[-2:] == ["--port", API_PORT], healthcheck
     healthcheck[-1] = port
 
-    env = container_env(cpu, config_env)
+    env = container_env(cpu, config_env) | {"TTSQ_LOG_FORMAT": "json"}
     home = tmp_path / "home"  # like the WORKDIR in the image: no source tree, the app is imported as installed
     log = tmp_path / "api.log"
     api = start(argv, env, home, log)
@@ -646,6 +646,14 @@ def test_image_command_serves_the_api_and_passes_its_healthcheck(
     check = subprocess.run(healthcheck, env=env, cwd=home, capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
     assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()["error"]["code"] == "no_workers"
+    # The entry point configures logging: the API's own lines come out, as JSON with the job id.
+    job_id = requests.post(f"http://127.0.0.1:{port}/v1/jobs", json={"text": "Logged."}, timeout=5).json()["id"]
+
+    def logged() -> bool:
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        return any(line.get("job_id") == job_id and "queued" in line["message"] for line in lines)
+
+    wait_for(logged, api, log, "a JSON log line naming the job")
     assert stop(api) == 0, f"gunicorn did not stop cleanly on SIGTERM:\n{log.read_text()[-3000:]}"
 
 

@@ -12,6 +12,17 @@ from .runtime import Runtime
 logger = logging.getLogger(__name__)
 
 
+def purge_all_expired(runtime: Runtime, budget_s: float, batch: int = 100) -> int:
+    """Batches until none is left or ``budget_s`` has passed, so a busy deployment never falls behind for good."""
+    deadline = time.monotonic() + budget_s
+    purged = 0
+    while True:
+        done = len(purge_expired(runtime, batch=batch))
+        purged += done
+        if done < batch or time.monotonic() > deadline:
+            return purged
+
+
 def purge_expired(runtime: Runtime, now: float | None = None, batch: int = 100) -> list[str]:
     """Purge up to ``batch`` expired jobs; each is claimed first, so two workers never purge the same one."""
     store, config = runtime.store, runtime.config

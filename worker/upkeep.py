@@ -10,7 +10,7 @@ import time
 from ttsq.jobs import JobStatus
 
 from .celery_app import SYNTHESIZE_TASK
-from .retention import purge_expired
+from .retention import purge_all_expired
 from .runtime import Runtime
 from .webhooks import requeue_overdue
 
@@ -51,7 +51,7 @@ def run_upkeep(runtime: Runtime, stop: threading.Event) -> None:
             requeue_overdue(runtime.store, runtime.celery, runtime.config)
             if time.monotonic() >= next_cleanup:
                 next_cleanup = time.monotonic() + runtime.config.cleanup_interval_s
-                purge_expired(runtime)
+                purge_all_expired(runtime, budget_s=interval)
         except Exception:  # upkeep must outlive a Redis hiccup
             logger.exception("worker upkeep failed; retrying in %.0f s", interval)
         if stop.wait(interval):
