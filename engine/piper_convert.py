@@ -240,6 +240,10 @@ def _unused_at_inference(key: str) -> bool:
     return bool(re.match(r"duration_predictor\.(post_|flows\.1\.)", key))
 
 
+CONVERTER_VERSION = 1
+"""Part of the cache key: raise it whenever a change here changes the converted weights or config."""
+
+
 def file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -250,7 +254,8 @@ def file_digest(path: Path) -> str:
 
 def converted_voice(model_path: Path, config_path: Path, cache_root: Path) -> Path:
     """The converted directory for a Piper voice under ``cache_root/torch``, converting once (keyed by content)."""
-    key = hashlib.sha256((file_digest(model_path) + file_digest(config_path)).encode()).hexdigest()[:16]
+    inputs = f"{CONVERTER_VERSION}:{file_digest(model_path)}:{file_digest(config_path)}"
+    key = hashlib.sha256(inputs.encode()).hexdigest()[:16]
     target = cache_root / "torch" / f"{model_path.stem}-{key}"
     if (target / CONVERTED_MARKER).is_file():
         return target

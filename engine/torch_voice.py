@@ -58,6 +58,12 @@ class TorchVoice:
         self.options = options or TorchOptions()
         self.device = torch_device(device)
         self.batching = self.options.batching_for(self.device.type)
+        self._device_base: int | None = None
+        if self.device.type == "cuda":
+            # Speakers load one after another: measure this one's own, from what is allocated before it.
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._device_base = torch.cuda.memory_allocated(self.device)
         if self.options.precision == "fp16" and self.device.type != "cuda":
             raise EngineError("precision 'fp16' needs a CUDA device; use 'bf16' or 'fp32' on the CPU")
         self.model = _load_model(model_dir)
@@ -73,10 +79,11 @@ class TorchVoice:
             self.tokenizer = VitsTokenizer.from_pretrained(str(model_dir))
         self.compiled = self.options.compile if self.options.compile is not None else self.device.type == "cuda"
         if self.compiled:
-            # The heavy, regular parts; the duration predictor's spline indexes by data and would only break graphs.
+            # The heavy, regular parts. Not the duration predictor (its spline indexes by data) nor the flow
+            # (transformers' WaveNet reads a tensor as a Python int: a graph break whose pieces recompile per shape,
+            # until Dynamo's recompile limit silently leaves them eager).
             model = self.model
             model.text_encoder = torch.compile(model.text_encoder, dynamic=True)  # type: ignore[assignment]
-            model.flow = torch.compile(model.flow, dynamic=True)  # type: ignore[assignment]
             model.decoder = torch.compile(model.decoder, dynamic=True)  # type: ignore[assignment]
 
     @property
@@ -100,6 +107,10 @@ class TorchVoice:
 
     def infer_batch(self, batch: Sequence[Sequence[int]], options: SynthesisOptions) -> list[np.ndarray]:
         """Float audio in [-1, 1] for each id list, from one padded batch; each trimmed to its own duration."""
+        count = len(batch)
+        if self.compiled and 1 < count < self.batching.batch_size:
+            # Two batch sizes only (1 and the configured one), both compiled in warm-up: fill with copies.
+            batch = [*batch, *[batch[0]] * (self.batching.batch_size - count)]
         lengths = [len(ids) for ids in batch]
         # Compiled graphs get ids padded to their length bucket and frames to a multiple: shapes repeat.
         width = self.batching.bucket(max(lengths)) if self.compiled else max(lengths)
@@ -118,8 +129,8 @@ class TorchVoice:
                 speaker_id=self._speaker_id(options),
                 frame_multiple=self.options.frame_multiple if self.compiled else 1,
             )
-        waveform = out.waveform.float().cpu().numpy()
-        return [waveform[row, :samples] for row, samples in enumerate(out.sample_lengths.tolist())]
+        waveform = out.waveform[:count].float().cpu().numpy()
+        return [waveform[row, :samples] for row, samples in enumerate(out.sample_lengths[:count].tolist())]
 
     def durations(self, batch: Sequence[Sequence[int]], options: SynthesisOptions) -> list[int]:
         """Predicted frames per sentence (for checks of reduced precision against fp32)."""
@@ -155,10 +166,11 @@ class TorchVoice:
         return sum(p.numel() * p.element_size() for p in self.model.parameters())
 
     def device_memory_bytes(self) -> int | None:
-        """Peak CUDA memory allocated on this voice's device so far; None off CUDA."""
-        if self.device.type != "cuda":
+        """Peak CUDA memory this voice has needed (weights, warm-up activations) above what was allocated before it
+        loaded; None off CUDA. Read right after the voice is prepared, before another one loads."""
+        if self._device_base is None:
             return None
-        return int(torch.cuda.max_memory_allocated(self.device))
+        return int(torch.cuda.max_memory_allocated(self.device)) - self._device_base
 
 
 def _load_model(model_dir: Path) -> BatchedVits:

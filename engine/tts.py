@@ -177,6 +177,9 @@ class TTS:
         return self
 
     def _onnx_speaker(self, name: str, source: Source) -> tuple[Speaker, Path]:
+        batching = self.torch_options.batching if self.torch_options else None
+        if batching is not None and batching.batch_size > 1:
+            raise EngineError("batching is a torch backend option; the onnx backend runs one sentence at a time")
         model, config = find_voice_files(source.fetch(self.cache_dir))
         if self.parallel_sentences:
             voice = OnnxVoice(model, config, self._providers, threads=1)

@@ -156,3 +156,12 @@ def test_different_speakers_run_in_parallel() -> None:
     assert tts.speakers["a"].lock.locked()
     first.close()
     assert not tts.speakers["a"].lock.locked()
+
+
+def test_batching_on_the_onnx_backend_is_refused_not_ignored(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from engine import EngineError
+    from engine.torch_options import Batching, TorchOptions
+
+    tts = TTS(device="cpu", cache_dir=tmp_path, backend="onnx", torch_options=TorchOptions(Batching(batch_size=4)))
+    with pytest.raises(EngineError, match="torch backend option"):
+        tts.load("joe").prepare(warmup=False)

@@ -96,7 +96,10 @@ def test_webhook_url_is_checked_at_submit(client) -> None:  # type: ignore[no-un
 
 
 def test_an_event_whose_task_was_lost_is_queued_again_by_upkeep(  # type: ignore[no-untyped-def]
-    keyed_env, runtime, redis_client, receiver  # noqa: F811
+    keyed_env,
+    runtime,
+    redis_client,
+    receiver,  # noqa: F811
 ) -> None:
     """The end and its pending event are one transaction: a worker dying before it queues the event (simulated by
     dropping the queued message) still gets the event out, once it is overdue."""

@@ -82,7 +82,18 @@ def test_a_worker_per_gpu_is_named_after_its_gpu(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
     args = argparse.Namespace(device="cuda", backend=None)
     assert _worker_overrides(args) == {"TTSQ_DEVICE": "cuda", "TTSQ_WORKER_NAME": f"ttsq-gpu3@{socket.gethostname()}"}
-    # cuda:N names itself (ttsq-cudaN@host); an explicit name is kept.
+    host = socket.gethostname()
+    # Whatever CUDA_VISIBLE_DEVICES holds (a list, a UUID), two workers on different GPUs get different names.
+    for visible, device, name in [
+        ("3", "cuda:0", f"ttsq-gpu3@{host}"),
+        ("1,2", "cuda:1", f"ttsq-gpu1-2-1@{host}"),
+        ("1,2", "cuda", f"ttsq-gpu1-2-0@{host}"),
+        ("GPU-3b2f0c1d", "cuda", f"ttsq-gpuGPU-3b2f0c1d@{host}"),
+    ]:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+        assert _worker_overrides(argparse.Namespace(device=device, backend=None))["TTSQ_WORKER_NAME"] == name
+    # Without CUDA_VISIBLE_DEVICES, cuda:N names itself (ttsq-cudaN@host); an explicit name is kept.
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert _worker_overrides(argparse.Namespace(device="cuda:1", backend="torch")) == {
         "TTSQ_DEVICE": "cuda:1",
         "TTSQ_BACKEND": "torch",

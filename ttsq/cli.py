@@ -6,6 +6,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -357,10 +358,14 @@ def _worker_overrides(args: argparse.Namespace) -> dict[str, str]:
     overrides = {"TTSQ_DEVICE": args.device, "TTSQ_BACKEND": args.backend}
     overrides = {name: value for name, value in overrides.items() if value}
     device = overrides.get("TTSQ_DEVICE") or os.environ.get("TTSQ_DEVICE", "")
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    if device == "cuda" and visible.isdigit() and not os.environ.get("TTSQ_WORKER_NAME"):
-        # One worker per GPU through CUDA_VISIBLE_DEVICES=N: each sees only "cuda", so N tells them apart.
-        overrides["TTSQ_WORKER_NAME"] = f"ttsq-gpu{visible}@{socket.gethostname()}"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    if device.startswith("cuda") and visible and not os.environ.get("TTSQ_WORKER_NAME"):
+        # One worker per GPU through CUDA_VISIBLE_DEVICES: each numbers its GPUs from 0, so the variable (an
+        # index, a list or a UUID) is what tells two workers apart; the device index adds the GPU within it.
+        gpus = re.sub(r"[^A-Za-z0-9-]+", "-", visible).strip("-")[:40]
+        index = device.partition(":")[2] or "0"
+        suffix = "" if "," not in visible and index == "0" else f"-{index}"
+        overrides["TTSQ_WORKER_NAME"] = f"ttsq-gpu{gpus}{suffix}@{socket.gethostname()}"
     return overrides
 
 
