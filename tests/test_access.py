@@ -269,3 +269,17 @@ def test_retention_catches_up_on_a_backlog(client, runtime, config) -> None:  # 
         runtime.store.unclaim_expired(job_id, 1.0)  # ended long ago
     assert purge_all_expired(runtime, budget_s=60, batch=3) == 7
     assert all(runtime.store.get(job_id) is None for job_id in ids)
+
+
+def test_jobs_that_ended_before_retention_existed_are_listed_once(client, runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    from worker.retention import purge_expired
+
+    ended = client.post("/v1/jobs", json={"text": "Old."}).get_json()["id"]
+    running = client.post("/v1/jobs", json={"text": "Still going."}).get_json()["id"]
+    runtime.store.cancel(ended)
+    redis_client.delete(runtime.store.finished_key)  # as an older version left it
+    assert runtime.store.backfill_finished() == 1
+    assert runtime.store.ended_before(float("inf")) == [ended]
+    assert runtime.store.backfill_finished() == 0  # once per deployment
+    assert purge_expired(runtime, now=10**12) == [ended]
+    assert runtime.store.get(running) is not None

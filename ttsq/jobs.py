@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from enum import Enum
@@ -297,6 +298,24 @@ class JobStore:
             except redis.WatchError:
                 return False
         return True
+
+    def backfill_finished(self) -> int:
+        """Once per deployment: list in the retention set every ended job recorded before that set existed (records
+        from older versions), so retention removes them too. Returns how many were added."""
+        if not self.redis.set(f"{self.prefix}jobs:finished:backfilled", "1", nx=True):
+            return 0
+        added = 0
+        record = re.compile(rf"{re.escape(self.prefix)}job:[0-9a-f]{{32}}")
+        for key in self.redis.scan_iter(match=f"{self.prefix}job:*", count=1000, _type="HASH"):
+            name = _text(key)
+            if not record.fullmatch(name):
+                continue
+            status, finished_at = self.redis.hmget(name, "status", "finished_at")
+            ended = status is not None and JobStatus(json.loads(status)).terminal
+            if ended and finished_at is not None and json.loads(finished_at) is not None:
+                job_id = name.rsplit(":", 1)[1]
+                added += int(self.redis.zadd(self.finished_key, {job_id: json.loads(finished_at)}, nx=True) or 0)
+        return added
 
     def ended_before(self, cutoff: float, limit: int = 100) -> list[str]:
         members: list[bytes] = self.redis.zrangebyscore(self.finished_key, "-inf", cutoff, start=0, num=limit)  # type: ignore[assignment]

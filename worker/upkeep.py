@@ -44,12 +44,18 @@ def requeue_orphans(runtime: Runtime) -> list[str]:
 def run_upkeep(runtime: Runtime, stop: threading.Event) -> None:
     interval = max(1.0, runtime.config.lock_ttl_s / 3)
     next_cleanup = 0.0
+    backfilled = False
     while True:
         try:
             announce(runtime)
             requeue_orphans(runtime)
             requeue_overdue(runtime.store, runtime.celery, runtime.config)
             if time.monotonic() >= next_cleanup:
+                if not backfilled:  # records from before the retention set existed
+                    added = runtime.store.backfill_finished()
+                    backfilled = True
+                    if added:
+                        logger.info("listed %d earlier ended jobs for retention", added)
                 next_cleanup = time.monotonic() + runtime.config.cleanup_interval_s
                 purge_all_expired(runtime, budget_s=interval)
         except Exception:  # upkeep must outlive a Redis hiccup
