@@ -8,12 +8,12 @@ from __future__ import annotations
 import statistics
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from bench.stack import format_table
+from bench.stack import EngineRun, Synthesize, format_table
 from engine import TTS, Speaker
 from engine.torch_options import Batching
 
@@ -21,19 +21,6 @@ BATCH_SIZES = (1, 4, 16, 64)
 """Sentences per padded batch on the torch backend."""
 NOISE_SCALE = 0.0
 NOISE_W_SCALE = 0.0
-
-Synthesize = Callable[[str], np.ndarray]
-
-
-@dataclass(frozen=True)
-class BackendRun:
-    engine: str
-    """``onnx``, ``piper`` or ``torch-bN``."""
-    round: int
-    audio_s: float
-    wall_s: float
-    x_realtime: float
-    """audio_s / wall_s."""
 
 
 def torch_speakers(device: str, batch_sizes: Sequence[int] = BATCH_SIZES) -> dict[str, Speaker]:
@@ -62,7 +49,7 @@ def bench_backends(
     for name, synthesize in engines.items():
         synthesize("Warming up. This is a short sentence, with a comma!")  # shapes, allocators, compiled kernels
         print(f"  warmed {name}", file=sys.stderr, flush=True)
-    runs: list[BackendRun] = []
+    runs: list[EngineRun] = []
     samples: dict[str, np.ndarray] = {}
     for round_ in range(1, rounds + 1):
         for name, synthesize in engines.items():
@@ -70,7 +57,7 @@ def bench_backends(
             samples[name] = synthesize(text)
             wall_s = timer() - started
             audio_s = len(samples[name]) / sample_rate
-            runs.append(BackendRun(name, round_, audio_s, wall_s, audio_s / wall_s))
+            runs.append(EngineRun(name, round_, audio_s, wall_s, audio_s / wall_s))
         print(f"  round {round_}/{rounds} done", file=sys.stderr, flush=True)
     return {
         "text_chars": len(text),

@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +35,8 @@ from piper import PiperVoice, SynthesisConfig
 from bench.backends import backends_report, bench_backends, speaker_synthesizer, torch_speakers
 from bench.stack import (
     BenchError,
+    EngineRun,
+    Synthesize,
     api_server,
     embedded_redis,
     environment,
@@ -87,20 +89,6 @@ PASSAGE = (
     "after mile, toward the sea.\n\n"
 )
 LONG_TEXT_CHARS = 4000
-
-Synthesize = Callable[[str], np.ndarray]
-"""Synthesize a whole text; return its int16 samples."""
-
-
-@dataclass(frozen=True)
-class EngineRun:
-    engine: str
-    """``ttsq`` or ``piper``."""
-    round: int
-    audio_s: float
-    wall_s: float
-    x_realtime: float
-    """audio_s / wall_s."""
 
 
 def long_text(min_chars: int = LONG_TEXT_CHARS) -> str:

@@ -8,21 +8,38 @@ import platform
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from werkzeug.serving import make_server
 
 from api import create_app
 from ttsq.config import load_config
 from ttsq.embedded import EmbeddedRedis
+from ttsq.procinfo import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKER_STOP_TIMEOUT_S = 20.0
+
+Synthesize = Callable[[str], np.ndarray]
+"""Synthesize a whole text; return its int16 samples."""
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    engine: str
+    """``ttsq``, ``piper``, ``onnx`` or ``torch-bN``."""
+    round: int
+    audio_s: float
+    wall_s: float
+    x_realtime: float
+    """audio_s / wall_s."""
 
 
 class BenchError(Exception):
@@ -62,12 +79,7 @@ def worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.P
         print(f"--- worker log ({log_path}) ---\n{tail}", file=sys.stderr)
         raise
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=WORKER_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, WORKER_STOP_TIMEOUT_S)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from typing import Any
 
 from .config import Config, ConfigError, load_config, secret_key
 from .logs import setup_logging
+from .procinfo import stop_process
 
 logger = logging.getLogger("ttsq")
 
@@ -173,19 +174,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     finally:
         for child in reversed(children):  # the API first, then webhooks, then the worker (it ends its sentence)
-            _stop_process(child)
+            stop_process(child)
         if embedded is not None:
             embedded.stop()
-
-
-def _stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -427,7 +418,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"ttsq demo: {error}", file=sys.stderr)
         return 1
     finally:
-        _stop_process(server, timeout_s=60)
+        stop_process(server, timeout_s=60)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,21 @@
-"""Process memory figures for start-up reports and benchmarks."""
+"""Child processes and memory figures, for the CLI, start-up reports and benchmarks."""
 
 from __future__ import annotations
 
 import resource
+import subprocess
 from pathlib import Path
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout_s``."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def rss_bytes() -> int:
