@@ -24,6 +24,7 @@ test-fast: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check engine worker api ttsq tests bench
 	$(BIN)/mypy engine worker api ttsq
+	$(BIN)/lint-imports --no-cache
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/engine.py

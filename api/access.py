@@ -8,11 +8,14 @@ import time
 
 from flask import g, request
 
-from ttsq.config import hash_api_key
+from ttsq import scripts
+from ttsq.credentials import hash_api_key
 
 from .errors import ApiError
 from .services import services
 
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
+"""A proxy's marks: behind one on this host every client's socket address is loopback."""
 ANONYMOUS = "-"
 """Rate-limit and idempotency scope when the API runs without keys."""
 
@@ -25,6 +28,14 @@ def authenticate() -> None:
     g.owner = None
     if not s.config.api_keys:
         # No keys: the API is for this host only (`ttsq api` binds loopback). Holds under gunicorn on 0.0.0.0 too.
+        if not s.config.trusted_proxies and any(h in request.headers for h in FORWARDING_HEADERS):
+            raise ApiError(
+                401,
+                "unauthorized",
+                "this server has no API keys configured and does not answer forwarded requests; configure "
+                "TTSQ_API_KEYS, or TTSQ_TRUSTED_PROXIES when a reverse proxy sits in front",
+                headers={"WWW-Authenticate": 'Bearer realm="ttsq"'},
+            )
         if not _is_loopback(request.remote_addr):
             raise ApiError(
                 401,
@@ -65,7 +76,7 @@ def _limit_rate(owner: str) -> None:
         return
     now = time.time()
     window = int(now // 60)
-    key = f"{s.config.key_prefix}rate:{owner}:{window}"
+    key = s.config.keys.rate(owner, window)
     with s.redis.pipeline(transaction=False) as pipe:
         pipe.incr(key)
         pipe.expire(key, 120)
@@ -80,20 +91,6 @@ def _limit_rate(owner: str) -> None:
         )
 
 
-# Drops the owner's ended (or vanished) jobs from its set, then adds the new one if there is room. One script, so
-# two API processes can't both take the last slot. Job records are read by key name: fine on one Redis, not on
-# Redis Cluster (the job keys are not declared).
-_RESERVE = """
-for _, id in ipairs(redis.call('smembers', KEYS[1])) do
-  local status = redis.call('hget', ARGV[1] .. id, 'status')
-  if (not status) or (status ~= '"queued"' and status ~= '"running"') then redis.call('srem', KEYS[1], id) end
-end
-if redis.call('scard', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('sadd', KEYS[1], ARGV[3])
-return 1
-"""
-
-
 def reserve_job_slot(job_id: str) -> None:
     """Count a new (already recorded) job against its key's concurrent-jobs limit, or refuse it with 429."""
     s = services()
@@ -101,7 +98,7 @@ def reserve_job_slot(job_id: str) -> None:
     if owner is None or not limit:
         return
     key = _slots_key(owner)
-    if not s.redis.eval(_RESERVE, 1, key, f"{s.config.key_prefix}job:", limit, job_id):
+    if not s.redis.eval(scripts.RESERVE_SLOT, 1, key, s.config.keys.job_base, limit, job_id):
         raise ApiError(
             429,
             "too_many_jobs",
@@ -117,4 +114,4 @@ def release_job_slot(job_id: str) -> None:
 
 
 def _slots_key(owner: str) -> str:
-    return f"{services().config.key_prefix}owner:{owner}:active"
+    return services().config.keys.owner_active(owner)

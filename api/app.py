@@ -5,11 +5,13 @@ from __future__ import annotations
 import redis
 from celery import Celery
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from ttsq.config import Config, load_config, secret_key
-from ttsq.jobs import JobStore
+from ttsq.config import Config, load_config
+from ttsq.credentials import secret_key
+from ttsq.jobs.store import JobStore
+from ttsq.queue import create_celery
 from ttsq.storage import open_storage
-from worker.celery_app import create_celery
 
 from . import files, health, jobs, metrics
 from .errors import register_error_handlers
@@ -31,6 +33,9 @@ def create_app(config: Config | None = None, celery: Celery | None = None) -> Fl
         storage=open_storage(config),
         secret=secret_key(config),
     )
+    if config.trusted_proxies:
+        n = config.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)  # type: ignore[method-assign]
     register_error_handlers(app)
     app.register_blueprint(jobs.bp)
     app.register_blueprint(files.bp)

@@ -45,7 +45,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> ResponseReturnValue:
         code = (error.name or "error").lower().replace(" ", "_")
-        return jsonify(error_body(code, error.description or error.name)), error.code or 500
+        # Keep what the error says beyond its body: Allow on a 405 (RFC 9110), Retry-After, WWW-Authenticate.
+        headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+        return jsonify(error_body(code, error.description or error.name)), error.code or 500, headers
 
     @app.errorhandler(redis.RedisError)
     def _redis_down(error: redis.RedisError) -> ResponseReturnValue:

@@ -11,9 +11,10 @@ import yaml
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
+from ttsq import presence
+
 from .errors import error_body
 from .services import services
-from .workers import live_workers
 
 bp = Blueprint("health", __name__)
 
@@ -30,10 +31,10 @@ def readyz() -> ResponseReturnValue:
         s.redis.ping()
     except redis.RedisError as error:
         return jsonify(error_body("redis_unavailable", f"Redis is not reachable: {error}")), 503
-    workers = live_workers(s)
+    workers = presence.live_workers(s.redis, s.config.keys)
     if not workers:
         return jsonify(error_body("no_workers", "no worker is alive; start one with `ttsq worker`")), 503
-    return jsonify({"status": "ready", "workers": sorted(w["name"] for w in workers)})
+    return jsonify({"status": "ready", "workers": sorted(w.name for w in workers)})
 
 
 @lru_cache(maxsize=1)

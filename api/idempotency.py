@@ -38,7 +38,7 @@ def claim(body: Any, new_job_id: str) -> Claim | None:
         raise ApiError(400, "invalid_idempotency_key", f"{HEADER} must be 1-{MAX_KEY_CHARS} printable ASCII characters")
     s = services()
     digest = hashlib.sha256(raw.encode("ascii")).hexdigest()
-    redis_key = f"{s.config.key_prefix}idem:{owner_scope()}:{digest}"
+    redis_key = s.config.keys.idempotency(owner_scope(), digest)
     fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     record = json.dumps({"job_id": new_job_id, "fingerprint": fingerprint})
     if s.redis.set(redis_key, record, nx=True, ex=CLAIM_TTL_S):

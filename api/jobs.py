@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -10,24 +11,22 @@ import redis
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ttsq.jobs import Job, JobStatus, new_job_id
+from ttsq import presence
+from ttsq.config import DEFAULT_SPEAKER
 from ttsq.links import result_link
 from ttsq.logs import job_context
-from ttsq.metrics import record_job_created
-from worker.celery_app import SYNTHESIZE_TASK
-from worker.events import job_ended
+from ttsq.metrics.record import record_job_created
+from ttsq.models import Job, JobStatus, is_job_id, iso, new_job_id
+from ttsq.queue import enqueue_synthesis, job_ended
 
 from . import access, idempotency
 from .errors import ApiError
-from .schemas import iso, job_view, parse_job_request, read_json_body
+from .schemas import job_view, parse_job_request, read_json_body
 from .services import services
-from .workers import live_workers
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
 bp.before_request(access.authenticate)
-
-DEFAULT_SPEAKER = "joe"
 
 
 @bp.post("/jobs")
@@ -57,7 +56,7 @@ def create_job() -> ResponseReturnValue:
         noise_w_scale=req.noise_w_scale,
         marks=req.marks,
         text_chars=len(req.text),
-        queue=s.config.queue_for(speaker),
+        queue=s.config.keys.speaker_queue(speaker),
         created_at=time.time(),
         owner=g.owner,
         webhook_url=req.webhook_url,
@@ -93,7 +92,7 @@ def _enqueue(job: Job, text: str) -> None:
         s.store.delete(job.id)
         raise
     try:
-        s.celery.send_task(SYNTHESIZE_TASK, args=[job.id], queue=job.queue)
+        enqueue_synthesis(s.celery, job.id, job.queue)
     except Exception as error:  # kombu raises several unrelated types when the broker is away
         s.store.delete(job.id)  # no job may stay queued with no message behind it
         access.release_job_slot(job.id)
@@ -117,6 +116,7 @@ def _replay(job_id: str) -> ResponseReturnValue:
 
 
 MAX_WAIT_S = 30.0
+JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 @bp.delete("/jobs/<job_id>")
@@ -124,7 +124,7 @@ MAX_WAIT_S = 30.0
 def cancel_job(job_id: str) -> ResponseReturnValue:
     """Stop a queued or running job between sentences; its partial output is removed by its worker."""
     s = services()
-    job = _own_job(s.store.get(job_id) if _valid_id(job_id) else None, job_id)
+    job = _own_job(s.store.get(job_id) if is_job_id(job_id) else None, job_id)
     if not s.store.cancel(job_id):
         job = s.store.get(job_id) or job
         raise ApiError(409, "job_finished", f"the job already ended as {job.status.value}")
@@ -140,15 +140,11 @@ def _own_job(job: Job | None, job_id: str) -> Job:
     owner = g.get("owner")
     if job is not None and (owner is None or job.owner == owner):
         return job
-    if job is None and _valid_id(job_id):
+    if job is None and is_job_id(job_id):
         gone, gone_owner = services().store.gone_owner(job_id)
         if gone and (owner is None or gone_owner == owner):
             raise ApiError(410, "job_expired", f"job {job_id} ended and was removed after the retention period")
     raise ApiError(404, "job_not_found", f"no job with id {job_id!r}")
-
-
-def _valid_id(job_id: str) -> bool:
-    return len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)
 
 
 @bp.get("/jobs/<job_id>")
@@ -157,7 +153,7 @@ def get_job(job_id: str) -> ResponseReturnValue:
     s = services()
     wait_s = _wait_seconds(request.args.get("wait"))
     # Ownership first: another key's job must answer 404 at once, like a job that does not exist.
-    job = _own_job(s.store.get(job_id) if _valid_id(job_id) else None, job_id)
+    job = _own_job(s.store.get(job_id) if is_job_id(job_id) else None, job_id)
     if wait_s:
         job = _own_job(s.store.wait_for_change(job_id, wait_s), job_id)
     link = _result_link(job) if job.status == JobStatus.succeeded else None
@@ -167,10 +163,8 @@ def get_job(job_id: str) -> ResponseReturnValue:
 def _wait_seconds(raw: str | None) -> float:
     if raw is None:
         return 0.0
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
+    # A JSON number in ASCII: float() alone would also take "1_0", " 5", "+5" and fullwidth digits.
+    value = float(raw) if JSON_NUMBER.fullmatch(raw) else -1.0
     if not 0 <= value <= MAX_WAIT_S:  # also refuses nan and inf
         raise ApiError(400, "invalid_wait", f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}, got {raw!r}")
     return value
@@ -188,7 +182,7 @@ def _result_link(job: Job) -> dict[str, Any] | None:
 @bp.get("/speakers")
 def list_speakers() -> ResponseReturnValue:
     s = services()
-    served = {name for worker in live_workers(s) for name in worker.get("speakers", [])}
+    served = {name for worker in presence.live_workers(s.redis, s.config.keys) for name in worker.speakers}
     speakers = [
         {"name": name, "source": source, "available": name in served}
         for name, source in sorted(s.config.speakers.items())

@@ -8,9 +8,8 @@ import redis
 from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 
-from ttsq.config import Config
-from ttsq.metrics import RedisCollector, metrics_response
-from worker.webhooks import webhook_queue
+from ttsq.metrics.collect import RedisCollector, metrics_response
+from ttsq.queue import monitored_queues
 
 from .errors import error_body
 from .services import services
@@ -18,11 +17,6 @@ from .services import services
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("metrics", __name__)
-
-
-def monitored_queues(config: Config) -> list[str]:
-    """The Celery queues whose depth is reported: one per configured speaker, and the webhooks' queue."""
-    return [*(config.queue_for(name) for name in sorted(config.speakers)), webhook_queue(config)]
 
 
 @bp.get("/metrics")

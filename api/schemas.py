@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
 from typing import Any
 
 from flask import request
@@ -12,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, 
 
 from engine.constants import MAX_SPEED, MIN_SPEED
 from engine.errors import InvalidInputError
-from engine.text import check_speakable
-from ttsq.jobs import OUTPUT_FORMATS, Job
-from ttsq.webhooks import WebhookRefused, validate_url
+from engine.text.clean import check_speakable
+from ttsq.models import Job, iso
+from ttsq.storage.base import OUTPUT_FORMATS
+from ttsq.webhooks.policy import WebhookRefused, validate_url
 
 from .errors import ApiError
 
@@ -134,12 +134,6 @@ def check_webhook_url(url: str) -> None:
         validate_url(url)
     except WebhookRefused as error:
         raise ApiError(400, "invalid_webhook_url", str(error)) from None
-
-
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def job_view(job: Job, result_link: dict[str, Any] | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from celery import Celery
 from flask import current_app
 
 from ttsq.config import Config
-from ttsq.jobs import JobStore
+from ttsq.jobs.store import JobStore
 from ttsq.storage import Storage
 
 

@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from bench.stack import EngineRun, Synthesize, format_table
-from engine import TTS, Speaker
-from engine.torch_options import Batching
+from engine import TTS, Batching, Speaker, SynthesisOptions
 
 BATCH_SIZES = (1, 4, 16, 64)
 """Sentences per padded batch on the torch backend."""
@@ -37,7 +36,7 @@ def torch_speakers(device: str, batch_sizes: Sequence[int] = BATCH_SIZES) -> dic
 
 def speaker_synthesizer(speaker: Speaker) -> Synthesize:
     def synthesize(text: str) -> np.ndarray:
-        return speaker.generate(text, noise_scale=NOISE_SCALE, noise_w_scale=NOISE_W_SCALE).samples
+        return speaker.generate(text, SynthesisOptions(noise_scale=NOISE_SCALE, noise_w_scale=NOISE_W_SCALE)).samples
 
     return synthesize
 

@@ -45,7 +45,7 @@ from bench.stack import (
     worker_process,
     write_json,
 )
-from engine import TTS, Speaker
+from engine import TTS, Speaker, SynthesisOptions
 from engine.onnx_voice import OnnxVoice
 from ttsq.client import wait_ready
 from ttsq.config import celery_redis_url
@@ -102,7 +102,7 @@ def load_speaker() -> Speaker:
 
 def ttsq_synthesizer(speaker: Speaker) -> Synthesize:
     def synthesize(text: str) -> np.ndarray:
-        return speaker.generate(text, noise_scale=NOISE_SCALE, noise_w_scale=NOISE_W_SCALE).samples
+        return speaker.generate(text, SynthesisOptions(noise_scale=NOISE_SCALE, noise_w_scale=NOISE_W_SCALE)).samples
 
     return synthesize
 

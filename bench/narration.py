@@ -43,8 +43,8 @@ from bench.stack import (
 )
 from ttsq.client import wait_ready
 from ttsq.config import load_config
-from ttsq.jobs import JobStore
-from ttsq.storage import key_for
+from ttsq.jobs.store import JobStore
+from ttsq.storage.base import key_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "narration.json"

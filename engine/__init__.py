@@ -24,8 +24,9 @@ _EXPORTS = {
     "Speaker": "speaker",
     "TTS": "tts",
     "SpeakerInfo": "tts",
-    "Batching": "torch_options",
-    "TorchOptions": "torch_options",
+    "Batching": "options",
+    "SynthesisOptions": "options",
+    "TorchOptions": "options",
 }
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "SourceError",
     "Speaker",
     "SpeakerInfo",
+    "SynthesisOptions",
     "TorchOptions",
     "UnknownSpeakerError",
     "VoiceNotFoundError",
@@ -58,9 +60,9 @@ if TYPE_CHECKING:
         UnknownSpeakerError,
         VoiceNotFoundError,
     )
+    from .options import Batching, SynthesisOptions, TorchOptions
     from .sources import Source, parse_source
     from .speaker import Speaker
-    from .torch_options import Batching, TorchOptions
     from .tts import TTS, SpeakerInfo
 
 

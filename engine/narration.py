@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from .options import SynthesisOptions
 from .speaker import Speaker
 
 SILENCE_THRESHOLD = 300
@@ -25,7 +26,7 @@ class PauseOptions:
 
 @dataclass(frozen=True)
 class NarrationChunk:
-    """What the narrator needs of a text chunk (engine.textnorm.Chunk fits)."""
+    """What the narrator needs of a text chunk (engine.text.split.Chunk fits)."""
 
     spoken: str
     paragraph: int
@@ -75,15 +76,13 @@ def narrate(
     offset_s: float = 0.0,
     previous: NarrationChunk | None = None,
     options: PauseOptions | None = None,
-    speed: float = 1.0,
-    noise_scale: float | None = None,
-    noise_w_scale: float | None = None,
+    synthesis: SynthesisOptions | None = None,
 ) -> Generator[NarratedChunk, None, None]:
     """Speak ``chunks`` in order. ``offset_s`` and ``previous`` continue a narration begun elsewhere (a segment)."""
     options = options or PauseOptions()
     rate = speaker.sample_rate
     position = round(offset_s * rate)
-    audio = speaker.stream_chunks((c.spoken for c in chunks), speed, noise_scale, noise_w_scale)
+    audio = speaker.stream_chunks((c.spoken for c in chunks), synthesis)
     for chunk, samples in zip(chunks, audio, strict=True):
         speech = trim_silence(samples, rate, options.edge_keep_s)
         if not len(speech):
@@ -98,7 +97,3 @@ def narrate(
         position += len(pause) + len(speech)
         previous = chunk
         yield NarratedChunk(np.concatenate([pause, speech]), mark)
-
-
-def total_s(parts: Iterable[NarratedChunk], sample_rate: int) -> float:
-    return sum(len(p.samples) for p in parts) / sample_rate

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,24 +12,11 @@ import onnxruntime
 from piper.config import PiperConfig
 
 from .errors import EngineError
+from .options import SynthesisOptions
 
 logger = logging.getLogger(__name__)
 
 Provider = str | tuple[str, dict[str, object]]
-
-
-@dataclass(frozen=True)
-class SynthesisOptions:
-    """Per-request overrides; ``None`` means the voice's own default."""
-
-    length_scale: float | None = None
-    """Phoneme duration multiplier: < 1 is faster speech, > 1 slower."""
-    noise_scale: float | None = None
-    """Generator noise; 0 makes the output deterministic."""
-    noise_w_scale: float | None = None
-    """Phoneme width noise; 0 makes durations deterministic."""
-    speaker_id: int | None = None
-    """For multi-speaker voices."""
 
 
 def session_options(threads: int | None = None) -> onnxruntime.SessionOptions:
@@ -80,7 +66,7 @@ class OnnxVoice:
         scales = np.array(
             [
                 config.noise_scale if options.noise_scale is None else options.noise_scale,
-                config.length_scale if options.length_scale is None else options.length_scale,
+                options.length_scale(config.length_scale),
                 config.noise_w_scale if options.noise_w_scale is None else options.noise_w_scale,
             ],
             dtype=np.float32,

@@ -14,12 +14,10 @@ import numpy as np
 from piper.config import PiperConfig
 
 from .audio import Audio, AudioChunk, float_to_int16
-from .constants import MAX_SPEED, MIN_SPEED
 from .errors import EngineError, InvalidInputError
-from .onnx_voice import SynthesisOptions
+from .options import Batching, SynthesisOptions
 from .phonemize import sentence_ids
-from .text import check_speakable, clean_text
-from .torch_options import Batching
+from .text.clean import check_speakable, clean_text
 
 Frontend = Callable[[str], list[list[int]]]
 """Text to model input ids, one list per sentence."""
@@ -75,51 +73,30 @@ class Speaker:
     def sample_rate(self) -> int:
         return self.voice.sample_rate
 
-    def generate(
-        self,
-        text: str,
-        speed: float = 1.0,
-        noise_scale: float | None = None,
-        noise_w_scale: float | None = None,
-        volume: float = 1.0,
-    ) -> Audio:
+    def generate(self, text: str, options: SynthesisOptions | None = None) -> Audio:
         """Synthesize the whole text; sentences are joined back to back, as piper does."""
-        parts = [chunk.audio for chunk in self.stream(text, speed, noise_scale, noise_w_scale, volume)]
+        parts = [chunk.audio for chunk in self.stream(text, options)]
         return Audio.concatenate(parts, self.sample_rate)
 
-    def stream(
-        self,
-        text: str,
-        speed: float = 1.0,
-        noise_scale: float | None = None,
-        noise_w_scale: float | None = None,
-        volume: float = 1.0,
-    ) -> Iterator[AudioChunk]:
+    def stream(self, text: str, options: SynthesisOptions | None = None) -> Iterator[AudioChunk]:
         """Yield one chunk per sentence; closing the generator early releases the lock."""
         text = check_speakable(text)
-        options = self._options(speed, noise_scale, noise_w_scale)
+        options = _checked(options)
         with self.lock:
             sentences = self.sentence_ids(text)
             if not sentences:
                 raise InvalidInputError("text has nothing the voice can speak")
             work = ((index, ids) for index, ids in enumerate(sentences))
             for index, audio in self._pipeline(work, options):
-                samples = float_to_int16(audio, volume)
+                samples = float_to_int16(audio, options.volume)
                 yield AudioChunk(Audio(samples, self.sample_rate), index, len(sentences))
 
-    def stream_chunks(
-        self,
-        texts: Iterable[str],
-        speed: float = 1.0,
-        noise_scale: float | None = None,
-        noise_w_scale: float | None = None,
-        volume: float = 1.0,
-    ) -> Iterator[np.ndarray]:
+    def stream_chunks(self, texts: Iterable[str], options: SynthesisOptions | None = None) -> Iterator[np.ndarray]:
         """int16 samples for each text in turn (its sentences joined), for long narrations.
 
         Texts are phonemized only as the pipeline reaches them, so memory stays flat however long the input;
         a text with nothing speakable yields no samples rather than failing the whole narration."""
-        options = self._options(speed, noise_scale, noise_w_scale)
+        options = _checked(options)
         with self.lock:
             work = (
                 (index, ids)
@@ -132,7 +109,7 @@ class Speaker:
                 while index > current:  # every text starts with an empty marker, so none is skipped
                     yield _join(parts)
                     parts, current = [], current + 1
-                parts.append(float_to_int16(audio, volume))
+                parts.append(float_to_int16(audio, options.volume))
             if current or parts:
                 yield _join(parts)
 
@@ -204,18 +181,6 @@ class Speaker:
             return index, done
         return index, self._pool.submit(self.voice.infer, ids, options)
 
-    def _options(self, speed: float, noise_scale: float | None, noise_w_scale: float | None) -> SynthesisOptions:
-        if not MIN_SPEED <= speed <= MAX_SPEED:
-            raise InvalidInputError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {speed!r}")
-        for label, value in (("noise_scale", noise_scale), ("noise_w_scale", noise_w_scale)):
-            if value is not None and not 0.0 <= value <= 2.0:
-                raise InvalidInputError(f"{label} must be between 0 and 2, got {value!r}")
-        return SynthesisOptions(
-            length_scale=self.voice.config.length_scale / speed,
-            noise_scale=noise_scale,
-            noise_w_scale=noise_w_scale,
-        )
-
     def warmup(self, rounds: int = 2) -> None:
         """Run a few short syntheses so the first real request pays no allocation or cache cost."""
         for _ in range(rounds):
@@ -233,6 +198,13 @@ def plan_batches(lengths: Sequence[int], batching: Batching) -> list[list[int]]:
     return sorted(batches, key=min)
 
 
+def _checked(options: SynthesisOptions | None) -> SynthesisOptions:
+    """The request's options (the defaults when none), or InvalidInputError for a value the voices cannot take."""
+    options = options or SynthesisOptions()
+    options.check()
+    return options
+
+
 def _with_marker(sentences: list[list[int]]) -> list[list[int]]:
     """An empty id list opens each text, so a text with nothing to speak still shows up (as no samples)."""
     return [[], *sentences]
@@ -240,7 +212,3 @@ def _with_marker(sentences: list[list[int]]) -> list[list[int]]:
 
 def _join(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
-
-
-def silence(duration_s: float, sample_rate: int) -> Audio:
-    return Audio(np.zeros(round(duration_s * sample_rate), dtype=np.int16), sample_rate)

@@ -14,9 +14,9 @@ from typing import Any
 from .constants import DEFAULT_SOURCE, SPEAKER_NAME
 from .errors import EngineError, NotPreparedError, UnknownSpeakerError
 from .onnx_voice import OnnxVoice, Provider
+from .options import TorchOptions
 from .sources import Source, find_voice_files, parse_source
 from .speaker import Speaker
-from .torch_options import TorchOptions
 
 logger = logging.getLogger(__name__)
 
@@ -199,12 +199,12 @@ class TTS:
 
     @staticmethod
     def _torch() -> Any:
-        """engine.torch_voice, imported on first use: a CPU install has no torch."""
+        """engine.torch.voice, imported on first use: a CPU install has no torch."""
         try:
-            from . import torch_voice
+            from .torch import voice
         except ImportError as error:
             raise EngineError(f"{TORCH_INSTALL_HINT} ({error})") from error
-        return torch_voice
+        return voice
 
     @property
     def speakers(self) -> Mapping[str, Speaker]:

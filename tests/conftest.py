@@ -79,7 +79,7 @@ BOB = "ttsq_bob-key-0123456789abcdef01"
 @pytest.fixture()
 def keyed_env(config_env: dict[str, str]) -> dict[str, str]:
     """config_env with two API keys configured (by their hashes): alice and bob."""
-    from ttsq.config import hash_api_key
+    from ttsq.credentials import hash_api_key
 
     return {**config_env, "TTSQ_API_KEYS": f"alice:{hash_api_key(ALICE)},bob:{hash_api_key(BOB)}"}
 
@@ -187,12 +187,26 @@ def s3(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     _reset_moto(moto_endpoint)
 
 
+def worker_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``ttsq worker`` as a process of its own, configured by ``env`` alone (no TTSQ_* of the caller's leaks in)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ttsq", "worker"],
+        env={**clean, **env},
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def run_to_end(runtime, job_id: str, limit: int = 500) -> str:  # type: ignore[no-untyped-def]
     """Run a job's tasks in this process, as a worker would take them one after another; the last outcome."""
-    from worker.synthesis import CONTINUE, run_job
+    from worker.outcomes import Outcome
+    from worker.synthesis import run_job
 
     for _ in range(limit):
         outcome = run_job(runtime, job_id)
-        if outcome != CONTINUE:
+        if outcome != Outcome.continued:
             return outcome
     raise AssertionError(f"job {job_id} did not end within {limit} tasks")

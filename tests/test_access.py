@@ -9,7 +9,8 @@ import pytest
 from conftest import ALICE, BOB, run_to_end
 from test_api import assert_error
 
-from ttsq.config import ConfigError, hash_api_key, load_config
+from ttsq.config import ConfigError, load_config
+from ttsq.credentials import hash_api_key
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -203,7 +204,8 @@ def test_api_keys_config_holds_only_hashes() -> None:
 
 
 def test_cli_refuses_a_public_bind_without_keys(config_env, capsys) -> None:  # type: ignore[no-untyped-def]
-    from ttsq.cli import check_bind, main
+    from ttsq.cli import main
+    from ttsq.cli.stack import check_bind
 
     with pytest.raises(SystemExit, match="without API keys"):
         check_bind(load_config(config_env), "0.0.0.0")
@@ -277,9 +279,31 @@ def test_jobs_that_ended_before_retention_existed_are_listed_once(client, runtim
     ended = client.post("/v1/jobs", json={"text": "Old."}).get_json()["id"]
     running = client.post("/v1/jobs", json={"text": "Still going."}).get_json()["id"]
     runtime.store.cancel(ended)
-    redis_client.delete(runtime.store.finished_key)  # as an older version left it
+    redis_client.delete(runtime.store.keys.finished)  # as an older version left it
     assert runtime.store.backfill_finished() == 1
     assert runtime.store.ended_before(float("inf")) == [ended]
     assert runtime.store.backfill_finished() == 0  # once per deployment
     assert purge_expired(runtime, now=10**12) == [ended]
     assert runtime.store.get(running) is not None
+
+
+def test_without_keys_a_forwarded_request_is_refused(config_env) -> None:  # type: ignore[no-untyped-def]
+    """Regression (issue 17): behind a proxy on the same host every client's socket address is loopback, so
+    forwarding headers without keys or trusted proxies mean a client we can't place."""
+    client = make_client(config_env)
+    local = {"REMOTE_ADDR": "127.0.0.1"}
+    assert client.get("/v1/speakers", environ_base=local).status_code == 200
+    for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+        value = "for=203.0.113.9" if header == "Forwarded" else "203.0.113.9"
+        response = client.post("/v1/jobs", json={"text": "Hi."}, headers={header: value}, environ_base=local)
+        assert_error(response, 401, "unauthorized")
+        assert "TTSQ_TRUSTED_PROXIES" in response.get_json()["error"]["message"]
+
+
+def test_with_a_trusted_proxy_the_forwarded_client_is_the_one_checked(config_env) -> None:  # type: ignore[no-untyped-def]
+    client = make_client({**config_env, "TTSQ_TRUSTED_PROXIES": "1"})
+    local = {"REMOTE_ADDR": "127.0.0.1"}
+    remote = client.get("/v1/speakers", headers={"X-Forwarded-For": "203.0.113.9"}, environ_base=local)
+    assert_error(remote, 401, "unauthorized")  # a client elsewhere, without keys: not answered
+    near = client.get("/v1/speakers", headers={"X-Forwarded-For": "127.0.0.1"}, environ_base=local)
+    assert near.status_code == 200

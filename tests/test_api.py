@@ -164,7 +164,9 @@ def test_unknown_job_and_route_and_method(client) -> None:  # type: ignore[no-un
     assert_error(client.get("/v1/jobs/../../etc"), 404, "not_found")
     assert_error(client.get("/v1/jobs/nope"), 404, "job_not_found")
     assert_error(client.get("/v1/nothing"), 404, "not_found")
-    assert_error(client.delete("/v1/speakers"), 405, "method_not_allowed")
+    not_allowed = client.delete("/v1/speakers")
+    assert_error(not_allowed, 405, "method_not_allowed")
+    assert set(not_allowed.headers["Allow"].replace(" ", "").split(",")) >= {"GET"}  # RFC 9110 (issue 17)
 
 
 def test_failed_job_says_why(client, runtime, config_env) -> None:  # type: ignore[no-untyped-def]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ttsq.config import ConfigError, celery_redis_url, load_config, parse_speakers, secret_key
+from ttsq.config import ConfigError, celery_redis_url, load_config, parse_speakers
+from ttsq.credentials import secret_key
 
 
 def test_defaults_run_embedded_with_joe() -> None:
@@ -65,3 +66,11 @@ def test_configured_secret_wins(tmp_path: Path) -> None:
     config = load_config({"TTSQ_DATA_DIR": str(tmp_path), "TTSQ_SECRET_KEY": "s" * 20})
     assert secret_key(config) == "s" * 20
     assert not (tmp_path / "secret_key").exists()
+
+
+def test_the_default_limits_agree() -> None:
+    """Regression (issue 17): a full-size text of prose (~18 characters a second) passed the default audio limit."""
+    from ttsq.config import Config
+
+    defaults = Config()
+    assert defaults.max_text_chars / 18 <= defaults.max_audio_s

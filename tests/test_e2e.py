@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from conftest import worker_process
 
 pytestmark = pytest.mark.slow
 
@@ -45,17 +46,9 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
 @pytest.fixture()
 def start_worker(config_env: dict[str, str]) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
     workers: list[subprocess.Popen[bytes]] = []
-    env = clean_env({**config_env, **WORKER_ENV})
 
     def start() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ttsq", "worker"],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        process = worker_process({**config_env, **WORKER_ENV})
         workers.append(process)
         return process
 
@@ -70,7 +63,8 @@ def test_job_survives_a_worker_killed_mid_job(config_env, start_worker, tts) -> 
     """SIGKILL mid-job: the job resumes from its last finished segment, and the audio is whole, with nothing twice."""
     from api import create_app
     from engine.narration import NarrationChunk, PauseOptions, narrate
-    from engine.textnorm import split_text
+    from engine.options import SynthesisOptions
+    from engine.text.split import split_text
     from ttsq.config import load_config
 
     config = load_config({**config_env, **WORKER_ENV})
@@ -107,8 +101,7 @@ def test_job_survives_a_worker_killed_mid_job(config_env, start_worker, tts) -> 
         tts.speakers["joe"],
         [NarrationChunk(c.spoken, c.paragraph, c.heading) for c in chunks],
         options=pauses,
-        noise_scale=0.0,
-        noise_w_scale=0.0,
+        synthesis=SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0),
     )
     expected = np.concatenate([p.samples for p in pieces])
     data, rate = soundfile.read(str(config.audio_dir / f"{job_id}.wav"), dtype="int16")

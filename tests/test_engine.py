@@ -12,8 +12,9 @@ import pytest
 import soundfile
 from piper import PiperVoice, SynthesisConfig
 
-from engine import TTS, Audio, EngineError, InvalidInputError, NotPreparedError, UnknownSpeakerError
+from engine import TTS, Audio, EngineError, InvalidInputError, NotPreparedError, SynthesisOptions, UnknownSpeakerError
 
+DETERMINISTIC = SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0)
 TEXT = "Dr. Smith arrived at ten. It was raining, and the streets were empty! Was anyone home?"
 
 
@@ -26,7 +27,7 @@ def piper_reference(text: str) -> np.ndarray:
 def test_output_equals_piper_for_zero_noise() -> None:
     """Run as piper runs (one sentence at a time on all cores), the output is piper's, sample for sample."""
     tts = TTS(parallel_sentences=False).load("joe").prepare(warmup=False)
-    ours = tts.speakers["joe"].generate(TEXT, noise_scale=0.0, noise_w_scale=0.0)
+    ours = tts.speakers["joe"].generate(TEXT, DETERMINISTIC)
     assert ours.sample_rate == 22050
     assert ours.samples.dtype == np.int16
     np.testing.assert_array_equal(ours.samples, piper_reference(TEXT))
@@ -36,7 +37,7 @@ def test_parallel_sentences_match_piper_within_one_step() -> None:
     """The parallel CPU mode runs sentences side by side on single-threaded sessions: same audio up to rounding."""
     tts = TTS(parallel_sentences=True).load("joe").prepare(warmup=False)
     assert tts.speakers["joe"].parallel == (os.cpu_count() or 1)
-    ours = tts.speakers["joe"].generate(TEXT, noise_scale=0.0, noise_w_scale=0.0)
+    ours = tts.speakers["joe"].generate(TEXT, DETERMINISTIC)
     reference = piper_reference(TEXT)
     assert ours.samples.shape == reference.shape
     difference = np.abs(ours.samples.astype(np.int32) - reference)
@@ -47,17 +48,19 @@ def test_parallel_sentences_match_piper_within_one_step() -> None:
 def test_stream_yields_one_chunk_per_sentence_and_joins_to_generate(tts: TTS) -> None:
     speaker = tts.speakers["joe"]
     text = "It was late. The streets were empty! Was anyone home?"
-    chunks = list(speaker.stream(text, noise_scale=0.0, noise_w_scale=0.0))
+    chunks = list(speaker.stream(text, DETERMINISTIC))
     assert [c.index for c in chunks] == [0, 1, 2]
     assert {c.total for c in chunks} == {3}
-    whole = speaker.generate(text, noise_scale=0.0, noise_w_scale=0.0)
+    whole = speaker.generate(text, DETERMINISTIC)
     np.testing.assert_array_equal(np.concatenate([c.audio.samples for c in chunks]), whole.samples)
 
 
 def test_speed_changes_duration(tts: TTS) -> None:
     speaker = tts.speakers["joe"]
-    normal = speaker.generate("The quick brown fox jumps over the lazy dog.", noise_w_scale=0.0)
-    fast = speaker.generate("The quick brown fox jumps over the lazy dog.", speed=2.0, noise_w_scale=0.0)
+    normal = speaker.generate("The quick brown fox jumps over the lazy dog.", SynthesisOptions(noise_w_scale=0.0))
+    fast = speaker.generate(
+        "The quick brown fox jumps over the lazy dog.", SynthesisOptions(speed=2.0, noise_w_scale=0.0)
+    )
     assert 0.45 < fast.duration_s / normal.duration_s < 0.7
 
 
@@ -80,7 +83,7 @@ def test_empty_text_is_rejected(tts: TTS, text: str) -> None:
 @pytest.mark.parametrize("speed", [0.0, 0.1, 5.0, -1.0])
 def test_speed_out_of_range_is_rejected(tts: TTS, speed: float) -> None:
     with pytest.raises(InvalidInputError, match="speed"):
-        tts.speakers["joe"].generate("Hello.", speed=speed)
+        tts.speakers["joe"].generate("Hello.", SynthesisOptions(speed=speed))
 
 
 def test_speakers_before_prepare_raise_a_clear_error() -> None:
@@ -160,7 +163,7 @@ def test_different_speakers_run_in_parallel() -> None:
 
 def test_batching_on_the_onnx_backend_is_refused_not_ignored(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from engine import EngineError
-    from engine.torch_options import Batching, TorchOptions
+    from engine.options import Batching, TorchOptions
 
     tts = TTS(device="cpu", cache_dir=tmp_path, backend="onnx", torch_options=TorchOptions(Batching(batch_size=4)))
     with pytest.raises(EngineError, match="torch backend option"):

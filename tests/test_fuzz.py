@@ -34,9 +34,11 @@ from api import create_app
 from api.health import openapi_document
 from api.services import Services
 from ttsq import signing
-from ttsq.config import hash_api_key, load_config
-from ttsq.jobs import Job, JobResult, Progress, WebhookState, new_job_id
-from ttsq.storage import LocalStorage, key_for
+from ttsq.config import load_config
+from ttsq.credentials import hash_api_key
+from ttsq.models import Job, JobResult, Progress, WebhookState, new_job_id
+from ttsq.storage.base import key_for
+from ttsq.storage.local import LocalStorage
 
 FUZZ_KEY = "ttsq_fuzz-key-0123456789abcdef"
 OWNER = "fuzz"
@@ -98,7 +100,7 @@ def seed(app: Flask, owner: str | None) -> Seeded:
             id=new_job_id(),
             speaker="joe",
             text_chars=6,
-            queue=s.config.queue_for("joe"),
+            queue=s.config.keys.speaker_queue("joe"),
             created_at=time.time(),
             **fields,
         )
@@ -114,7 +116,7 @@ def seed(app: Flask, owner: str | None) -> Seeded:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
     s.store.acquire_lock(succeeded.id, token, 60)
-    s.store.mark_running(succeeded, "fuzz-worker")
+    s.store.mark_running(succeeded, "fuzz-worker", token)
     marks = [{"paragraph": 0, "heading": False, "start_s": 0.0, "text": "Hello."}]
     result = JobResult(key=key, format="wav", duration_s=0.5, sample_rate=22050, size_bytes=20, marks=marks)
     s.store.mark_succeeded(succeeded.id, token, result, Progress(chunks_done=1, chunks_total=1, audio_s=0.5))
@@ -130,7 +132,7 @@ def seed(app: Flask, owner: str | None) -> Seeded:
         expires, signature = signing.sign(s.secret, file_key, 600)
         seeded.files.append({"key": file_key, "query": {"expires": expires, "signature": signature}})
     # A live worker, so /readyz is 200: its documented 503 without one would read as a server error.
-    s.redis.set(s.config.worker_key("fuzz-worker"), json.dumps({"name": "fuzz-worker", "speakers": ["joe"]}), ex=600)
+    s.redis.set(s.config.keys.worker("fuzz-worker"), json.dumps({"name": "fuzz-worker", "speakers": ["joe"]}), ex=600)
     return seeded
 
 

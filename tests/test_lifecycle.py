@@ -12,9 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_access import bearer, make_client
 from test_webhooks import Receiver, receiver  # noqa: F401 - the fixture
 
-from ttsq.config import load_config, secret_key, webhook_secret
+from ttsq.config import load_config
+from ttsq.credentials import secret_key, webhook_secret
 from ttsq.webhooks import verify
-from worker.webhooks import build_webhook_runtime, run_delivery, webhook_queue
+from worker.delivery import build_webhook_runtime, run_delivery
 
 
 def metric(client, name: str, **labels: str) -> float:  # type: ignore[no-untyped-def]
@@ -39,7 +40,7 @@ def test_a_succeeded_job_sends_one_signed_event_with_a_working_link(  # type: ig
     job_id = client.post("/v1/jobs", json=body, headers=bearer(ALICE)).get_json()["id"]
     assert metric(client, "ttsq_jobs_created_total") == 1
     assert run_to_end(runtime, job_id) == "succeeded"
-    queue = webhook_queue(load_config(env))
+    queue = load_config(env).keys.webhooks_queue
     assert redis_client.llen(queue) == 1  # queued once, on the webhook queue, not on a speaker queue
 
     config = load_config(env)
@@ -71,7 +72,7 @@ def test_a_canceled_job_sends_its_event_from_the_api(keyed_env, redis_client, re
     job_id = client.post("/v1/jobs", json=body, headers=bearer(ALICE)).get_json()["id"]
     assert client.delete(f"/v1/jobs/{job_id}", headers=bearer(ALICE)).status_code == 202
     config = load_config(env)
-    assert redis_client.llen(webhook_queue(config)) == 1
+    assert redis_client.llen(config.keys.webhooks_queue) == 1
     assert run_delivery(build_webhook_runtime(config), job_id) == "delivered"
     payload = json.loads(hook.wait_for(1)[0].body)
     assert payload["type"] == "job.canceled" and payload["result"] is None
@@ -81,7 +82,7 @@ def test_a_canceled_job_sends_its_event_from_the_api(keyed_env, redis_client, re
 def test_a_job_without_webhook_queues_no_event(client, runtime, redis_client, config) -> None:  # type: ignore[no-untyped-def]
     job_id = client.post("/v1/jobs", json={"text": "Quiet."}).get_json()["id"]
     assert run_to_end(runtime, job_id) == "succeeded"
-    assert redis_client.llen(webhook_queue(config)) == 0
+    assert redis_client.llen(config.keys.webhooks_queue) == 0
     assert client.get(f"/v1/jobs/{job_id}").get_json()["webhook"] is None
 
 
@@ -103,8 +104,8 @@ def test_an_event_whose_task_was_lost_is_queued_again_by_upkeep(  # type: ignore
 ) -> None:
     """The end and its pending event are one transaction: a worker dying before it queues the event (simulated by
     dropping the queued message) still gets the event out, once it is overdue."""
-    from ttsq.jobs import WEBHOOK_GRACE_S
-    from worker.webhooks import requeue_overdue
+    from ttsq.jobs.store import WEBHOOK_GRACE_S
+    from worker.delivery import requeue_overdue
 
     hook = receiver(200)
     env = {**keyed_env, "TTSQ_WEBHOOK_ALLOW": "127.0.0.1"}
@@ -112,17 +113,17 @@ def test_an_event_whose_task_was_lost_is_queued_again_by_upkeep(  # type: ignore
     job_id = client.post("/v1/jobs", json={"text": "Lost.", "webhook_url": hook.url()}, headers=bearer(ALICE))
     job_id = job_id.get_json()["id"]
     assert run_to_end(runtime, job_id) == "succeeded"
-    queue = webhook_queue(config)
+    queue = config.keys.webhooks_queue
     redis_client.delete(queue)  # the message is lost
     store = runtime.store
     assert requeue_overdue(store, runtime.celery, config) == []  # not overdue yet
     ended = store.get(job_id).finished_at
-    redis_client.zadd(store.webhooks_pending_key, {job_id: ended + WEBHOOK_GRACE_S - 10**6})  # as if time passed
+    redis_client.zadd(store.keys.webhooks_pending, {job_id: ended + WEBHOOK_GRACE_S - 10**6})  # as if time passed
     assert requeue_overdue(store, runtime.celery, config) == [job_id]
     assert redis_client.llen(queue) == 1
     assert requeue_overdue(store, runtime.celery, config) == []  # due again only later
     assert run_delivery(build_webhook_runtime(config), job_id) == "delivered"
-    assert redis_client.zscore(store.webhooks_pending_key, job_id) is None  # settled
+    assert redis_client.zscore(store.keys.webhooks_pending, job_id) is None  # settled
     # A duplicate task (a redelivery, the requeued copy) sends nothing a second time.
     assert run_delivery(build_webhook_runtime(config), job_id) == "skipped"
     assert run_delivery(build_webhook_runtime(config), job_id, attempt=1) == "skipped"

@@ -14,8 +14,9 @@ from datetime import datetime
 import pytest
 from celery import Celery
 
-from ttsq.jobs import Job, JobStore, new_job_id
+from ttsq.jobs.store import JobStore
 from ttsq.logs import current_job_id, install_celery_job_context, job_context, setup_logging
+from ttsq.models import Job, new_job_id
 
 logger = logging.getLogger("ttsq.tests.logs")
 

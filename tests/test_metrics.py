@@ -13,17 +13,17 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.metrics import bp as metrics_bp
-from ttsq.jobs import Job, JobResult, JobStatus, JobStore, new_job_id
-from ttsq.metrics import (
+from ttsq.jobs.store import JobStore
+from ttsq.metrics.collect import RedisCollector, kombu_queue_keys
+from ttsq.metrics.record import (
     ACTIVE_STATUSES,
     ENDED_STATUSES,
-    RedisCollector,
-    kombu_queue_keys,
     record_job_created,
     record_job_finished,
     record_webhook,
 )
-from worker.celery_app import SYNTHESIZE_TASK
+from ttsq.models import Job, JobResult, JobStatus, new_job_id
+from ttsq.queue import SYNTHESIZE_TASK
 
 QUEUE = f"{TEST_PREFIX}speaker.joe"
 

@@ -13,7 +13,10 @@ from conftest import run_to_end
 
 from engine.audio import open_audio_writer
 from engine.narration import NarrationChunk, PauseOptions, narrate, trim_silence
-from engine.textnorm import split_text
+from engine.options import SynthesisOptions
+from engine.text.split import split_text
+
+DETERMINISTIC = SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0)
 
 BOOK = """Chapter One
 
@@ -29,7 +32,7 @@ On the fourth day the river rose. By noon it had reached the garden wall, and by
 
 def narration_of(tts, text: str, pauses: PauseOptions) -> np.ndarray:  # type: ignore[no-untyped-def]
     chunks = [NarrationChunk(c.spoken, c.paragraph, c.heading) for c in split_text(text)]
-    pieces = narrate(tts.speakers["joe"], chunks, options=pauses, noise_scale=0.0, noise_w_scale=0.0)
+    pieces = narrate(tts.speakers["joe"], chunks, options=pauses, synthesis=DETERMINISTIC)
     return np.concatenate([p.samples for p in pieces])
 
 
@@ -47,7 +50,7 @@ def test_pauses_between_sentences_and_paragraphs(tts) -> None:  # type: ignore[n
         NarrationChunk("New paragraph.", 1),
     ]
     options = PauseOptions(sentence_silence_s=0.5, paragraph_silence_s=1.5)
-    pieces = list(narrate(tts.speakers["joe"], chunks, options=options, noise_scale=0.0, noise_w_scale=0.0))
+    pieces = list(narrate(tts.speakers["joe"], chunks, options=options, synthesis=DETERMINISTIC))
     rate = tts.speakers["joe"].sample_rate
     leading = [int(np.argmax(np.abs(p.samples.astype(np.int32)) > 300)) / rate for p in pieces]
     assert leading[0] < 0.1
@@ -114,7 +117,11 @@ def test_progress_reports_an_eta_while_running(config_env, tts, monkeypatch) -> 
     client, runtime = make_stack(job_env(config_env), tts)
     seen = []
     original = runtime.store.set_progress
-    monkeypatch.setattr(runtime.store, "set_progress", lambda job, p: (seen.append(p), original(job, p)))
+    def spy(job: str, token: str, progress) -> bool:  # type: ignore[no-untyped-def]
+        seen.append(progress)
+        return original(job, token, progress)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(runtime.store, "set_progress", spy)
     job_id = client.post("/v1/jobs", json={"text": BOOK}).get_json()["id"]
     run_to_end(runtime, job_id)
     assert seen[0].eta_s is not None and seen[0].eta_s > 0
@@ -137,10 +144,11 @@ def test_cancel_a_running_job_between_sentences(config_env, tts, monkeypatch) ->
     job_id = client.post("/v1/jobs", json={"text": BOOK}).get_json()["id"]
     original = runtime.store.set_progress
 
-    def cancel_on_third(job: str, progress) -> None:  # type: ignore[no-untyped-def]
-        original(job, progress)
+    def cancel_on_third(job: str, token: str, progress) -> bool:  # type: ignore[no-untyped-def]
+        written = original(job, token, progress)
         if progress.chunks_done == 3:
             assert client.post(f"/v1/jobs/{job}/cancel").status_code == 202
+        return written
 
     monkeypatch.setattr(runtime.store, "set_progress", cancel_on_third)
     assert run_to_end(runtime, job_id) == "canceled"
@@ -165,6 +173,35 @@ def test_audio_limit_fails_the_job(config_env, tts) -> None:  # type: ignore[no-
     assert run_to_end(runtime, job_id) == "failed"
     error = client.get(f"/v1/jobs/{job_id}").get_json()["error"]
     assert error["code"] == "audio_too_long" and "TTSQ_MAX_AUDIO_S" in error["message"]
+    assert not runtime.storage.root.exists() or list(runtime.storage.root.iterdir()) == []
+
+
+def test_a_text_sure_to_pass_the_audio_limit_fails_before_synthesis(config_env, tts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Regression (issue 17): a full-size text failed audio_too_long only after hours of synthesis; the plan knows."""
+    client, runtime = make_stack(job_env(config_env, TTSQ_MAX_AUDIO_S="10"), tts)  # BOOK makes ~25 s
+    spoken: list[str] = []
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        spoken.append("synthesized")
+        return iter(())
+
+    monkeypatch.setattr(runtime.tts.speakers["joe"], "stream_chunks", spy)
+    job_id = client.post("/v1/jobs", json={"text": BOOK}).get_json()["id"]
+    assert run_to_end(runtime, job_id) == "failed"
+    job = client.get(f"/v1/jobs/{job_id}").get_json()
+    assert job["error"]["code"] == "audio_too_long" and "TTSQ_MAX_AUDIO_S" in job["error"]["message"]
+    assert job["progress"]["chunks_done"] == 0 and spoken == []  # nothing was synthesized
+
+
+def test_the_audio_limit_still_holds_when_the_estimate_is_short(config_env, tts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import worker.segments
+
+    monkeypatch.setattr(worker.segments, "FAST_SPOKEN_CHARS_PER_S", 1e9)  # the estimate lets everything through
+    client, runtime = make_stack(job_env(config_env, TTSQ_MAX_AUDIO_S="5"), tts)
+    job_id = client.post("/v1/jobs", json={"text": BOOK}).get_json()["id"]
+    assert run_to_end(runtime, job_id) == "failed"
+    job = client.get(f"/v1/jobs/{job_id}").get_json()
+    assert job["error"]["code"] == "audio_too_long" and job["progress"]["chunks_done"] > 0
     assert list(runtime.storage.root.iterdir()) == []
 
 
@@ -175,9 +212,8 @@ def test_no_segment_is_recorded_twice(config_env, tts) -> None:  # type: ignore[
 
     assert run_job(runtime, job_id) == "continued"  # the plan and segment 0
     record = runtime.plans.record(job_id, 0)
-    lock = runtime.store.lock_key(job_id)
     runtime.store.acquire_lock(job_id, "me", 30)
-    assert not runtime.plans.finish_segment(job_id, lock, "me", 0, record)  # index 0 is taken
+    assert not runtime.plans.finish_segment(job_id, "me", 0, record)  # index 0 is taken
     assert runtime.plans.done_count(job_id) == 1
     assert json.loads(runtime.store.redis.lindex(f"{runtime.config.key_prefix}job:{job_id}:done", 0))
 
@@ -254,7 +290,7 @@ def test_a_chunk_with_nothing_to_say_adds_no_pause(tts) -> None:  # type: ignore
     """Regression: a scene break ("* * *", spoken as nothing) put two pauses back to back."""
     chunks = [NarrationChunk("One.", 0), NarrationChunk("", 1), NarrationChunk("Two.", 2)]
     options = PauseOptions(sentence_silence_s=0.3, paragraph_silence_s=1.0)
-    pieces = list(narrate(tts.speakers["joe"], chunks, options=options, noise_scale=0.0, noise_w_scale=0.0))
+    pieces = list(narrate(tts.speakers["joe"], chunks, options=options, synthesis=DETERMINISTIC))
     assert len(pieces) == 3 and len(pieces[1].samples) == 0 and pieces[1].mark is None
     rate = tts.speakers["joe"].sample_rate
     assert longest_silence_s(np.concatenate([p.samples for p in pieces]), rate) < 1.0 + 0.1

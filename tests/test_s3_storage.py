@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import subprocess
-import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -16,11 +14,11 @@ import numpy as np
 import pytest
 import requests
 import soundfile
-from conftest import run_to_end
+from conftest import run_to_end, worker_process
 
 from engine.audio import open_wav_writer
-from ttsq.s3_storage import S3Storage
-from ttsq.storage import StorageError
+from ttsq.storage.base import StorageError
+from ttsq.storage.s3 import S3Storage
 
 PART = 64 * 1024
 JOB = "0123456789abcdef0123456789abcdef"
@@ -168,14 +166,7 @@ def test_worker_process_writes_to_s3(s3_env, s3) -> None:  # type: ignore[no-unt
     from api import create_app
     from ttsq.config import load_config
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")} | s3_env
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "ttsq", "worker"],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = worker_process(s3_env)
     try:
         client = create_app(load_config(s3_env)).test_client()
         job_id = client.post("/v1/jobs", json={"text": TEXT}).get_json()["id"]

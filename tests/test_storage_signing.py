@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from ttsq import signing
-from ttsq.storage import InvalidKeyError, LocalStorage, key_for
+from ttsq.storage.base import InvalidKeyError, key_for
+from ttsq.storage.local import LocalStorage
 
 JOB = "0123456789abcdef0123456789abcdef"
 

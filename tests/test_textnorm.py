@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import InvalidInputError
-from engine.text import clean_text
-from engine.textnorm import MAX_CHUNK_CHARS, Chunk, normalize, split_text
+from engine.text.clean import clean_text
+from engine.text.normalize import normalize
+from engine.text.split import MAX_CHUNK_CHARS, Chunk, split_text
 
 DATA = Path(__file__).parent / "data"
 PASSAGES = ("novel_chapter.txt", "news_article.md", "edge_cases.txt")

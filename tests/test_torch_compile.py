@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from engine import TTS
-from engine.onnx_voice import SynthesisOptions
-from engine.torch_options import Batching, TorchOptions
+from engine.options import Batching, SynthesisOptions, TorchOptions
 
 torch = pytest.importorskip("torch", reason="the torch backend is the optional 'gpu' extra")
 
@@ -35,8 +34,8 @@ def test_nothing_compiles_after_warmup(tmp_path: Path, monkeypatch: pytest.Monke
     ]
     for text in texts:
         assert np.abs(speaker.generate(text).samples).max() > 0
-    speaker.generate("Slowly now.", speed=0.5)
-    speaker.generate("With some noise.", noise_scale=0.5)
+    speaker.generate("Slowly now.", SynthesisOptions(speed=0.5))
+    speaker.generate("With some noise.", SynthesisOptions(noise_scale=0.5))
     assert counters["stats"]["unique_graphs"] == graphs, "a request compiled a new graph after warm-up"
     # Filling a batch with copies changes nothing for the real sentences.
     voice = speaker.voice

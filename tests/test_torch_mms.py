@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 
 from engine import TTS
-from engine.onnx_voice import SynthesisOptions
-from engine.torch_options import Batching, TorchOptions
+from engine.options import Batching, SynthesisOptions, TorchOptions
 
 if TYPE_CHECKING:
-    from engine.torch_voice import TorchVoice
+    from engine.torch.voice import TorchVoice
 
 torch = pytest.importorskip("torch", reason="the torch backend is the optional 'gpu' extra")
 transformers = pytest.importorskip("transformers")
@@ -74,7 +73,7 @@ def test_mms_directory_loads_through_a_file_source(mms_tts: TTS, mms_dir: Path) 
     assert speaker.sample_rate == SAMPLE_RATE
     assert _voice(mms_tts, "mms").input_kind == "characters"
     assert mms_tts.info["mms"].model_path == mms_dir
-    audio = speaker.generate("Hello world. It's a small voice!", noise_scale=0.0, noise_w_scale=0.0)
+    audio = speaker.generate("Hello world. It's a small voice!", SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0))
     assert audio.sample_rate == SAMPLE_RATE and len(audio.samples) > 0
 
 

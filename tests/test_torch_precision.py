@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 
 from engine import TTS
-from engine.onnx_voice import SynthesisOptions
-from engine.torch_options import TorchOptions
+from engine.options import SynthesisOptions, TorchOptions
 
 if TYPE_CHECKING:
-    from engine.torch_voice import TorchVoice
+    from engine.torch.voice import TorchVoice
 
 torch = pytest.importorskip("torch", reason="the torch backend is the optional 'gpu' extra")
 

@@ -24,26 +24,19 @@ import redis
 from celery.contrib.testing.worker import start_worker
 from conftest import TEST_PREFIX
 
-import worker.webhooks as worker_webhooks
-from ttsq import metrics
-from ttsq.config import load_config, secret_key, webhook_secret
-from ttsq.jobs import Job, JobError, JobResult, JobStatus, JobStore, new_job_id
-from ttsq.webhooks import (
-    SIGNATURE_HEADER,
-    Timeouts,
-    WebhookRefused,
-    WebhookSettings,
-    backoff_s,
-    build_event,
-    check_destination,
-    deliver,
-    parse_allow,
-    post_once,
-    sign,
-    signature_header,
-    verify,
-)
-from worker.webhooks import build_webhook_runtime, enqueue_webhook, webhook_queue
+import worker.delivery as worker_delivery
+from ttsq.config import load_config
+from ttsq.credentials import secret_key, webhook_secret
+from ttsq.jobs.store import JobStore
+from ttsq.metrics import record as metrics
+from ttsq.models import Job, JobError, JobResult, JobStatus, new_job_id
+from ttsq.queue import enqueue_webhook
+from ttsq.webhooks import SIGNATURE_HEADER, verify
+from ttsq.webhooks.delivery import WebhookSettings, backoff_s, deliver
+from ttsq.webhooks.events import build_event, sign, signature_header
+from ttsq.webhooks.policy import WebhookRefused, check_destination, parse_allow
+from ttsq.webhooks.transport import Timeouts, post_once
+from worker.delivery import build_webhook_runtime
 
 SECRET = b"webhook-secret-0123456789"
 WAIT_S = 10.0
@@ -514,14 +507,14 @@ def test_webhook_task_retries_with_backoff_until_the_third_attempt_arrives(
         }
     )
     runtime = build_webhook_runtime(config)
-    monkeypatch.setattr(worker_webhooks, "_current", runtime)
+    monkeypatch.setattr(worker_delivery.held, "_value", runtime)
     server = receiver(503, 503, 200)
     job = ended_job(store, server.url())
-    queue = webhook_queue(config)
+    queue = config.keys.webhooks_queue
     assert queue == f"{TEST_PREFIX}webhooks"
 
     with start_worker(runtime.celery, pool="threads", concurrency=2, perform_ping_check=False, queues=[queue]):
-        enqueue_webhook(runtime.celery, job.id, queue)
+        enqueue_webhook(runtime.celery, config, job.id)
         received = server.wait_for(3)
         final = wait_for_job(store, job.id, lambda j: j.webhook is not None and j.webhook.delivered_at is not None)
 

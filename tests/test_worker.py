@@ -7,7 +7,7 @@ import time
 import pytest
 from conftest import run_to_end
 
-from ttsq.jobs import Job, JobStatus, new_job_id
+from ttsq.models import Job, JobStatus, new_job_id
 from worker.upkeep import announce, requeue_orphans
 
 
@@ -16,7 +16,7 @@ def make_job(runtime, text: str = "Hello there.", speaker: str = "joe") -> str: 
         id=new_job_id(),
         speaker=speaker,
         text_chars=len(text),
-        queue=runtime.config.queue_for(speaker),
+        queue=runtime.config.keys.speaker_queue(speaker),
         created_at=time.time(),
     )
     runtime.store.create(job, text)
@@ -45,10 +45,12 @@ LONG = "This sentence is one of many in a text of two segments. " * 90
 
 def test_orphaned_running_job_is_requeued_once(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
     job_id = make_job(runtime, LONG)
-    runtime.store.mark_running(runtime.store.get(job_id), "dead-worker")  # a worker that died: no lock left
+    runtime.store.acquire_lock(job_id, "dead-run", 30)
+    assert runtime.store.mark_running(runtime.store.get(job_id), "dead-worker", "dead-run")
+    runtime.store.release_lock(job_id, "dead-run")  # a worker that died: no lock left
     assert requeue_orphans(runtime) == [job_id]
     assert runtime.store.get(job_id).status == JobStatus.queued
-    assert redis_client.llen(runtime.config.queue_for("joe")) == 1
+    assert redis_client.llen(runtime.config.keys.speaker_queue("joe")) == 1
     assert requeue_orphans(runtime) == []  # queued now, not orphaned
     from worker.synthesis import run_job
 
@@ -59,8 +61,8 @@ def test_orphaned_running_job_is_requeued_once(runtime, redis_client) -> None:  
 
 def test_running_job_with_a_live_lock_is_left_alone(runtime) -> None:  # type: ignore[no-untyped-def]
     job_id = make_job(runtime)
-    runtime.store.mark_running(runtime.store.get(job_id), "busy-worker")
     runtime.store.acquire_lock(job_id, "busy-worker", 30)
+    assert runtime.store.mark_running(runtime.store.get(job_id), "busy-worker", "busy-worker")
     assert requeue_orphans(runtime) == []
     assert runtime.store.get(job_id).status == JobStatus.running
 
@@ -120,9 +122,10 @@ def test_a_run_that_loses_its_lock_records_nothing(runtime, monkeypatch) -> None
     store = runtime.store
     original = store.set_progress
 
-    def steal(job: str, progress) -> None:  # type: ignore[no-untyped-def]
-        original(job, progress)
+    def steal(job: str, token: str, progress) -> bool:  # type: ignore[no-untyped-def]
+        written = original(job, token, progress)
         store.redis.set(store.lock_key(job), "another-run")  # the lock lapsed and another run took it
+        return written
 
     monkeypatch.setattr(store, "set_progress", steal)
     assert run_to_end(runtime, job_id) == "lock-lost"
@@ -145,7 +148,8 @@ def test_a_cancel_is_never_overwritten_by_a_task_starting(runtime) -> None:  # t
     job_id = make_job(runtime)
     stale = runtime.store.get(job_id)
     assert runtime.store.cancel(job_id)
-    assert not runtime.store.mark_running(stale, "late-worker")
+    runtime.store.acquire_lock(job_id, "late-run", 30)
+    assert not runtime.store.mark_running(stale, "late-worker", "late-run")
     assert runtime.store.get(job_id).status == JobStatus.canceled
 
 
@@ -158,7 +162,7 @@ def test_hand_off_leaves_nothing_for_upkeep_to_requeue(runtime, redis_client) ->
     assert job.status == JobStatus.running and not job.in_task and job.attempts == 0
     assert not redis_client.exists(runtime.store.lock_key(job_id))
     assert requeue_orphans(runtime) == []  # its next message is in the queue
-    assert redis_client.llen(runtime.config.queue_for("joe")) == 1
+    assert redis_client.llen(runtime.config.keys.speaker_queue("joe")) == 1
 
 
 def test_a_job_whose_next_message_was_lost_is_requeued_when_stale(runtime) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,6 @@ from typing import Any
 
 import requests
 
-DEFAULT_API_URL = "http://127.0.0.1:8000"
 LONG_POLL_S = 25
 
 

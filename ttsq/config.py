@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import re
-import secrets
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,11 +15,15 @@ from engine.constants import DEFAULT_SOURCE, SPEAKER_NAME
 from engine.errors import SourceError
 from engine.sources import parse_source
 
+from .keys import DEFAULT_PREFIX, Keys
+from .webhooks.policy import parse_allow
+
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "ttsq"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ttsq"
-DEFAULT_SPEAKERS = f"joe={DEFAULT_SOURCE}"
+DEFAULT_SPEAKER = "joe"
+"""The bundled voice; also the speaker a job gets when it names none, if the deployment serves it."""
+DEFAULT_SPEAKERS = f"{DEFAULT_SPEAKER}={DEFAULT_SOURCE}"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-SECRET_FILE = "secret_key"
 MIN_SECRET_CHARS = 16
 EMBEDDED_SOCKET = "redis.sock"
 
@@ -68,7 +69,24 @@ ENV_VARS: dict[str, str] = {
     "TTSQ_BATCH_SIZE": "batch_size",
     "TTSQ_PRECISION": "precision",
     "TTSQ_COMPILE": "compile",
+    "TTSQ_TRUSTED_PROXIES": "trusted_proxies",
 }
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+COMMAND_LINE_VARS: dict[str, str] = {
+    "TTSQ_HOST": DEFAULT_HOST,
+    "TTSQ_PORT": str(DEFAULT_PORT),
+    "TTSQ_API_URL": f"http://{DEFAULT_HOST}:{DEFAULT_PORT}",
+    "TTSQ_API_KEY": "",
+}
+"""The ``ttsq`` command's own variables (where to listen, which server to call, with which key) -> default; each
+is also a flag, which wins. Not part of Config: a client needs none of the server's settings to be valid."""
+
+
+def command_line_default(var: str, environ: Mapping[str, str] | None = None) -> str:
+    """The variable's value, or its default when unset or empty."""
+    return (os.environ if environ is None else environ).get(var) or COMMAND_LINE_VARS[var]
 
 
 class ConfigError(Exception):
@@ -90,15 +108,16 @@ class Config(BaseModel):
     device: str = "cpu"
     public_url: str | None = None
     max_text_chars: int = Field(1_000_000, ge=1, le=10_000_000)
-    max_audio_s: float = Field(12 * 3600, gt=0)
-    """A job whose audio would run longer fails with audio_too_long."""
+    max_audio_s: float = Field(24 * 3600, gt=0)
+    """A job whose audio would run longer fails with audio_too_long (at once when its text is sure to). The default
+    takes a full-size text of prose (1,000,000 characters at ~18 a second: ~15 h)."""
     segment_chars: int = Field(4000, ge=100, le=100_000)
     """A long job is synthesized this many characters per task (a few minutes of audio, seconds of work)."""
     sentence_silence_s: float = Field(0.35, ge=0, le=10)
     paragraph_silence_s: float = Field(0.9, ge=0, le=10)
     cache_dir: Path = DEFAULT_CACHE_DIR
     url_ttl_s: int = Field(3600, ge=10, le=7 * 24 * 3600)
-    key_prefix: str = "ttsq:"
+    key_prefix: str = DEFAULT_PREFIX
     visibility_timeout_s: int = Field(3600, ge=10)
     """Broker redelivers an unacknowledged task after this; kept far above task_time_limit_s."""
     restore_interval_s: int = Field(10, ge=1)
@@ -142,6 +161,10 @@ class Config(BaseModel):
     """Torch backend: fp32, or autocast to bf16 / fp16 (fp16 on CUDA only)."""
     compile: bool | None = None
     """Torch backend: torch.compile the model at start; unset: on CUDA only."""
+    trusted_proxies: int = Field(0, ge=0, le=10)
+    """Reverse proxies in front of the API whose X-Forwarded-* headers are believed (werkzeug's ProxyFix). 0: none,
+    and without API keys a request that carries forwarding headers is refused (a proxy on this host would make
+    every client look local)."""
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -153,8 +176,6 @@ class Config(BaseModel):
     def _parse_allow(cls, value: object) -> object:
         entries = [e.strip() for e in value.split(",") if e.strip()] if isinstance(value, str) else value
         if isinstance(entries, list):
-            from .webhooks import parse_allow  # here: ttsq.webhooks imports this module's neighbours
-
             parse_allow(entries)  # a bad entry stops start-up, naming it
         return entries
 
@@ -259,17 +280,15 @@ class Config(BaseModel):
     def broker_url(self) -> str:
         return celery_redis_url(self.effective_redis_url)
 
-    def queue_for(self, speaker: str) -> str:
-        return f"{self.key_prefix}speaker.{speaker}"
+    @property
+    def keys(self) -> Keys:
+        """Every Redis key and queue name of this deployment."""
+        return Keys(self.key_prefix)
 
     @property
     def worker_id(self) -> str:
         """This process's worker name: configured, or one per device and host."""
         return self.worker_name or f"ttsq-{self.device.replace(':', '')}@{socket.gethostname()}"
-
-    def worker_key(self, worker_id: str) -> str:
-        """The key a live worker keeps refreshed (read by /readyz and the worker healthcheck)."""
-        return f"{self.key_prefix}workers:{worker_id}"
 
 
 def parse_speakers(value: str) -> dict[str, str]:
@@ -307,17 +326,6 @@ def parse_api_keys(value: str) -> dict[str, str]:
             raise ValueError(f"key name {name!r} appears twice")
         keys[digest] = name
     return keys
-
-
-def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def webhook_secret(config: Config, secret: str) -> bytes:
-    """The webhook signing secret: configured, or derived from the URL-signing secret (never equal to it)."""
-    if config.webhook_secret:
-        return config.webhook_secret.encode("utf-8")
-    return hmac.new(secret.encode("utf-8"), b"ttsq webhook signing", hashlib.sha256).hexdigest().encode("ascii")
 
 
 def celery_redis_url(url: str) -> str:
@@ -359,27 +367,3 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         bad_var = next((v for v, f in ENV_VARS.items() if f == bad_field), None)
         message = str(first["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"{bad_var}: {message}" if bad_var else message) from None
-
-
-def secret_key(config: Config) -> str:
-    """The signing secret: configured, or (embedded default only) generated once and kept 0600 in data_dir."""
-    if config.secret_key:
-        return config.secret_key
-    path = config.data_dir / SECRET_FILE
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        # Written whole to a private temp file, then linked into place: a racing process sees all or nothing.
-        temp = path.with_name(f".{SECRET_FILE}.{os.getpid()}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32))
-        try:
-            os.link(temp, path)
-        except FileExistsError:
-            pass  # another process won; use its secret
-        finally:
-            temp.unlink()
-    secret = path.read_text().strip()
-    if len(secret) < MIN_SECRET_CHARS:
-        raise ConfigError(f"{path} holds no usable secret; delete it and start again to generate one")
-    return secret

@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from . import signing
 from .config import Config
-from .storage import Storage
+from .storage.base import Storage
 
 FILES_PATH = "/v1/files/"
 """Where the API serves local audio (``api/files.py``)."""

@@ -9,16 +9,16 @@ import redis
 from celery.signals import worker_ready
 
 from engine import TTS
+from ttsq import presence
 from ttsq.config import Config
-from ttsq.jobs import JobStore
+from ttsq.jobs.plans import PlanStore
+from ttsq.jobs.store import JobStore
 from ttsq.logs import install_celery_job_context
-from ttsq.plans import PlanStore
 from ttsq.procinfo import rss_bytes
+from ttsq.queue import SYNTHESIZE_TASK, create_celery
 from ttsq.storage import open_storage
 
-from . import runtime as runtime_module
-from .celery_app import SYNTHESIZE_TASK, create_celery
-from .runtime import Runtime
+from .runtime import Runtime, held
 from .upkeep import start_upkeep
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 def new_tts(config: Config) -> TTS:
     """The engine as configured (device, backend, threads, batching), with no speaker loaded yet."""
-    from engine.torch_options import Batching, TorchOptions
+    from engine.options import Batching, TorchOptions
 
     return TTS(
         config.device,
@@ -73,7 +73,7 @@ def build_runtime(config: Config, tts: TTS | None = None) -> Runtime:
         store=JobStore(client, config.key_prefix),
         plans=PlanStore(client, config.key_prefix),
         storage=open_storage(config),
-        celery=create_celery(config),
+        celery=create_celery(config, include=["worker.tasks"]),
         name=config.worker_id,
     )
 
@@ -81,7 +81,7 @@ def build_runtime(config: Config, tts: TTS | None = None) -> Runtime:
 def run_worker(config: Config) -> None:
     """Blocks until the worker is stopped."""
     runtime = build_runtime(config)
-    runtime_module.install(runtime)
+    held.install(runtime)
     install_celery_job_context([SYNTHESIZE_TASK])  # Celery's own task lines name the job too
     upkeep: list[threading.Event] = []
 
@@ -90,7 +90,7 @@ def run_worker(config: Config) -> None:
     def _ready(**kwargs: object) -> None:
         upkeep.append(start_upkeep(runtime))
 
-    queues = ",".join(config.queue_for(name) for name in runtime.tts.names)
+    queues = ",".join(config.keys.speaker_queue(name) for name in runtime.tts.names)
     logger.info("worker %s consuming %s", runtime.name, queues)
     try:
         quiet = ["--quiet"] if config.log_level in ("WARNING", "ERROR") else []  # no banner either
@@ -111,5 +111,4 @@ def run_worker(config: Config) -> None:
     finally:
         for stop in upkeep:
             stop.set()
-        # Gone at once from /readyz and the healthcheck, not when the key would have expired.
-        runtime.store.redis.delete(config.worker_key(runtime.name))
+        presence.withdraw(runtime.store.redis, config.keys, runtime.name)

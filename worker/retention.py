@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ttsq.storage import key_for, segment_key
-
+from .cleanup import remove_job_files
 from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -34,10 +33,9 @@ def purge_expired(runtime: Runtime, now: float | None = None, batch: int = 100) 
         job = store.get(job_id)
         try:
             if job is not None:
-                segments = [segment_key(job_id, i) for i in range(runtime.plans.segment_count(job_id))]
-                for key in [*segments, key_for(job_id, job.format)]:
-                    runtime.storage.delete(key)
-            runtime.plans.delete(job_id)
+                remove_job_files(runtime, job, strict=True)
+            else:
+                runtime.plans.delete(job_id)
         except Exception:
             # Keep it listed, so the next sweep tries again rather than leaving audio with no record pointing to it.
             store.unclaim_expired(job_id, (job.finished_at or cutoff) if job else cutoff)

@@ -6,43 +6,36 @@ import contextlib
 import threading
 import time
 from dataclasses import asdict
+from functools import partial
 
 import numpy as np
 
-from engine import InvalidInputError
+from engine import InvalidInputError, SynthesisOptions
 from engine.audio import open_audio_writer
 from engine.narration import Mark, NarrationChunk, PauseOptions, narrate
-from engine.textnorm import split_text
-from ttsq.jobs import Job, JobResult, JobStatus, Progress
-from ttsq.plans import SegmentRecord
-from ttsq.storage import key_for, segment_key
+from engine.text.split import Chunk, split_text
+from ttsq.jobs.plans import SegmentRecord
+from ttsq.models import Job, JobResult, JobStatus, Progress
+from ttsq.storage.base import key_for, segment_key
 
+from .cleanup import remove_job_files
+from .outcomes import AudioTooLongError, JobCanceledError, JobTimeoutError, LockLostError, Outcome
 from .runtime import Runtime
+
+RUNNING = (JobStatus.running,)
+FAST_SPOKEN_CHARS_PER_S = 22.0
+"""Characters of spoken text per second of audio at speed 1, at the fast end (joe reads about 15-18): the estimate
+errs short, so only a text sure to pass the audio limit is refused before synthesis."""
 
 READ_BLOCK_BYTES = 1 << 20
 
 
-class LockLostError(Exception):
-    """The job's lock expired under us: another run may own the job, so this one must stop quietly."""
-
-
-class JobCanceledError(Exception):
-    """The job was canceled; stop between sentences."""
-
-
-class JobTimeoutError(Exception):
-    """A segment ran past the configured time limit."""
-
-
-class AudioTooLongError(Exception):
-    """The job's audio passed the configured maximum."""
-
-
-def plan(runtime: Runtime, job: Job, text: str) -> None:
+def plan(runtime: Runtime, job: Job, token: str, text: str) -> None:
     """Split the text into chunks and group them into segments of about TTSQ_SEGMENT_CHARS characters."""
     chunks = split_text(text)
     if not any(c.spoken.strip() for c in chunks):
         raise InvalidInputError("text has nothing to speak once footnote marks and symbols are set aside")
+    _refuse_if_too_long(runtime, job, chunks)
     segments: list[tuple[int, int]] = []
     first, size = 0, 0
     for index, chunk in enumerate(chunks):
@@ -52,12 +45,23 @@ def plan(runtime: Runtime, job: Job, text: str) -> None:
         size += len(chunk.source)
     segments.append((first, len(chunks)))
     records = [{"spoken": c.spoken, "paragraph": c.paragraph, "heading": c.heading} for c in chunks]
-    runtime.plans.save(job.id, records, segments)
-    runtime.store.update(
-        job.id,
-        segments_total=len(segments),
-        progress=Progress(chunks_done=0, chunks_total=len(chunks)).model_dump(),
-    )
+    progress = Progress(chunks_done=0, chunks_total=len(chunks)).model_dump()
+    if not runtime.plans.save(job.id, token, records, segments):
+        raise _stopped(runtime, job.id)
+    if not runtime.store.update_fenced(job.id, token, RUNNING, segments_total=len(segments), progress=progress):
+        raise _stopped(runtime, job.id)
+
+
+def _refuse_if_too_long(runtime: Runtime, job: Job, chunks: list[Chunk]) -> None:
+    """Fail at once, not hours into synthesis, a text whose audio would surely pass TTSQ_MAX_AUDIO_S."""
+    spoken = sum(len(c.spoken) for c in chunks)
+    estimate_s = spoken / (FAST_SPOKEN_CHARS_PER_S * job.speed) + len(chunks) * runtime.config.sentence_silence_s
+    limit_s = runtime.config.max_audio_s
+    if estimate_s > limit_s:
+        raise AudioTooLongError(
+            f"the text would make about {estimate_s:.0f} s of audio (its spoken form has {spoken} characters), over "
+            f"the {limit_s:.0f} s of TTSQ_MAX_AUDIO_S; split it into smaller jobs"
+        )
 
 
 def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: threading.Event) -> None:
@@ -75,9 +79,12 @@ def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: thread
     deadline: float | None = None
     samples, marks = 0, []
     last_spoken = before.last_chunk if before else None
-    narration = narrate(speaker, chunks, offset_s, previous, pauses, job.speed, job.noise_scale, job.noise_w_scale)
+    synthesis = SynthesisOptions(speed=job.speed, noise_scale=job.noise_scale, noise_w_scale=job.noise_w_scale)
+    narration = narrate(speaker, chunks, offset_s, previous, pauses, synthesis)
     # closing() ends the narration (and frees the speaker) at once if this segment stops early.
-    with runtime.storage.writer(segment_key(job.id, index), tag=token) as sink, contextlib.closing(narration):
+    key = segment_key(job.id, index, token)
+    fence = partial(store.holds_lock, job.id, token)
+    with runtime.storage.writer(key, tag=token, fence=fence) as sink, contextlib.closing(narration):
         for done, piece in enumerate(narration, start=1):
             if len(piece.samples):
                 last_spoken = raw_chunks[done - 1]  # what the next segment's first pause depends on
@@ -89,12 +96,15 @@ def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: thread
             if piece.mark is not None:
                 marks.append(asdict(piece.mark))
             audio_s = offset_s + samples / rate
-            _report(runtime, job, first + done, audio_s, time.monotonic() - started)
+            _report(runtime, job, token, first + done, audio_s, time.monotonic() - started)
             _check(runtime, job.id, lost, deadline, done < len(chunks), audio_s)
-    record = SegmentRecord(samples=samples, end_s=offset_s + samples / rate, marks=marks, last_chunk=last_spoken)
-    if not runtime.plans.finish_segment(job.id, store.lock_key(job.id), token, index, record):
+    end_s = offset_s + samples / rate
+    record = SegmentRecord(samples=samples, key=key, end_s=end_s, marks=marks, last_chunk=last_spoken)
+    if not runtime.plans.finish_segment(job.id, token, index, record):
+        runtime.storage.delete(key)  # ours alone (named after this run), and recorded nowhere
         raise LockLostError
-    store.update(job.id, segments_done=index + 1, synth_s=job.synth_s + time.monotonic() - started)
+    if not store.update_fenced(job.id, token, RUNNING, synth_s=job.synth_s + time.monotonic() - started):
+        raise _stopped(runtime, job.id)
 
 
 def _whole_samples(data: bytes) -> tuple[bytes, bytes]:
@@ -102,12 +112,20 @@ def _whole_samples(data: bytes) -> tuple[bytes, bytes]:
     return data[:cut], data[cut:]
 
 
-def _report(runtime: Runtime, job: Job, chunks_done: int, audio_s: float, segment_s: float) -> None:
+def _report(runtime: Runtime, job: Job, token: str, chunks_done: int, audio_s: float, segment_s: float) -> None:
     total = job.progress.chunks_total or chunks_done
     per_chunk_s = (job.synth_s + segment_s) / chunks_done  # measured over the whole job so far
     eta = round(per_chunk_s * (total - chunks_done), 1)
     progress = Progress(chunks_done=chunks_done, chunks_total=total, audio_s=round(audio_s, 3), eta_s=eta)
-    runtime.store.set_progress(job.id, progress)
+    if not runtime.store.set_progress(job.id, token, progress):
+        raise _stopped(runtime, job.id)
+
+
+def _stopped(runtime: Runtime, job_id: str) -> Exception:
+    """Why a fenced write was refused: the job was canceled, or this run lost its lock (or the job is gone)."""
+    if runtime.store.status(job_id) == JobStatus.canceled:
+        return JobCanceledError()
+    return LockLostError()
 
 
 def _check(runtime: Runtime, job_id: str, lost: threading.Event, deadline: float, more: bool, audio_s: float) -> None:
@@ -120,18 +138,25 @@ def _check(runtime: Runtime, job_id: str, lost: threading.Event, deadline: float
             f"the audio passed {runtime.config.max_audio_s:.0f} s (TTSQ_MAX_AUDIO_S); split the text into smaller jobs"
         )
     if more and time.monotonic() > deadline:
-        raise JobTimeoutError
+        raise JobTimeoutError(
+            f"a segment took longer than {runtime.config.task_time_limit_s} s; "
+            "lower TTSQ_SEGMENT_CHARS or raise TTSQ_TASK_TIME_LIMIT_S"
+        )
 
 
-def assemble(runtime: Runtime, job: Job, token: str) -> str:
+def assemble(runtime: Runtime, job: Job, token: str) -> Outcome:
     """Join the finished segments into the output file, in the job's format, then drop the segments."""
     records = runtime.plans.records(job.id)
     rate = runtime.tts.speakers[job.speaker].sample_rate
     total = sum(r.samples for r in records)
     key = key_for(job.id, job.format)
-    with runtime.storage.writer(key, tag=token) as sink, open_audio_writer(sink, rate, job.format, total) as out:
-        for index in range(len(records)):
-            with runtime.storage.reader(segment_key(job.id, index)) as segment:
+    fence = partial(runtime.store.holds_lock, job.id, token)
+    with (
+        runtime.storage.writer(key, tag=token, fence=fence) as sink,
+        open_audio_writer(sink, rate, job.format, total) as out,
+    ):
+        for index, record in enumerate(records):
+            with runtime.storage.reader(record.key or segment_key(job.id, index)) as segment:
                 carry = b""  # a network read may end mid-sample
                 while block := segment.read(READ_BLOCK_BYTES):
                     block, carry = _whole_samples(carry + block)
@@ -158,7 +183,5 @@ def assemble(runtime: Runtime, job: Job, token: str) -> str:
         if runtime.store.status(job.id) == JobStatus.canceled:
             raise JobCanceledError  # canceled while the output was being written: it goes too
         raise LockLostError
-    for index in range(len(records)):
-        runtime.storage.delete(segment_key(job.id, index))
-    runtime.plans.delete(job.id)
-    return JobStatus.succeeded.value
+    remove_job_files(runtime, job, output=False, strict=True)
+    return Outcome.succeeded

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .celery_app import SYNTHESIZE_TASK
-from .runtime import current
+from ttsq.queue import SYNTHESIZE_TASK
+
+from .runtime import held
 from .synthesis import run_job
 
 
 @shared_task(name=SYNTHESIZE_TASK)
 def synthesize(job_id: str) -> str:
-    return run_job(current(), job_id)
+    return run_job(held.current(), job_id).value

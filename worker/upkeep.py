@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 
-from ttsq.jobs import JobStatus
+import kombu.exceptions
+import redis
 
-from .celery_app import SYNTHESIZE_TASK
+from ttsq import presence
+from ttsq.models import JobStatus
+from ttsq.queue import enqueue_synthesis
+
+from .delivery import requeue_overdue
 from .retention import purge_all_expired
 from .runtime import Runtime
-from .webhooks import requeue_overdue
 
 logger = logging.getLogger(__name__)
 
 
 def announce(runtime: Runtime) -> None:
     """A key that lives lock_ttl_s: /readyz counts workers by these."""
-    info = {"name": runtime.name, "speakers": runtime.tts.names, "device": runtime.tts.device, "at": time.time()}
-    runtime.store.redis.set(runtime.config.worker_key(runtime.name), json.dumps(info), ex=runtime.config.lock_ttl_s)
+    info = presence.WorkerPresence(name=runtime.name, speakers=runtime.tts.names, device=runtime.tts.device)
+    presence.announce(runtime.store.redis, runtime.config.keys, info, runtime.config.lock_ttl_s)
 
 
 def requeue_orphans(runtime: Runtime) -> list[str]:
@@ -31,7 +34,7 @@ def requeue_orphans(runtime: Runtime) -> list[str]:
         if job is None:
             continue
         try:
-            runtime.celery.send_task(SYNTHESIZE_TASK, args=[job_id], queue=job.queue)
+            enqueue_synthesis(runtime.celery, job_id, job.queue)
         except Exception:
             # Put it back as it was, so the next sweep tries again instead of leaving a queued job with no message.
             runtime.store.update_if(job_id, (JobStatus.queued,), status=JobStatus.running.value)
@@ -41,10 +44,33 @@ def requeue_orphans(runtime: Runtime) -> list[str]:
     return requeued
 
 
+class Outage:
+    """One log line when upkeep starts failing and one when it works again, not a traceback every tick."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+
+    def failed(self, error: Exception, interval_s: float) -> None:
+        if self.since is not None:
+            logger.debug("worker upkeep still failing: %s", error)
+            return
+        self.since = time.monotonic()
+        if isinstance(error, (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError)):
+            logger.error("worker upkeep: Redis is unreachable (%s); retrying every %.0f s", error, interval_s)
+        else:  # not an outage: a bug, whose traceback is wanted (once)
+            logger.exception("worker upkeep failed; retrying every %.0f s", interval_s)
+
+    def ok(self) -> None:
+        if self.since is not None:
+            logger.warning("worker upkeep works again after %.0f s", time.monotonic() - self.since)
+            self.since = None
+
+
 def run_upkeep(runtime: Runtime, stop: threading.Event) -> None:
     interval = max(1.0, runtime.config.lock_ttl_s / 3)
     next_cleanup = 0.0
     backfilled = False
+    outage = Outage()
     while True:
         try:
             announce(runtime)
@@ -58,8 +84,9 @@ def run_upkeep(runtime: Runtime, stop: threading.Event) -> None:
                         logger.info("listed %d earlier ended jobs for retention", added)
                 next_cleanup = time.monotonic() + runtime.config.cleanup_interval_s
                 purge_all_expired(runtime, budget_s=interval)
-        except Exception:  # upkeep must outlive a Redis hiccup
-            logger.exception("worker upkeep failed; retrying in %.0f s", interval)
+            outage.ok()
+        except Exception as error:  # upkeep must outlive a Redis outage
+            outage.failed(error, interval)
         if stop.wait(interval):
             return
 

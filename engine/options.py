@@ -1,15 +1,53 @@
-"""Settings of the torch backend; importing this loads no torch (the CPU install has none)."""
+"""What a synthesis can be asked for (SynthesisOptions) and how the torch backend runs (TorchOptions, Batching).
+
+Importing this loads no onnxruntime and no torch (the CPU install has none).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .constants import MAX_SPEED, MIN_SPEED
+from .errors import InvalidInputError
+
+MAX_NOISE = 2.0
+"""Largest noise_scale and noise_w_scale accepted (0 is deterministic)."""
 PRECISIONS = ("fp32", "bf16", "fp16")
 CUDA_BATCH_SIZE = 16
 """Default sentences per batch on CUDA. On CPUs the default is 1: there a batch only adds padding and memory
 traffic (bench/engine.py, 2 cores: 15x realtime at batch 1, 10x at 4, 7-10x at 64)."""
 DEFAULT_LENGTH_BUCKETS = (64, 128, 256, 512, 1024)
 """Id-sequence lengths that batches are grouped by (and, when compiled, padded to, so shapes repeat)."""
+
+
+@dataclass(frozen=True)
+class SynthesisOptions:
+    """Per-request settings, like piper's SynthesisConfig; a ``None`` means the voice's own default.
+
+    ``Speaker.generate(text, SynthesisOptions(speed=1.5))``; the speaker checks them (``check``) before it starts."""
+
+    speed: float = 1.0
+    """Speech rate relative to the voice's own: > 1 is faster (the voice's length_scale is divided by it)."""
+    noise_scale: float | None = None
+    """Generator noise; 0 makes the output deterministic."""
+    noise_w_scale: float | None = None
+    """Phoneme width noise; 0 makes durations deterministic."""
+    volume: float = 1.0
+    """Gain applied to the float audio before it is clipped to int16."""
+    speaker_id: int | None = None
+    """For multi-speaker voices."""
+
+    def check(self) -> None:
+        """Raise InvalidInputError, naming the value, for a speed or noise the voices cannot take."""
+        if not MIN_SPEED <= self.speed <= MAX_SPEED:
+            raise InvalidInputError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}, got {self.speed!r}")
+        for label, value in (("noise_scale", self.noise_scale), ("noise_w_scale", self.noise_w_scale)):
+            if value is not None and not 0.0 <= value <= MAX_NOISE:
+                raise InvalidInputError(f"{label} must be between 0 and {MAX_NOISE:g}, got {value!r}")
+
+    def length_scale(self, voice_length_scale: float) -> float:
+        """The phoneme duration multiplier for a voice whose own is ``voice_length_scale`` (< 1 is faster)."""
+        return voice_length_scale / self.speed
 
 
 @dataclass(frozen=True)

@@ -15,23 +15,21 @@ import redis
 from celery import Celery, shared_task
 
 from ttsq import links
-from ttsq.config import Config, secret_key, webhook_secret
-from ttsq.jobs import WEBHOOK_GRACE_S, Job, JobStore
+from ttsq.config import Config
+from ttsq.credentials import secret_key, webhook_secret
+from ttsq.jobs.store import WEBHOOK_GRACE_S, JobStore
 from ttsq.logs import job_context
+from ttsq.models import Job
+from ttsq.queue import DELIVER_WEBHOOK_TASK, create_celery, enqueue_webhook
 from ttsq.storage import Storage, open_storage
-from ttsq.webhooks import WebhookSettings, backoff_s, deliver
+from ttsq.webhooks.delivery import WebhookSettings, backoff_s, deliver
 
-from .celery_app import create_celery
+from .runtime import Holder
 
 logger = logging.getLogger(__name__)
 
-DELIVER_WEBHOOK_TASK = "ttsq.deliver_webhook"
 WEBHOOK_CONCURRENCY = 8
 """Deliveries at once per webhook consumer: they wait on the network, not on the CPU."""
-
-
-def webhook_queue(config: Config) -> str:
-    return f"{config.key_prefix}webhooks"
 
 
 def settings_from_config(config: Config) -> WebhookSettings:
@@ -56,18 +54,7 @@ class WebhookRuntime:
     url_secret: str
 
 
-_current: WebhookRuntime | None = None
-
-
-def install(runtime: WebhookRuntime) -> None:
-    global _current
-    _current = runtime
-
-
-def current() -> WebhookRuntime:
-    if _current is None:
-        raise RuntimeError("the webhook runtime is not installed; start the consumer with `ttsq webhooks`")
-    return _current
+held: Holder[WebhookRuntime] = Holder("the webhook runtime", "start the consumer with `ttsq webhooks`")
 
 
 def build_webhook_runtime(config: Config, settings: WebhookSettings | None = None) -> WebhookRuntime:
@@ -88,17 +75,9 @@ def result_link(runtime: WebhookRuntime, job: Job) -> tuple[str, float] | None:
     return links.result_link(runtime.config, runtime.storage, runtime.url_secret, job.result.key, None)
 
 
-def enqueue_webhook(
-    celery_app: Celery, job_id: str, queue: str, countdown_s: float = 0.0, attempt: int | None = None
-) -> None:
-    """Queue an attempt to deliver the job's end event (call it once the job has ended, if it has a webhook_url).
-    ``attempt`` names the attempt the task is for, so a duplicate of it is dropped; None: whichever is next."""
-    celery_app.send_task(DELIVER_WEBHOOK_TASK, args=[job_id, attempt], queue=queue, countdown=countdown_s or None)
-
-
 @shared_task(name=DELIVER_WEBHOOK_TASK)
 def deliver_webhook(job_id: str, attempt: int | None = None) -> str:
-    return run_delivery(current(), job_id, attempt)
+    return run_delivery(held.current(), job_id, attempt)
 
 
 def run_delivery(runtime: WebhookRuntime, job_id: str, attempt: int | None = None) -> str:
@@ -118,7 +97,7 @@ def _run_delivery(runtime: WebhookRuntime, job_id: str, attempt: int | None) -> 
     # it), worker upkeep queues the attempt once that time has passed.
     runtime.store.webhook_due(job_id, time.time() + delay_s + WEBHOOK_GRACE_S)
     try:
-        enqueue_webhook(runtime.celery, job_id, webhook_queue(runtime.config), delay_s, outcome.attempt + 1)
+        enqueue_webhook(runtime.celery, runtime.config, job_id, delay_s, outcome.attempt + 1)
     except Exception:  # kombu raises several unrelated types when the broker is away
         logger.exception("%s: could not queue webhook attempt %d; upkeep will", job_id, outcome.attempt + 1)
         return "deferred"
@@ -132,7 +111,7 @@ def requeue_overdue(store: JobStore, celery_app: Celery, config: Config) -> list
     now = time.time()
     for job_id in store.webhooks_overdue(now):
         store.webhook_due(job_id, now + config.webhook_timeout_s * 2 + WEBHOOK_GRACE_S)
-        enqueue_webhook(celery_app, job_id, webhook_queue(config))
+        enqueue_webhook(celery_app, config, job_id)
         logger.warning("%s: its webhook event was not settled in time; queued again", job_id)
         requeued.append(job_id)
     return requeued
@@ -141,8 +120,8 @@ def requeue_overdue(store: JobStore, celery_app: Celery, config: Config) -> list
 def run_webhook_worker(config: Config) -> None:
     """Consume the webhook queue on a small thread pool until stopped (a process of its own: no engine)."""
     runtime = build_webhook_runtime(config)
-    install(runtime)
-    queue = webhook_queue(config)
+    held.install(runtime)
+    queue = config.keys.webhooks_queue
     logger.info("webhook consumer consuming %s", queue)
     quiet = ["--quiet"] if config.log_level in ("WARNING", "ERROR") else []
     runtime.celery.worker_main(

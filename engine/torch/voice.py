@@ -12,14 +12,13 @@ import numpy as np
 import torch
 from piper.config import PhonemeType, PiperConfig
 
-from .errors import EngineError, VoiceNotFoundError
-from .onnx_voice import SynthesisOptions
-from .phonemize import sentence_ids
-from .piper_convert import PIPER_CONFIG_NAME, converted_voice
-from .sources import find_voice_files
-from .textnorm import split_text
-from .torch_options import TorchOptions
-from .torch_vits import BatchedVits, quiet_transformers
+from ..errors import EngineError, VoiceNotFoundError
+from ..options import SynthesisOptions, TorchOptions
+from ..phonemize import sentence_ids
+from ..sources import find_voice_files
+from ..text.split import split_text
+from .convert import PIPER_CONFIG_NAME, converted_voice
+from .vits import BatchedVits, quiet_transformers
 
 logger = logging.getLogger(__name__)
 
@@ -124,17 +123,13 @@ class TorchVoice:
                 ids.to(self.device),
                 torch.as_tensor(lengths, device=self.device) if padded else None,
                 noise_scale=config.noise_scale if options.noise_scale is None else options.noise_scale,
-                length_scale=config.length_scale if options.length_scale is None else options.length_scale,
+                length_scale=options.length_scale(config.length_scale),
                 noise_scale_duration=config.noise_w_scale if options.noise_w_scale is None else options.noise_w_scale,
                 speaker_id=self._speaker_id(options),
                 frame_multiple=self.options.frame_multiple if self.compiled else 1,
             )
         waveform = out.waveform[:count].float().cpu().numpy()
         return [waveform[row, :samples] for row, samples in enumerate(out.sample_lengths[:count].tolist())]
-
-    def durations(self, batch: Sequence[Sequence[int]], options: SynthesisOptions) -> list[int]:
-        """Predicted frames per sentence (for checks of reduced precision against fp32)."""
-        return [len(audio) // self.model.hop_length for audio in self.infer_batch(batch, options)]
 
     def _speaker_id(self, options: SynthesisOptions) -> int | None:
         if self.config.num_speakers <= 1:

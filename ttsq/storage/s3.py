@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from .storage import StorageError, check_key, mime_type
+from .base import Fence, StorageError, WriteFenced, check_key, mime_type
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class S3Storage:
         return f"s3://{self.bucket}/{self.object_key(key)}"
 
     @contextlib.contextmanager
-    def writer(self, key: str, tag: str = "") -> Iterator[BinaryIO]:
+    def writer(self, key: str, tag: str = "", fence: Fence | None = None) -> Iterator[BinaryIO]:
         # Runs of one job upload under separate upload ids; only a completed one becomes the object.
         try:
             upload = MultipartFile(self.client, self.bucket, self.object_key(key), self.part_size, mime_type(key))
@@ -170,6 +170,8 @@ class S3Storage:
             raise StorageError(f"could not start the upload to {self.uri(key)}: {error}") from error
         try:
             yield upload  # type: ignore[misc]
+            if fence is not None and not fence():
+                raise WriteFenced(f"{self.uri(key)}: this run lost its lock before the upload was completed")
             upload.complete()
         except BaseException:
             upload.abort()

@@ -4,7 +4,7 @@ Piper exports VITS as its authors wrote it (``enc_p.*``, ``dp.*``, ``flow.*``, `
 transformers' VitsModel by renaming. The exceptions: weight-normed convs and the phoneme embedding lose their names
 in the export (they are found through the node that uses them, whose name keeps the module path); the duration
 predictor's first flow keeps its ``logs`` only as a folded ``exp(-logs)`` constant; and medium voices decode with
-ResBlock2 (see engine.torch_decoder). Conversion runs once per voice file and is cached, never per request.
+ResBlock2 (see engine.torch.decoder). Conversion runs once per voice file and is cached, never per request.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import EngineError
+from ..errors import EngineError
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def convert_piper(model_path: Path, config_path: Path, out_dir: Path) -> Path:
     import torch
     from transformers import VitsConfig
 
-    from .torch_vits import BatchedVits, quiet_transformers
+    from .vits import BatchedVits, quiet_transformers
 
     quiet_transformers()
     piper = json.loads(config_path.read_text(encoding="utf-8"))

@@ -9,7 +9,7 @@ import torch
 from torch.nn.utils import parametrize
 from transformers import VitsConfig, VitsModel
 
-from .torch_decoder import MaskedHifiGan, frame_mask
+from .decoder import MaskedHifiGan, frame_mask
 
 RESBLOCK_ATTRIBUTE = "resblock"
 """Extra VitsConfig key naming the decoder's residual block ("1", VitsModel's own, or "2" for Piper medium voices)."""

@@ -8,11 +8,16 @@ from typing import Any
 import redis
 from pydantic import BaseModel
 
+from ttsq import scripts
+from ttsq.keys import DEFAULT_PREFIX, Keys
+
 
 class SegmentRecord(BaseModel):
     """What one finished segment left behind (its audio is in storage under its segment key)."""
 
     samples: int
+    key: str | None = None
+    """Its storage key (named after the run that made it); None in records of versions before runs were named."""
     end_s: float
     """Audio seconds from the start of the job to the end of this segment."""
     marks: list[dict[str, Any]] = []
@@ -22,22 +27,31 @@ class SegmentRecord(BaseModel):
 
 
 class PlanStore:
-    def __init__(self, client: redis.Redis, prefix: str = "ttsq:") -> None:
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
         self.redis = client
-        self.prefix = prefix
+        self.keys = Keys(prefix)
 
     def _keys(self, job_id: str) -> tuple[str, str, str]:
-        base = f"{self.prefix}job:{job_id}"
-        return f"{base}:chunks", f"{base}:segments", f"{base}:done"
+        return self.keys.chunks(job_id), self.keys.segments(job_id), self.keys.segments_done(job_id)
 
-    def save(self, job_id: str, chunks: list[dict[str, Any]], segments: list[tuple[int, int]]) -> None:
+    def save(self, job_id: str, token: str, chunks: list[dict[str, Any]], segments: list[tuple[int, int]]) -> bool:
+        """Store the plan in one transaction, only while ``token`` holds the job's lock and its record exists."""
         chunk_key, segment_key, _ = self._keys(job_id)
+        lock, record = self.keys.lock(job_id), self.keys.job(job_id)
         with self.redis.pipeline() as pipe:
-            pipe.delete(chunk_key, segment_key)
-            for start in range(0, len(chunks), 1000):  # bounded commands for book-length texts
-                pipe.rpush(chunk_key, *(json.dumps(c) for c in chunks[start : start + 1000]))
-            pipe.rpush(segment_key, *(json.dumps(list(s)) for s in segments))
-            pipe.execute()
+            try:
+                pipe.watch(lock, record)
+                if _text(pipe.get(lock) or b"") != token or not pipe.exists(record):
+                    return False
+                pipe.multi()
+                pipe.delete(chunk_key, segment_key)
+                for start in range(0, len(chunks), 1000):  # bounded commands for book-length texts
+                    pipe.rpush(chunk_key, *(json.dumps(c) for c in chunks[start : start + 1000]))
+                pipe.rpush(segment_key, *(json.dumps(list(s)) for s in segments))
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
 
     def has_plan(self, job_id: str) -> bool:
         return bool(self.redis.exists(self._keys(job_id)[1]))
@@ -61,18 +75,14 @@ class PlanStore:
     def records(self, job_id: str) -> list[SegmentRecord]:
         return [SegmentRecord.model_validate_json(raw) for raw in self.redis.lrange(self._keys(job_id)[2], 0, -1)]
 
-    def finish_segment(self, job_id: str, lock_key: str, token: str, index: int, record: SegmentRecord) -> bool:
+    def finish_segment(self, job_id: str, token: str, index: int, record: SegmentRecord) -> bool:
         """Append the record only as segment ``index``, and only while holding the job's lock: never twice."""
-        done_key = self._keys(job_id)[2]
-        return bool(self.redis.eval(_FINISH, 2, lock_key, done_key, token, index, record.model_dump_json()))
+        keys = (self.keys.lock(job_id), self.keys.segments_done(job_id))
+        return bool(self.redis.eval(scripts.FINISH_SEGMENT, 2, *keys, token, index, record.model_dump_json()))
 
     def delete(self, job_id: str) -> None:
         self.redis.delete(*self._keys(job_id))
 
 
-_FINISH = """
-if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
-if redis.call('llen', KEYS[2]) ~= tonumber(ARGV[2]) then return 0 end
-redis.call('rpush', KEYS[2], ARGV[3])
-return 1
-"""
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 # Control characters other than line breaks and tabs mean nothing to speech (and NUL breaks espeak-ng).
 _KEEP_CONTROLS = {"\n", "\t", "\r"}

@@ -1,0 +1,303 @@
+"""Long text to paragraph-aware sentence chunks, each with what to say for it.
+
+``split_text`` cuts ``clean_text(text)`` into paragraphs (a blank line starts one) and sentences, one chunk per
+sentence (short sentences are not merged: the pause between chunks is then always a sentence pause), with a hard
+fallback that keeps every chunk's source within ``max_chars``; each chunk's spoken form is ``normalize(source)``.
+Which periods end a sentence follows the abbreviation table in engine.text.lexicon. Pure functions, no I/O.
+"""
+
+# Typography is this module's subject: curly quotes, dashes and primes in its strings are meant.
+# ruff: noqa: RUF001
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .clean import clean_text
+from .lexicon import AMBIGUOUS, BEFORE_NUMBER, MONTHS, OPENERS, STREET_OR_TITLE, TITLES, WEEKDAYS, street_sense
+from .normalize import normalize
+
+MAX_CHUNK_CHARS = 400
+"""A chunk's source never exceeds this many characters: one inference stays short."""
+HEADING_MAX_CHARS = 80
+"""A one-line paragraph longer than this is never taken for a heading."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One sentence of the input (or a piece of an over-long one) and what to say for it."""
+
+    source: str
+    """The exact substring of ``clean_text(text)`` this chunk covers, without surrounding whitespace."""
+    spoken: str
+    """What to speak (``normalize(source)``); empty when there is nothing to say, as for "* * *"."""
+    paragraph: int
+    """0-based index of the paragraph, counting only paragraphs with something in them."""
+    heading: bool
+    """The paragraph is a heading ("# Title", "Chapter 3", a short line without a sentence end, ALL CAPS)."""
+    start: int
+    """Offset of ``source`` in ``clean_text(text)``."""
+
+
+def split_text(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[Chunk]:
+    """Chunks of ``clean_text(text)`` in order, one per sentence; none has a source longer than ``max_chars``."""
+    if max_chars < 1:
+        raise ValueError(f"max_chars must be at least 1, got {max_chars!r}")
+    cleaned = clean_text(text)
+    chunks: list[Chunk] = []
+    for index, (start, end) in enumerate(_paragraphs(cleaned)):
+        heading = _is_heading(cleaned[start:end])
+        for sentence_start, sentence_end in _sentences(cleaned, start, end):
+            for piece_start, piece_end in _fit(cleaned, sentence_start, sentence_end, max_chars):
+                source = cleaned[piece_start:piece_end]
+                chunks.append(Chunk(source, normalize(source), index, heading, piece_start))
+    return chunks
+
+
+# --- paragraphs ------------------------------------------------------------------------------------------------
+
+# "\r" alone is a line break too, but "\r\n" is one break, not a blank line.
+_LINE_BREAK = r"(?:\r\n|\r(?!\n)|[\n\u2028])"
+_PARAGRAPH_BREAK = re.compile(rf"{_LINE_BREAK}(?:[^\S\r\n\u2028\u2029]*{_LINE_BREAK})+|\u2029")
+# Markdown headings and "Chapter 3" lines are paragraphs of their own even without a blank line around them.
+_OWN_PARAGRAPH_LINE = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]+\S[^\r\n\u2028]*|(?:chapter|part|book)[ \t]+(?:\d+|[ivxlcdm]+)[.:]?[ \t]*\r?$)",
+    re.MULTILINE | re.IGNORECASE,
+)
+_MD_HEADING = re.compile(r"#{1,6}[ \t]+\S")
+_SETEXT_HEADING = re.compile(r"[^\r\n\u2028]+(?:\r\n|[\r\n\u2028])[ \t]*(?:=+|-+)")
+_HEADING_WORD = re.compile(
+    r"(?:chapter|part|book|section|prologue|epilogue|appendix|introduction|preface|foreword|afterword|contents)\b",
+    re.IGNORECASE,
+)
+_LIST_MARKER = re.compile(r"(?:[-*•+‣◦]|\d{1,3}[.)])\s")
+_NOT_HEADING_END = ".!?,;:…\"'”’»)]"
+
+
+def _paragraphs(text: str) -> Iterator[tuple[int, int]]:
+    """Stripped spans of the non-empty paragraphs."""
+    start = 0
+    for match in _PARAGRAPH_BREAK.finditer(text):
+        yield from _blocks(text, start, match.start())
+        start = match.end()
+    yield from _blocks(text, start, len(text))
+
+
+def _blocks(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """A paragraph's span, with heading lines inside it split off as paragraphs of their own."""
+    block = text[start:end]
+    done = 0
+    for match in _OWN_PARAGRAPH_LINE.finditer(block):
+        yield from _stripped(text, start + done, start + match.start())
+        yield from _stripped(text, start + match.start(), start + match.end())
+        done = match.end()
+    yield from _stripped(text, start + done, end)
+
+
+def _stripped(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """The span without surrounding whitespace, if anything is left."""
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if start < end:
+        yield start, end
+
+
+def _is_heading(paragraph: str) -> bool:
+    if _MD_HEADING.match(paragraph) or _SETEXT_HEADING.fullmatch(paragraph):
+        return True
+    if len(paragraph) > HEADING_MAX_CHARS or any(ch in paragraph for ch in "\r\n\u2028"):
+        return False
+    letters = [ch for ch in paragraph if ch.isalpha()]
+    if not letters or paragraph[0] in OPENERS or _LIST_MARKER.match(paragraph):
+        return False
+    if _HEADING_WORD.match(paragraph):
+        return True
+    if len(letters) >= 2 and all(ch.isupper() for ch in letters):
+        return paragraph[-1] not in "!?"  # "STOP!" alone is a shout, not a title
+    return paragraph[-1] not in _NOT_HEADING_END
+
+
+# --- sentences -------------------------------------------------------------------------------------------------
+
+# A sentence mark, then closing quotes, brackets or footnote marks, then whitespace. Each character can match only
+# one way and a match starts only at the first mark of a run, so a long run of marks costs linear time.
+_BOUNDARY = re.compile(r"(?<![.!?…])([.!?…]+)(?:[\"'”’»)\]}*†‡¹²³⁰⁴-⁹]|\[\d{1,3}\])*(?=\s)")
+# A list item on its own line starts a sentence even when the line before has no full stop.
+_LIST_ITEM = re.compile(r"(?:\r\n|[\r\n\u2028])[ \t]*(?:[-*•+‣◦]|\d{1,3}[.)]|[a-z][.)])[ \t]+(?=\S)")
+_QUOTE_CHAR = re.compile("[\"“”«»'‘’]")
+_DOTTED = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
+# Words that start a sentence far more often than they follow an abbreviation inside one.
+_STARTERS = frozenset({
+    "the", "a", "an", "he", "she", "it", "they", "we", "i", "you", "this", "that", "these", "those", "there", "here",
+    "but", "and", "so", "then", "in", "on", "at", "when", "if", "as", "my", "his", "her", "our", "their", "its",
+    "what", "why", "how", "who", "where", "after", "before", "yes", "no", "now", "meanwhile", "however", "still",
+    "later", "today", "one", "some", "many", "all", "each", "every", "both", "to", "for", "with", "from", "by",
+    "while", "although", "though", "because", "since", "once", "nor", "or", "yet", "not", "perhaps", "maybe",
+    "even", "also", "only", "just", "let", "please", "well", "oh",
+})  # fmt: skip
+
+
+def _sentences(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """Stripped spans of the sentences of the paragraph ``text[start:end]``."""
+    quoted = _merged(_quoted_spans(text, start, end))
+    quote_opens = [opened for opened, _ in quoted]
+    list_cuts = [match.start() for match in _LIST_ITEM.finditer(text, start, end)]
+    cuts = list(list_cuts)
+    last_cut = start
+    for match in _BOUNDARY.finditer(text, start, end):
+        cut = match.end()
+        following = _next_visible(text, cut, end)
+        if following is None or not _may_start_sentence(text[following]):
+            continue
+        inside = bisect.bisect_left(quote_opens, cut) - 1  # the last quotation opened before the cut
+        if inside >= 0 and cut <= quoted[inside][1]:
+            continue
+        earlier_items = bisect.bisect_left(list_cuts, match.start())
+        sentence_start = max(last_cut, list_cuts[earlier_items - 1] if earlier_items else start)
+        if match.group(1) == "." and not _period_ends_sentence(text, sentence_start, match.start(), following, end):
+            continue
+        cuts.append(cut)
+        last_cut = cut
+    bounds = [start, *sorted(set(cuts)), end]
+    for left, right in itertools.pairwise(bounds):
+        yield from _stripped(text, left, right)
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping (open, close) spans joined, sorted, so that one bisection finds the span around a point."""
+    merged: list[tuple[int, int]] = []
+    for opened, closed in sorted(spans):
+        if merged and opened <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], closed))
+        else:
+            merged.append((opened, closed))
+    return merged
+
+
+def _next_visible(text: str, index: int, end: int) -> int | None:
+    """Index of the next character that is not whitespace or markdown emphasis, if the paragraph has one."""
+    while index < end and (text[index].isspace() or text[index] in "*_"):
+        index += 1
+    return index if index < end else None
+
+
+def _may_start_sentence(ch: str) -> bool:
+    return ch.isupper() or ch.isdigit() or ch in OPENERS or (ch.isalpha() and not ch.islower())
+
+
+def _period_ends_sentence(text: str, sentence_start: int, dot: int, following: int, end: int) -> bool:
+    """Whether the period at ``dot`` (followed by a capital, digit or quote at ``following``) ends a sentence."""
+    token_start = dot
+    while token_start > sentence_start and not text[token_start - 1].isspace():
+        token_start -= 1
+    token = text[token_start:dot].lstrip(OPENERS + "*_")
+    word = token.lower()
+    if word in STREET_OR_TITLE and street_sense(text[sentence_start:token_start], next_capitalised=True):
+        return True  # like "Ave.", "Rd.": a capital after a street name starts a sentence ("12 Elm St. The shop")
+    if word in TITLES:
+        return False
+    if word in BEFORE_NUMBER and text[following].isdigit():
+        return False
+    if len(token) == 1 and token.isupper():
+        # An initial ("J. R. R. Tolkien", "George W. Bush"), unless a sentence plainly starts: "Plan B. Then ..."
+        next_is_initial = following + 1 < end and text[following + 1] == "."
+        return not next_is_initial and _next_is_starter(text, following, end)
+    if word in MONTHS:
+        return not text[following].isdigit() and _next_is_starter(text, following, end)
+    if word in AMBIGUOUS or token in WEEKDAYS or _DOTTED.fullmatch(token):
+        return _next_is_starter(text, following, end)
+    # A number at the start of a line is a list marker: "1. Preheat the oven."
+    return not (token.isdigit() and len(token) <= 3 and _at_line_start(text, sentence_start, token_start))
+
+
+def _next_is_starter(text: str, index: int, end: int) -> bool:
+    if text[index] in OPENERS:
+        return True
+    stop = index
+    while stop < end and (text[stop].isalpha() or text[stop] == "'"):
+        stop += 1
+    return text[index:stop].lower() in _STARTERS
+
+
+def _at_line_start(text: str, limit: int, index: int) -> bool:
+    while index > limit and text[index - 1] in " \t":
+        index -= 1
+    return index == limit or text[index - 1] in "\r\n\u2028"
+
+
+def _quoted_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    """(open, close) indices of quotations inside which no sentence ends: those that sit mid-sentence."""
+    spans: list[tuple[int, int]] = []
+    double: int | None = None
+    single: int | None = None
+    for match in _QUOTE_CHAR.finditer(text, start, end):
+        i = match.start()
+        ch = text[i]
+        before = text[i - 1] if i > start else " "
+        after = text[i + 1] if i + 1 < end else " "
+        if ch in "“«" or (ch == '"' and double is None):
+            double = i if double is None else double
+        elif ch in '”»"':
+            if double is not None:
+                spans.append((double, i))
+                double = None
+        elif ch in "'‘" and single is None and not before.isalnum() and after.isalpha():
+            single = i
+        elif ch in "'’" and single is not None and not before.isspace() and not after.isalnum():
+            spans.append((single, i))
+            single = None
+    return [(opened, closed) for opened, closed in spans if _mid_sentence(text, start, end, opened, closed)]
+
+
+def _mid_sentence(text: str, start: int, end: int, opened: int, closed: int) -> bool:
+    """The quotation opens after a word or comma ("He said, 'Stop.'") or the sentence goes on after it."""
+    before = opened - 1
+    while before >= start and text[before].isspace():
+        before -= 1
+    if before >= start and (text[before].isalnum() or text[before] in ",;:—–-"):
+        return True
+    after = closed + 1
+    while after < end and text[after].isspace():
+        after += 1
+    return after < end and (text[after].islower() or text[after] in ",;:—–")
+
+
+# --- the hard fallback -----------------------------------------------------------------------------------------
+
+# Preferred cuts, best first: a sentence mark, a clause mark or dash, a comma (each followed by a space).
+_CUT_TIERS = (
+    re.compile(r"(?<![.!?…])[.!?…]+[\"'”’»)\]]*(?=\s)"),
+    re.compile(r"[;:][\"'”’»)\]]*(?=\s)|[—–]|\s-{1,2}(?=\s)"),
+    re.compile(r",[\"'”’»)\]]*(?=\s)"),
+)
+
+
+def _fit(text: str, start: int, end: int, max_chars: int) -> Iterator[tuple[int, int]]:
+    """The span, cut into pieces of at most ``max_chars``."""
+    while end - start > max_chars:
+        cut = _cut(text, start, start + max_chars, max_chars)
+        yield from _stripped(text, start, cut)
+        start = cut
+        while start < end and text[start].isspace():
+            start += 1
+    yield from _stripped(text, start, end)
+
+
+def _cut(text: str, low: int, high: int, max_chars: int) -> int:
+    """Where to end a piece starting at ``low``: the best mark in the window, else the last space, else ``high``."""
+    floor = low + max_chars // 3  # a clause cut this early would leave a very short piece
+    for tier in _CUT_TIERS:
+        # One character past the window, so that a mark right at the limit is seen with its following space.
+        ends = [match.end() for match in tier.finditer(text, low, high + 1) if match.end() <= high]
+        if ends and ends[-1] > floor:
+            return ends[-1]
+    for index in range(high, low, -1):
+        if text[index].isspace():
+            return index
+    return high  # one word longer than max_chars: cut it

@@ -1,0 +1,83 @@
+"""Every write a job's run makes is fenced by its lock: a run that lost it changes nothing (issue 17, defect 1)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_to_end
+from test_api import assert_error
+from test_worker import LONG, make_job
+
+from ttsq.models import JobStatus
+from ttsq.storage.base import WriteFenced
+
+
+def _record(runtime, job_id: str) -> dict[bytes, bytes]:  # type: ignore[no-untyped-def]
+    return runtime.store.redis.hgetall(runtime.store.keys.job(job_id))  # type: ignore[no-any-return]
+
+
+def test_a_run_that_lost_its_lock_writes_no_field_after_the_new_owner_finished(runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Regression: a paused run's next progress write landed on a job another run had finished (its progress went
+    back to 11/29 and its heartbeat past finished_at, for good)."""
+    job_id = make_job(runtime, "First sentence. Second sentence. Third sentence.")
+    store = runtime.store
+    original = store.set_progress
+    frozen: dict[bytes, bytes] = {}
+
+    def pause_then_resume(job: str, token: str, progress) -> bool:  # type: ignore[no-untyped-def]
+        if not frozen:
+            # This run "sleeps" past its lock's TTL; another run takes the job and finishes it meanwhile.
+            store.redis.set(store.lock_key(job), "new-owner")
+            store.update(job, status=JobStatus.succeeded.value, finished_at=1.0e9)
+            frozen.update(_record(runtime, job))
+        return original(job, token, progress)  # then the paused run wakes up and reports
+
+    monkeypatch.setattr(store, "set_progress", pause_then_resume)
+    assert run_to_end(runtime, job_id) == "lock-lost"
+    assert _record(runtime, job_id) == frozen  # not one field changed after the new owner's end
+    assert store.redis.get(store.lock_key(job_id)) == b"new-owner"
+
+
+def test_a_run_never_recreates_a_job_that_retention_removed(runtime, client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Regression: a paused run recreated a purged job as a fragment {heartbeat_at, progress} with no TTL, and GET
+    and DELETE on it answered 500 forever."""
+    job_id = make_job(runtime, "First sentence. Second sentence.")
+    store = runtime.store
+    original = store.set_progress
+    purged: list[str] = []
+
+    def purge_first(job: str, token: str, progress) -> bool:  # type: ignore[no-untyped-def]
+        if not purged:
+            store.purge(job, None, remember_s=600)  # canceled, expired and removed while this run was paused
+            purged.append(job)
+        return original(job, token, progress)
+
+    monkeypatch.setattr(store, "set_progress", purge_first)
+    assert run_to_end(runtime, job_id) == "lock-lost"
+    assert not store.redis.exists(store.keys.job(job_id))
+    assert_error(client.get(f"/v1/jobs/{job_id}"), 410, "job_expired")
+    assert_error(client.delete(f"/v1/jobs/{job_id}"), 410, "job_expired")
+    assert list(runtime.storage.root.glob(f"{job_id}*")) == []  # its segment was never committed either
+
+
+@pytest.mark.parametrize("fragment", [{"heartbeat_at": "1.0", "progress": '{"chunks_done": 3}'}, {"status": "12"}])
+def test_a_damaged_record_reads_as_gone_never_a_500(client, runtime, fragment) -> None:  # type: ignore[no-untyped-def]
+    job_id = "a" * 32
+    runtime.store.redis.hset(runtime.store.keys.job(job_id), mapping=fragment)
+    assert_error(client.get(f"/v1/jobs/{job_id}"), 404, "job_not_found")
+    assert_error(client.get(f"/v1/jobs/{job_id}?wait=1"), 404, "job_not_found")
+    assert_error(client.delete(f"/v1/jobs/{job_id}"), 404, "job_not_found")
+
+
+def test_a_segment_is_named_after_its_run_and_a_stale_run_commits_no_object(runtime) -> None:  # type: ignore[no-untyped-def]
+    job_id = make_job(runtime, LONG)
+    from worker.synthesis import run_job
+
+    assert run_job(runtime, job_id) == "continued"  # plan + segment 0
+    record = runtime.plans.record(job_id, 0)
+    assert record is not None and record.key is not None and record.key != f"{job_id}.s000000.pcm"
+    assert runtime.storage.size(record.key)  # stored under the run's own name
+    with pytest.raises(WriteFenced), runtime.storage.writer(f"{job_id}.wav", fence=lambda: False) as sink:
+        sink.write(b"a stale run's output")
+    assert runtime.storage.size(f"{job_id}.wav") is None
+    assert run_to_end(runtime, job_id) == "succeeded"
+    assert [p.name for p in runtime.storage.root.iterdir()] == [f"{job_id}.wav"]  # segments gone once assembled

@@ -1,0 +1,294 @@
+"""Job records in Redis: the source of truth for a job's status (not Celery's result backend)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import redis
+from pydantic import ValidationError
+
+from ttsq import scripts
+from ttsq.keys import DEFAULT_PREFIX, Keys
+from ttsq.metrics.record import record_job_finished
+from ttsq.models import JOB_ID, Job, JobResult, JobStatus, Progress, decode_job, encode_fields
+
+from . import locks
+
+logger = logging.getLogger(__name__)
+
+WEBHOOK_GRACE_S = 60.0
+"""An ended job's event not settled this long after it was due is queued again (its task was lost)."""
+
+
+class JobStore:
+    """Reads and writes job records, texts and per-job locks under one key prefix."""
+
+    def __init__(self, client: redis.Redis, prefix: str = DEFAULT_PREFIX) -> None:
+        self.redis = client
+        self.prefix = prefix
+        self.keys = Keys(prefix)
+
+    def lock_key(self, job_id: str) -> str:
+        return self.keys.lock(job_id)
+
+    # --- records --------------------------------------------------------------------------------------------------
+    def create(self, job: Job, text: str) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.set(self.keys.text(job.id), text.encode("utf-8"))
+            pipe.hset(self.keys.job(job.id), mapping=encode_fields(job.model_dump(mode="json")))
+            pipe.sadd(self.keys.active, job.id)
+            pipe.execute()
+
+    def delete(self, job_id: str) -> None:
+        self.redis.delete(self.keys.job(job_id), self.keys.text(job_id))
+        self.redis.srem(self.keys.active, job_id)
+
+    def get(self, job_id: str) -> Job | None:
+        """The job, or None if there is none, or none readable: a damaged record answers as gone, never as an
+        error to every caller."""
+        raw = self.redis.hgetall(self.keys.job(job_id))
+        if not raw:
+            return None
+        try:
+            return decode_job(raw)
+        except (ValidationError, ValueError) as error:
+            logger.error("%s: unreadable job record, treated as gone: %s", job_id, str(error).splitlines()[0])
+            return None
+
+    def text(self, job_id: str) -> str | None:
+        raw = self.redis.get(self.keys.text(job_id))
+        return None if raw is None else _text(raw)
+
+    def status(self, job_id: str) -> JobStatus | None:
+        raw = self.redis.hget(self.keys.job(job_id), "status")
+        return None if raw is None else JobStatus(json.loads(raw))
+
+    def active_ids(self) -> list[str]:
+        return sorted(_text(m) for m in self.redis.smembers(self.keys.active))
+
+    def update(self, job_id: str, **fields: Any) -> None:
+        """Change fields and tell anyone waiting on the job (see ``wait_for_change``)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.job(job_id), mapping=encode_fields(fields))
+            pipe.publish(self.keys.events(job_id), "changed")
+            pipe.execute()
+
+    def update_if(self, job_id: str, allowed: tuple[JobStatus, ...], **fields: Any) -> bool:
+        """Change fields only while the job's status is one of ``allowed`` (a cancel is never overwritten)."""
+        key = self.keys.job(job_id)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                if self.status(job_id) not in allowed:
+                    return False
+                pipe.multi()
+                pipe.hset(key, mapping=encode_fields(fields))
+                pipe.publish(self.keys.events(job_id), "changed")
+                pipe.execute()
+            except redis.WatchError:
+                return self.update_if(job_id, allowed, **fields)
+        return True
+
+    def update_fenced(self, job_id: str, token: str, allowed: tuple[JobStatus, ...], **fields: Any) -> bool:
+        """Change fields only for the run whose ``token`` holds the job's lock, and only while the job's status is
+        one of ``allowed``; False otherwise (nothing written). Every write of a run goes through here."""
+        keys = (self.keys.lock(job_id), self.keys.job(job_id), self.keys.events(job_id))
+        statuses = [json.dumps(s.value) for s in allowed]
+        pairs = [item for pair in encode_fields(fields).items() for item in pair]
+        return bool(self.redis.eval(scripts.FENCED_UPDATE, 3, *keys, token, len(statuses), *statuses, *pairs))
+
+    def set_progress(self, job_id: str, token: str, progress: Progress) -> bool:
+        """The run's progress and heartbeat, fenced; False if the run lost its lock or the job is no longer running."""
+        fields = {"progress": progress.model_dump(), "heartbeat_at": time.time()}
+        return self.update_fenced(job_id, token, (JobStatus.running,), **fields)
+
+    def wait_for_change(self, job_id: str, timeout_s: float) -> Job | None:
+        """The job once it is finished or has changed, or as it stands after ``timeout_s``; None if unknown."""
+        deadline = time.monotonic() + timeout_s
+        with self.redis.pubsub(ignore_subscribe_messages=True) as events:
+            events.subscribe(self.keys.events(job_id))  # before reading, so no change can slip in between
+            job = self.get(job_id)
+            if job is None or job.status.terminal:
+                return job
+            while (remaining := deadline - time.monotonic()) > 0:
+                if events.get_message(timeout=remaining) is not None:
+                    break
+        return self.get(job_id)
+
+    # --- a run's turn ---------------------------------------------------------------------------------------------
+    # A per-job lock guarantees one execution at a time, whatever the broker redelivers.
+    def acquire_lock(self, job_id: str, token: str, ttl_s: int) -> bool:
+        return locks.acquire(self.redis, self.keys.lock(job_id), token, ttl_s)
+
+    def refresh_lock(self, job_id: str, token: str, ttl_s: int) -> bool:
+        return locks.refresh(self.redis, self.keys.lock(job_id), token, ttl_s)
+
+    def holds_lock(self, job_id: str, token: str) -> bool:
+        return _text(self.redis.get(self.keys.lock(job_id)) or b"") == token
+
+    def release_lock(self, job_id: str, token: str) -> None:
+        locks.release(self.redis, self.keys.lock(job_id), token)
+
+    def mark_running(self, job: Job, worker: str, token: str) -> bool:
+        """A task takes the job (its first segment, or a later one): started_at is the first start.
+        False if the job was canceled meanwhile (or the lock was lost already)."""
+        now = time.time()
+        return self.update_fenced(
+            job.id,
+            token,
+            (JobStatus.queued, JobStatus.running),
+            in_task=True,
+            status=JobStatus.running.value,
+            started_at=job.started_at or now,
+            heartbeat_at=now,
+            worker=worker,
+            attempts=job.attempts + 1,
+        )
+
+    def hand_off(self, job_id: str, token: str) -> bool:
+        """End this task's turn: clear in_task and attempts and drop the lock in one step, so upkeep never sees
+        the job running, unlocked and "in a task" between a finished segment and the next task."""
+        fields = encode_fields({"in_task": False, "attempts": 0})
+        keys = (self.keys.lock(job_id), self.keys.job(job_id))
+        return bool(self.redis.eval(scripts.HAND_OFF, 2, *keys, token, fields["in_task"], fields["attempts"]))
+
+    def requeue_if_orphaned(self, job_id: str, stale_after_s: float = float("inf")) -> Job | None:
+        """Move a running job whose lock has expired (its worker died) back to queued; None if it is not orphaned.
+
+        A job between tasks (``in_task`` false) has its next message in the queue; it counts as orphaned only when
+        nothing has happened to it for ``stale_after_s`` (that message was lost)."""
+        key, lock = self.keys.job(job_id), self.keys.lock(job_id)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key, lock)
+                job = self.get(job_id)
+                if job is None or job.status != JobStatus.running or pipe.exists(lock):
+                    return None
+                idle_s = time.time() - (job.heartbeat_at or job.created_at)
+                if not job.in_task and idle_s < stale_after_s:
+                    return None
+                pipe.multi()
+                pipe.hset(key, mapping=encode_fields({"status": JobStatus.queued.value}))
+                pipe.execute()
+            except redis.WatchError:
+                return None
+        return job
+
+    # --- the end --------------------------------------------------------------------------------------------------
+    def cancel(self, job_id: str) -> bool:
+        """Mark a job canceled unless it already ended; its worker notices between sentences and cleans up."""
+        key = self.keys.job(job_id)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(key)
+                job = self.get(job_id)
+                if job is None or job.status.terminal:
+                    return False
+                pipe.multi()
+                self._end(pipe, job, {"status": JobStatus.canceled.value})
+                pipe.execute()
+            except redis.WatchError:
+                return self.cancel(job_id)  # changed meanwhile (progress); look again
+        return True
+
+    def mark_succeeded(self, job_id: str, token: str, result: JobResult, progress: Progress) -> bool:
+        fields = {"status": JobStatus.succeeded.value, "result": result.model_dump(), "progress": progress.model_dump()}
+        return self._finish(job_id, token, fields, JobStatus.running)
+
+    def mark_failed(self, job_id: str, token: str, code: str, message: str) -> bool:
+        fields = {"status": JobStatus.failed.value, "error": {"code": code, "message": message}}
+        return self._finish(job_id, token, fields, JobStatus.running, JobStatus.queued)
+
+    def _finish(self, job_id: str, token: str, fields: dict[str, Any], *allowed: JobStatus) -> bool:
+        """Record the outcome only while holding the job's lock and while its status is one of ``allowed``
+        (a job canceled meanwhile stays canceled); False otherwise."""
+        lock = self.keys.lock(job_id)
+        with self.redis.pipeline() as pipe:
+            try:
+                pipe.watch(lock, self.keys.job(job_id))
+                job = self.get(job_id)
+                if _text(pipe.get(lock) or b"") != token or job is None or job.status not in allowed:
+                    return False
+                pipe.multi()
+                self._end(pipe, job, fields)
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
+
+    def _end(self, pipe: redis.client.Pipeline, job: Job, fields: dict[str, Any]) -> None:
+        """The one end-of-job transaction (inside the caller's MULTI): the outcome, out of the active set, into the
+        retention set and the webhook outbox, counted in the metrics, and told to waiters."""
+        now = time.time()
+        pipe.hset(self.keys.job(job.id), mapping=encode_fields({**fields, "finished_at": now}))
+        pipe.srem(self.keys.active, job.id)
+        pipe.zadd(self.keys.finished, {job.id: now})
+        if job.webhook_url:
+            pipe.zadd(self.keys.webhooks_pending, {job.id: now + WEBHOOK_GRACE_S})
+        audio_s = (fields.get("result") or {}).get("duration_s")
+        record_job_finished(pipe, self.prefix, job, fields["status"], now, audio_s)
+        pipe.publish(self.keys.events(job.id), "finished")
+
+    # --- the webhook outbox ---------------------------------------------------------------------------------------
+    def webhook_due(self, job_id: str, at: float) -> None:
+        self.redis.zadd(self.keys.webhooks_pending, {job_id: at})
+
+    def webhook_settled(self, job_id: str) -> None:
+        self.redis.zrem(self.keys.webhooks_pending, job_id)
+
+    def webhooks_overdue(self, now: float, limit: int = 100) -> list[str]:
+        members: list[bytes] = self.redis.zrangebyscore(self.keys.webhooks_pending, "-inf", now, start=0, num=limit)  # type: ignore[assignment]
+        return [_text(m) for m in members]
+
+    # --- retention ------------------------------------------------------------------------------------------------
+    def ended_before(self, cutoff: float, limit: int = 100) -> list[str]:
+        members: list[bytes] = self.redis.zrangebyscore(self.keys.finished, "-inf", cutoff, start=0, num=limit)  # type: ignore[assignment]
+        return [_text(m) for m in members]
+
+    def claim_expired(self, job_id: str) -> bool:
+        """Take a job out of the retention set; only one cleaner gets True for it."""
+        return bool(self.redis.zrem(self.keys.finished, job_id))
+
+    def unclaim_expired(self, job_id: str, finished_at: float) -> None:
+        self.redis.zadd(self.keys.finished, {job_id: finished_at})
+
+    def purge(self, job_id: str, owner: str | None, remember_s: int) -> None:
+        """Delete the record and text, leaving a marker for ``remember_s`` so the API answers 410, not 404."""
+        with self.redis.pipeline() as pipe:
+            pipe.delete(self.keys.job(job_id), self.keys.text(job_id), self.keys.lock(job_id))
+            pipe.srem(self.keys.active, job_id)
+            pipe.zrem(self.keys.webhooks_pending, job_id)
+            pipe.set(self.keys.gone(job_id), json.dumps({"owner": owner}), ex=remember_s)
+            pipe.execute()
+
+    def gone_owner(self, job_id: str) -> tuple[bool, str | None]:
+        """(True, owner) if the job existed and was removed by retention; (False, None) otherwise."""
+        raw = self.redis.get(self.keys.gone(job_id))
+        if raw is None:
+            return False, None
+        return True, json.loads(raw).get("owner")
+
+    def backfill_finished(self) -> int:
+        """Once per deployment: list in the retention set every ended job recorded before that set existed (records
+        from older versions), so retention removes them too. Returns how many were added."""
+        if not self.redis.set(self.keys.finished_backfilled, "1", nx=True):
+            return 0
+        added = 0
+        base = self.keys.job_base
+        for key in self.redis.scan_iter(match=f"{base}*", count=1000, _type="HASH"):
+            name = _text(key)
+            if not JOB_ID.fullmatch(name.removeprefix(base)):
+                continue
+            status, finished_at = self.redis.hmget(name, "status", "finished_at")
+            ended = status is not None and JobStatus(json.loads(status)).terminal
+            if ended and finished_at is not None and json.loads(finished_at) is not None:
+                job_id = name.removeprefix(base)
+                added += int(self.redis.zadd(self.keys.finished, {job_id: json.loads(finished_at)}, nx=True) or 0)
+        return added
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -1,0 +1,129 @@
+"""What a job is, as stored and as the API reports it: plain data, no Redis."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel
+
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+"""What ``new_job_id`` makes; anything else names no job."""
+
+
+class JobStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    canceled = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.canceled)
+
+
+class Progress(BaseModel):
+    chunks_done: int = 0
+    chunks_total: int | None = None
+    audio_s: float = 0.0
+    eta_s: float | None = None
+    """Seconds of synthesis left, from the throughput measured so far."""
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobResult(BaseModel):
+    key: str
+    format: str
+    duration_s: float
+    sample_rate: int
+    size_bytes: int
+    marks: list[dict[str, Any]] | None = None
+    """Where each paragraph or heading starts (``{paragraph, heading, start_s, text}``), when asked for."""
+
+
+class WebhookState(BaseModel):
+    """How the job's end event is being delivered (the receiver's bodies are never kept)."""
+
+    attempts: int = 0
+    last_status: int | None = None
+    """HTTP status of the last attempt; None when it got no answer (refused, timeout, network error)."""
+    last_error: str | None = None
+    delivered_at: float | None = None
+    failed: bool = False
+    """No more attempts will be made."""
+
+
+class Job(BaseModel):
+    """Everything known about one job, as stored and as the API reports it."""
+
+    id: str
+    status: JobStatus = JobStatus.queued
+    speaker: str
+    format: str = "wav"
+    speed: float = 1.0
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
+    marks: bool = False
+    text_chars: int
+    queue: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    heartbeat_at: float | None = None
+    attempts: int = 0
+    worker: str | None = None
+    progress: Progress = Progress()
+    error: JobError | None = None
+    result: JobResult | None = None
+    segments_total: int | None = None
+    synth_s: float = 0.0
+    """Wall seconds spent synthesizing so far, over all segments (for the ETA)."""
+    in_task: bool = False
+    """A task is working on the job now (as opposed to its next segment waiting in the queue)."""
+    owner: str | None = None
+    """Name of the API key that created the job; None when the API runs without keys."""
+    webhook_url: str | None = None
+    metadata: dict[str, Any] | None = None
+    """The client's own object, echoed back in the status and the webhook event."""
+    webhook: WebhookState | None = None
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_job_id(value: str) -> bool:
+    return JOB_ID.fullmatch(value) is not None
+
+
+def encode_fields(fields: dict[str, Any]) -> dict[Any, Any]:
+    """Each field JSON-encoded, so a partial update never needs a read first (and scripts compare encoded values)."""
+    return {k: json.dumps(v) for k, v in fields.items()}
+
+
+def decode_job(raw: dict[Any, Any]) -> Job:
+    return Job.model_validate({_text(k): json.loads(v) for k, v in raw.items()})
+
+
+def iso(timestamp: float | None) -> str | None:
+    """A timestamp as the API and webhook events show it: UTC, milliseconds, ``Z``."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+ACTIVE_STATUSES = tuple(s for s in JobStatus if not s.terminal)
+ENDED_STATUSES = tuple(s for s in JobStatus if s.terminal)

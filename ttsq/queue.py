@@ -1,0 +1,80 @@
+"""The queue contract between the API and the workers: the Celery app, task and queue names, and how to send.
+
+Both adapters build their Celery app here; neither imports the other. Tasks take a job id only: the job record in
+Redis is the truth, and Celery keeps no results.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import redis
+from celery import Celery
+
+from .config import Config
+from .jobs.store import JobStore
+
+logger = logging.getLogger(__name__)
+
+SYNTHESIZE_TASK = "ttsq.synthesize"
+"""Do the next piece of a job (plan, a segment, or assembly); consumed from the speaker's queue."""
+DELIVER_WEBHOOK_TASK = "ttsq.deliver_webhook"
+"""One attempt to deliver a job's end event; consumed from the webhooks queue by ``ttsq webhooks`` only."""
+
+
+def create_celery(config: Config, include: Sequence[str] = ()) -> Celery:
+    """The Celery app as every ttsq process configures it; ``include`` names task modules (workers only)."""
+    app = Celery("ttsq", broker=config.broker_url, include=list(include))
+    app.conf.update(
+        # A task is acknowledged only when it ends, and requeued if its worker dies mid-task.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_track_started=True,
+        worker_prefetch_multiplier=1,
+        # Our job record in Redis is the source of truth; Celery keeps no results.
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            # Redelivery of an unacknowledged task waits for this; far above the longest task.
+            "visibility_timeout": config.visibility_timeout_s,
+            # kombu sweeps every interval x throttle seconds (~100 s by default); make the interval the period.
+            "unacked_restore_interval": config.restore_interval_s,
+            "unacked_restore_throttle": 1,
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    return app
+
+
+def monitored_queues(config: Config) -> list[str]:
+    """Every queue of the deployment: one per configured speaker, and the webhooks' queue."""
+    return [*(config.keys.speaker_queue(name) for name in sorted(config.speakers)), config.keys.webhooks_queue]
+
+
+def enqueue_synthesis(celery: Celery, job_id: str, queue: str) -> None:
+    """Queue the job's next piece on its speaker's queue (``job.queue``). Raises when the broker is away."""
+    celery.send_task(SYNTHESIZE_TASK, args=[job_id], queue=queue)
+
+
+def enqueue_webhook(
+    celery: Celery, config: Config, job_id: str, countdown_s: float = 0.0, attempt: int | None = None
+) -> None:
+    """Queue an attempt to deliver the job's end event (call it once the job has ended, if it has a webhook_url).
+    ``attempt`` names the attempt the task is for, so a duplicate of it is dropped; None: whichever is next."""
+    queue = config.keys.webhooks_queue
+    celery.send_task(DELIVER_WEBHOOK_TASK, args=[job_id, attempt], queue=queue, countdown=countdown_s or None)
+
+
+def job_ended(celery: Celery, client: redis.Redis, config: Config, job_id: str) -> None:
+    """Queue the job's webhook, if it has one. Call it once, where the end was recorded (a worker finishing the
+    job, the API canceling it). Never raises: the outcome is already recorded, and the outbox retries."""
+    try:
+        job = JobStore(client, config.key_prefix).get(job_id)
+        if job is not None and job.webhook_url:
+            enqueue_webhook(celery, config, job_id)
+    except Exception:  # the broker or Redis is away; the job's status still tells the outcome to pollers
+        logger.exception("%s: could not queue its webhook", job_id)

@@ -1,0 +1,86 @@
+"""Every Lua script ttsq runs in Redis, in one place: each is one fenced, atomic step.
+
+Scripts that read job records compare JSON-encoded field values (see ``ttsq.models.encode_fields``), so the
+encoded forms are built here from the statuses rather than written out by hand.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .models import ACTIVE_STATUSES
+
+_ACTIVE_TEST = " or ".join(f"status == '{json.dumps(s.value)}'" for s in ACTIVE_STATUSES)
+
+REFRESH_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
+"""KEYS: lock. ARGV: token, ttl ms. Extends the lock only for the run that holds it."""
+
+RELEASE_LOCK = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+"""KEYS: lock. ARGV: token. Drops the lock only for the run that holds it."""
+
+HAND_OFF = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('del', KEYS[1])
+if redis.call('exists', KEYS[2]) == 0 then return 0 end
+redis.call('hset', KEYS[2], 'in_task', ARGV[2], 'attempts', ARGV[3])
+return 1
+"""
+"""KEYS: lock, record. ARGV: token, encoded in_task and attempts. Ends a task's turn in one step (never recreating
+a record that retention removed)."""
+
+FENCED_UPDATE = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+local status = redis.call('hget', KEYS[2], 'status')
+if not status then return 0 end
+local allowed = tonumber(ARGV[2])
+local ok = false
+for i = 3, 2 + allowed do if ARGV[i] == status then ok = true end end
+if not ok then return 0 end
+local fields = {}
+for i = 3 + allowed, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('hset', KEYS[2], unpack(fields))
+redis.call('publish', KEYS[3], 'changed')
+return 1
+"""
+"""KEYS: lock, record, events channel. ARGV: token, n, n encoded statuses, then field/value pairs. Writes the fields
+only for the run holding the lock, only while the record exists with one of the statuses: a run that lost its lock
+(paused past the TTL, say) changes nothing, and a job removed meanwhile is never recreated as a fragment."""
+
+FINISH_SEGMENT = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('llen', KEYS[2]) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('rpush', KEYS[2], ARGV[3])
+return 1
+"""
+"""KEYS: lock, done list. ARGV: token, segment index, record. Appends a segment's record once, in order."""
+
+RESERVE_SLOT = f"""
+for _, id in ipairs(redis.call('smembers', KEYS[1])) do
+  local status = redis.call('hget', ARGV[1] .. id, 'status')
+  if not (status and ({_ACTIVE_TEST})) then redis.call('srem', KEYS[1], id) end
+end
+if redis.call('scard', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('sadd', KEYS[1], ARGV[3])
+return 1
+"""
+"""KEYS: the owner's active set. ARGV: job record prefix, limit, job id. Drops the owner's ended (or vanished)
+jobs, then adds the new one if there is room: two API processes can't both take the last slot. Records are read by
+computed names: fine on one Redis, not on Redis Cluster."""
+
+ACTIVE_STATUS_COUNTS = """
+local counts = {}
+for _, id in ipairs(redis.call('smembers', KEYS[1])) do
+  local status = redis.call('hget', ARGV[1] .. id, 'status')
+  if status then counts[status] = (counts[status] or 0) + 1 end
+end
+local flat = {}
+for status, n in pairs(counts) do flat[#flat + 1] = status; flat[#flat + 1] = n end
+return flat
+"""
+"""KEYS: the active set. ARGV: job record prefix. Counts the unfinished jobs' statuses in one round trip."""

@@ -1,0 +1,59 @@
+"""Audio as files under one directory, served by the API at signed URLs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .base import Fence, StorageError, WriteFenced, check_key
+
+
+class LocalStorage:
+    """Files under one directory; served by the API at signed URLs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    @contextlib.contextmanager
+    def writer(self, key: str, tag: str = "", fence: Fence | None = None) -> Iterator[BinaryIO]:
+        final = self.path(key)
+        self.root.mkdir(parents=True, exist_ok=True)
+        if fence is not None and not fence():
+            raise WriteFenced(f"{key}: this run may no longer write it")
+        for stale in self.root.glob(f".{final.name}.*.part"):
+            stale.unlink(missing_ok=True)  # left by a run that was killed; the fence says we hold the job's lock
+        partial = final.with_name(f".{final.name}.{tag or os.getpid()}.part")
+        try:
+            with open(partial, "w+b") as handle:
+                yield handle
+            if fence is not None and not fence():
+                raise WriteFenced(f"{key}: this run lost its lock before the file was committed")
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def reader(self, key: str) -> Iterator[BinaryIO]:
+        try:
+            with open(self.path(key), "rb") as handle:
+                yield handle
+        except FileNotFoundError as error:
+            raise StorageError(f"{key} is missing from {self.root}") from error
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self.path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    def public_url(self, key: str, ttl_s: int) -> str | None:
+        return None  # served by the API at /v1/files/<key> with an HMAC-signed link
