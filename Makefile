@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The demo needs the base install only (no torch, no test tools): a venv of its own.
+DEMO_VENV ?= .venv-demo
+DEMO_BIN := $(DEMO_VENV)/bin
 export TTSQ_DATA_DIR ?= $(CURDIR)/ttsq-data
 
 .PHONY: demo test test-fast lint bench serve clean
@@ -12,8 +15,14 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,gpu]'
 	touch $@
 
-demo: $(BIN)/.installed
-	$(BIN)/ttsq demo
+$(DEMO_BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_BIN)/python -m pip install --quiet --upgrade pip
+	$(DEMO_BIN)/python -m pip install --quiet -e .
+	touch $@
+
+demo: $(DEMO_BIN)/.installed
+	$(DEMO_BIN)/ttsq demo
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
@@ -33,4 +42,4 @@ serve: $(BIN)/.installed
 	$(BIN)/ttsq serve
 
 clean:
-	rm -rf $(VENV) ttsq-data .pytest_cache *.egg-info
+	rm -rf $(VENV) $(DEMO_VENV) ttsq-data .pytest_cache *.egg-info

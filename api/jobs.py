@@ -33,7 +33,7 @@ bp.before_request(access.authenticate)
 def create_job() -> ResponseReturnValue:
     s = services()
     body = read_json_body()
-    req = parse_job_request(body)
+    req = parse_job_request(body, s.config.webhook_allow)
     if len(req.text) > s.config.max_text_chars:
         raise ApiError(
             413, "text_too_long", f"text has {len(req.text)} characters; the limit is {s.config.max_text_chars}"
@@ -151,13 +151,32 @@ def _own_job(job: Job | None, job_id: str) -> Job:
 def get_job(job_id: str) -> ResponseReturnValue:
     """``?wait=S`` (at most 30) holds the answer until the job changes or ends: progress without busy polling."""
     s = services()
-    wait_s = _wait_seconds(request.args.get("wait"))
+    wait_s = _wait_seconds(request.args.get("wait")) if _can_hold_requests() else 0.0
     # Ownership first: another key's job must answer 404 at once, like a job that does not exist.
     job = _own_job(s.store.get(job_id) if is_job_id(job_id) else None, job_id)
     if wait_s:
         job = _own_job(s.store.wait_for_change(job_id, wait_s), job_id)
     link = _result_link(job) if job.status == JobStatus.succeeded else None
     return jsonify(job_view(job, link))
+
+
+_warned_single_threaded = False
+
+
+def _can_hold_requests() -> bool:
+    """Under gunicorn's sync workers a long poll holds a whole worker: a few waiting clients and the API stops
+    answering (even /healthz). There, polls answer at once (clients poll again), and the log says why, once."""
+    global _warned_single_threaded
+    server = str(request.environ.get("SERVER_SOFTWARE", ""))
+    if request.environ.get("wsgi.multithread") or not server.startswith("gunicorn"):
+        return True
+    if not _warned_single_threaded:
+        _warned_single_threaded = True
+        logger.warning(
+            "gunicorn runs single-threaded workers, so ?wait= long polls are answered at once; run it with "
+            "--worker-class gthread --threads 16 (as the README, the image and compose do)"
+        )
+    return False
 
 
 def _wait_seconds(raw: str | None) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from flask import request
@@ -14,7 +15,7 @@ from engine.errors import InvalidInputError
 from engine.text.clean import check_speakable
 from ttsq.models import Job, iso
 from ttsq.storage.base import OUTPUT_FORMATS
-from ttsq.webhooks.policy import WebhookRefused, validate_url
+from ttsq.webhooks.policy import WebhookRefused, check_written_address
 
 from .errors import ApiError
 
@@ -60,7 +61,7 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def parse_job_request(body: Any) -> JobRequest:
+def parse_job_request(body: Any, webhook_allow: Sequence[str] = ()) -> JobRequest:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_request", "the request body must be a JSON object")
     try:
@@ -84,7 +85,7 @@ def parse_job_request(body: Any) -> JobRequest:
         if value is not None and not 0 <= value <= 2:
             raise ApiError(400, "invalid_noise", f"{name} must be between 0 and 2, got {value!r}")
     if request.webhook_url is not None:
-        check_webhook_url(request.webhook_url)
+        check_webhook_url(request.webhook_url, webhook_allow)
     if request.metadata is not None:
         size = _metadata_size(request.metadata)
         if size > MAX_METADATA_BYTES:
@@ -128,10 +129,11 @@ def _nests_deeper_than(value: Any, limit: int) -> bool:
     return False
 
 
-def check_webhook_url(url: str) -> None:
-    """The address's shape only: where it resolves to is checked at each delivery (DNS can change meanwhile)."""
+def check_webhook_url(url: str, allow: Sequence[str] = ()) -> None:
+    """The URL's shape, and an address written in it, by the delivery's own rules; where a name resolves to is
+    checked at each delivery (DNS can change meanwhile)."""
     try:
-        validate_url(url)
+        check_written_address(url, allow)
     except WebhookRefused as error:
         raise ApiError(400, "invalid_webhook_url", str(error)) from None
 
@@ -154,7 +156,7 @@ def job_view(job: Job, result_link: dict[str, Any] | None) -> dict[str, Any]:
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
-        "attempts": job.attempts,
+        "attempts": (1 + job.restarts) if job.started_at is not None else 0,
         "progress": {**progress.model_dump(), "fraction": fraction},
         "error": job.error.model_dump() if job.error else None,
         "result": None,

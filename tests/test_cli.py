@@ -58,3 +58,104 @@ def test_worker_healthcheck_follows_the_announcement(config_env, runtime) -> Non
 
 def test_api_healthcheck_without_an_api_is_unhealthy() -> None:
     assert ttsq("healthcheck", "api", "--port", "1").returncode == 1
+
+
+def test_a_redis_url_with_a_bad_database_stops_start_with_one_line(config_env) -> None:  # type: ignore[no-untyped-def]
+    """Regression (issue 15): /abc passed (db 0 for the API; a 119-line traceback and exit 0 for the worker) and
+    /99 made Celery retry a hundred times."""
+    for url in ("redis://127.0.0.1:6379/abc", "redis://127.0.0.1:6379/99", "redis://127.0.0.1:port/0"):
+        for command in ("worker", "api"):
+            done = ttsq(command, env={**config_env, "TTSQ_REDIS_URL": url})
+            assert done.returncode != 0, (command, url)
+            lines = done.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("ttsq: configuration error: TTSQ_REDIS_URL:"), lines
+
+
+def test_a_port_in_use_is_one_line(config_env) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = ttsq("api", "--port", str(port), env={**config_env, "TTSQ_LOG_LEVEL": "ERROR"})
+    assert done.returncode != 0
+    assert done.stderr.strip() == f"ttsq api: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+class _Recorder:
+    """A one-route HTTP server on loopback that records the job requests it gets."""
+
+    def __init__(self, status: int = 202) -> None:
+        import json as json_module
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.bodies: list[dict[str, object]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                recorder.bodies.append(json_module.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self._answer({"id": "0" * 32, "status": "queued"})
+
+            def do_GET(self) -> None:
+                self._answer({"error": {"code": "unauthorized", "message": "missing or unknown API key"}})
+
+            def _answer(self, body: dict[str, object]) -> None:
+                data = json_module.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_submit_takes_the_format_from_the_output_and_passes_the_job_options(tmp_path: Path) -> None:
+    """Regression (issue 15): `ttsq submit -o x.mp3` asked for WAV (and wrote its bytes into x.mp3)."""
+    from ttsq.cli import main
+
+    text = tmp_path / "t.txt"
+    text.write_text("Hello.")
+    server = _Recorder()
+    try:
+        assert main(["submit", str(text), "--url", server.url, "-o", str(tmp_path / "x.mp3")]) == 0
+        assert main(["submit", str(text), "--url", server.url, "--format", "flac", "--marks",
+                     "--webhook-url", "https://hooks.example.com/t", "--metadata", '{"book": 1}']) == 0  # fmt: skip
+        assert main(["submit", str(text), "--url", server.url, "--format", "ogg", "-o", str(tmp_path / "x.mp3")]) == 2
+        assert main(["submit", str(text), "--url", server.url, "--metadata", "{nope"]) == 2
+    finally:
+        server.close()
+    first, second = server.bodies
+    assert first["format"] == "mp3"
+    assert second == {"text": "Hello.", "speed": 1.0, "format": "flac", "marks": True,
+                      "webhook_url": "https://hooks.example.com/t", "metadata": {"book": 1}}  # fmt: skip
+    assert len(server.bodies) == 2  # the two refused ones sent nothing
+
+
+def test_a_401_names_the_api_key_flag(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Regression (issue 15): `ttsq speakers` said "no server at ..." when the server answered 401."""
+    from ttsq.cli import main
+
+    text = tmp_path / "t.txt"
+    text.write_text("Hello.")
+    server = _Recorder(status=401)
+    try:
+        assert main(["speakers", "--url", server.url]) == 1
+        assert main(["submit", str(text), "--url", server.url]) == 1
+    finally:
+        server.close()
+    err = capsys.readouterr().err
+    assert "no server" not in err
+    assert err.count("--api-key or TTSQ_API_KEY") == 2

@@ -683,3 +683,77 @@ def test_compose_worker_command_passes_its_healthcheck(
     worker = start(argv, env, home, log)
     processes.append(worker)
     wait_for(healthy, worker, log, "the worker healthcheck to pass")
+
+
+@pytest.mark.slow
+def test_the_readmes_api_command_holds_five_long_polls_and_still_answers(
+    config_env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Regression (issue 15): the README's `gunicorn -w 4` (sync workers) gave four long polls all its workers, and
+    /healthz took 28 s. The command is read from the README itself; only the bind address changes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import redis
+
+    from ttsq.config import load_config
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    line = next(line for line in readme.splitlines() if line.startswith("gunicorn "))
+    argv = shlex.split(line.split("#", 1)[0])
+    port = str(free_port())
+    bind = next(a for a in argv if a.startswith("0.0.0.0:"))
+    argv[argv.index(bind)] = f"127.0.0.1:{port}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")}, **config_env}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    log = tmp_path / "api.log"
+    api = start(argv, env, tmp_path / "home", log)
+    processes.append(api)
+    base = f"http://127.0.0.1:{port}"
+
+    def healthz() -> bool:
+        try:
+            return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_for(healthz, api, log, "/healthz to answer")
+    job_id = requests.post(f"{base}/v1/jobs", json={"text": "Waiting."}, timeout=5).json()["id"]  # no worker: queued
+    with ThreadPoolExecutor(5) as pool:
+        polls = [pool.submit(requests.get, f"{base}/v1/jobs/{job_id}?wait=8", timeout=30) for _ in range(5)]
+        channel = load_config(config_env).keys.events(job_id)
+        client = redis.Redis.from_url(config_env["TTSQ_REDIS_URL"])
+        deadline = time.monotonic() + 10
+        while client.pubsub_numsub(channel)[0][1] < 5:  # all five are waiting now (each ends by itself in 8 s)
+            assert time.monotonic() < deadline, "the five long polls never all waited at once"
+            time.sleep(0.02)
+        started = time.monotonic()
+        assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
+        assert time.monotonic() - started < 1.0
+        assert all(poll.result().status_code == 200 for poll in polls)
+
+
+@pytest.mark.slow
+def test_under_sync_workers_a_long_poll_answers_at_once_and_says_why(
+    config_env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    port = str(free_port())
+    argv = ["gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", "api.wsgi:app"]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")}, **config_env}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    log = tmp_path / "api.log"
+    api = start(argv, env, tmp_path / "home", log)
+    processes.append(api)
+    base = f"http://127.0.0.1:{port}"
+
+    def healthz() -> bool:
+        try:
+            return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_for(healthz, api, log, "/healthz to answer")
+    job_id = requests.post(f"{base}/v1/jobs", json={"text": "Waiting."}, timeout=5).json()["id"]
+    started = time.monotonic()
+    assert requests.get(f"{base}/v1/jobs/{job_id}?wait=20", timeout=30).json()["status"] == "queued"
+    assert time.monotonic() - started < 5
+    wait_for(lambda: "--worker-class gthread" in log.read_text(), api, log, "the warning about sync workers")

@@ -129,3 +129,25 @@ def test_an_event_whose_task_was_lost_is_queued_again_by_upkeep(  # type: ignore
     assert run_delivery(build_webhook_runtime(config), job_id, attempt=1) == "skipped"
     hook.wait_for(1)
     assert len(hook.received) == 1
+
+
+def test_a_webhook_url_to_a_private_address_is_refused_at_submit(config_env) -> None:  # type: ignore[no-untyped-def]
+    """Regression (issue 15): such URLs were accepted at POST and refused only at delivery."""
+    from test_api import assert_error
+
+    client = make_client(config_env)
+    for url, rule in (
+        ("http://127.0.0.1:9/hook", "loopback"),
+        ("http://localhost/hook", "loopback"),
+        ("http://10.1.2.3/hook", "private"),
+        ("http://[::ffff:192.168.0.1]/hook", "private"),
+        ("http://169.254.169.254/latest", "cloud metadata"),
+    ):
+        response = client.post("/v1/jobs", json={"text": "Hi.", "webhook_url": url})
+        assert_error(response, 400, "invalid_webhook_url")
+        message = response.get_json()["error"]["message"]
+        assert rule in message and "TTSQ_WEBHOOK_ALLOW" in message, message
+    allowed = make_client({**config_env, "TTSQ_WEBHOOK_ALLOW": "127.0.0.1"})
+    assert allowed.post("/v1/jobs", json={"text": "Hi.", "webhook_url": "http://127.0.0.1:9/hook"}).status_code == 202
+    names = client.post("/v1/jobs", json={"text": "Hi.", "webhook_url": "https://hooks.example.com/x"})
+    assert names.status_code == 202  # a name is resolved, and checked, at each delivery

@@ -57,6 +57,10 @@ def test_orphaned_running_job_is_requeued_once(runtime, redis_client) -> None:  
     assert run_job(runtime, job_id) == "continued"
     assert runtime.store.get(job_id).attempts == 0  # the first segment's task ended well: the count starts again
     assert run_to_end(runtime, job_id) == "succeeded"
+    # Regression (issue 15): the job's attempts read 1, 2, 1 across a kill; per job it is 2 from the restart on.
+    from api.schemas import job_view
+
+    assert job_view(runtime.store.get(job_id), None)["attempts"] == 2
 
 
 def test_running_job_with_a_live_lock_is_left_alone(runtime) -> None:  # type: ignore[no-untyped-def]
@@ -170,3 +174,16 @@ def test_a_job_whose_next_message_was_lost_is_requeued_when_stale(runtime) -> No
     runtime.store.update(job_id, status="running", in_task=False, heartbeat_at=time.time() - 7200)
     assert runtime.store.requeue_if_orphaned(job_id, stale_after_s=3600) is not None
     assert runtime.store.get(job_id).status == JobStatus.queued
+
+
+def test_the_worker_logs_one_line_when_a_job_succeeds(runtime, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Regression (issue 15): the worker's log said nothing when a job ended well."""
+    import logging
+
+    job_id = make_job(runtime)
+    with caplog.at_level(logging.INFO, logger="worker"):
+        assert run_to_end(runtime, job_id) == "succeeded"
+    ends = [r.getMessage() for r in caplog.records if "succeeded:" in r.getMessage()]
+    duration = runtime.store.get(job_id).result.duration_s
+    assert ends == [f"{job_id}: succeeded: {duration:.1f} s of wav audio" + ends[0].split("wav audio", 1)[1]]
+    assert " s of synthesis, " in ends[0] and ends[0].endswith(" s after it was queued")

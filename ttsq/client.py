@@ -23,9 +23,10 @@ def _check(response: requests.Response) -> dict[str, Any]:
         body = {}
     if response.status_code >= 400:
         error = body.get("error", {}) if isinstance(body, dict) else {}
-        raise ClientError(
-            f"HTTP {response.status_code} {error.get('code', '')}: {error.get('message', response.text[:200])}"
-        )
+        message = f"HTTP {response.status_code} {error.get('code', '')}: {error.get('message', response.text[:200])}"
+        if response.status_code == 401:
+            message += " (give the key with --api-key or TTSQ_API_KEY)"
+        raise ClientError(message)
     return body  # type: ignore[no-any-return]
 
 
@@ -40,8 +41,10 @@ def submit(
     speed: float = 1.0,
     api_key: str | None = None,
     idempotency_key: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"text": text, "speed": speed}
+    """Queue a job; ``options`` are further fields of the job request (format, marks, webhook_url, metadata)."""
+    body: dict[str, Any] = {"text": text, "speed": speed, **(options or {})}
     if speaker:
         body["speaker"] = speaker
     headers = _auth(api_key)

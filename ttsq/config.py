@@ -24,6 +24,8 @@ DEFAULT_SPEAKER = "joe"
 """The bundled voice; also the speaker a job gets when it names none, if the deployment serves it."""
 DEFAULT_SPEAKERS = f"{DEFAULT_SPEAKER}={DEFAULT_SOURCE}"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+REDIS_DATABASES = 16
+"""Redis's default ``databases``: a URL naming a higher one is refused at start."""
 MIN_SECRET_CHARS = 16
 EMBEDDED_SOCKET = "redis.sock"
 
@@ -191,9 +193,25 @@ class Config(BaseModel):
     def _check_redis_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        scheme = urlparse(value).scheme
-        if scheme not in REDIS_SCHEMES:
+        parsed = urlparse(value)
+        if parsed.scheme not in REDIS_SCHEMES:
             raise ValueError(f"got {value!r}; expected a URL with scheme one of: {', '.join(REDIS_SCHEMES)}")
+        try:
+            parsed.port  # noqa: B018  (raises on a port that is no number)
+        except ValueError:
+            raise ValueError(f"got {value!r}; the port must be a number from 1 to 65535") from None
+        if parsed.scheme == "unix":
+            if not parsed.path:
+                raise ValueError(f"got {value!r}; expected unix:///path/to/redis.sock[?db=N]")
+            db = parse_qs(parsed.query).get("db", ["0"])[0]
+        else:
+            db = parsed.path.removeprefix("/") or "0"
+        # redis-py would read "/abc" as db 0 and Celery retry "/99" a hundred times: say so now, in one line.
+        if not (db.isascii() and db.isdigit() and int(db) < REDIS_DATABASES):
+            raise ValueError(
+                f"got {value!r}; the database (the /N at the end, or ?db=N) must be a number from 0 to "
+                f"{REDIS_DATABASES - 1}"
+            )
         return value
 
     @field_validator("storage")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from dataclasses import asdict
@@ -21,6 +22,8 @@ from ttsq.storage.base import key_for, segment_key
 from .cleanup import remove_job_files
 from .outcomes import AudioTooLongError, JobCanceledError, JobTimeoutError, LockLostError, Outcome
 from .runtime import Runtime
+
+logger = logging.getLogger(__name__)
 
 RUNNING = (JobStatus.running,)
 FAST_SPOKEN_CHARS_PER_S = 22.0
@@ -44,7 +47,10 @@ def plan(runtime: Runtime, job: Job, token: str, text: str) -> None:
             first, size = index, 0
         size += len(chunk.source)
     segments.append((first, len(chunks)))
-    records = [{"spoken": c.spoken, "paragraph": c.paragraph, "heading": c.heading} for c in chunks]
+    records = [
+        {"spoken": c.spoken, "paragraph": c.paragraph, "heading": c.heading, "source": c.source, "continues": c.continues}
+        for c in chunks
+    ]
     progress = Progress(chunks_done=0, chunks_total=len(chunks)).model_dump()
     if not runtime.plans.save(job.id, token, records, segments):
         raise _stopped(runtime, job.id)
@@ -183,5 +189,13 @@ def assemble(runtime: Runtime, job: Job, token: str) -> Outcome:
         if runtime.store.status(job.id) == JobStatus.canceled:
             raise JobCanceledError  # canceled while the output was being written: it goes too
         raise LockLostError
+    logger.info(
+        "%s: succeeded: %.1f s of %s audio in %.1f s of synthesis, %.1f s after it was queued",
+        job.id,
+        result.duration_s,
+        job.format,
+        job.synth_s,
+        time.time() - job.created_at,
+    )
     remove_job_files(runtime, job, output=False, strict=True)
     return Outcome.succeeded

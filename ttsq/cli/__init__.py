@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..config import DEFAULT_SPEAKER, command_line_default
+from ..storage.base import OUTPUT_FORMATS
 from .local import cmd_keys_new, cmd_pre_download, cmd_say, cmd_voices_convert, cmd_voices_push, cmd_webhook_secret
-from .remote import cmd_healthcheck, cmd_speakers, cmd_submit
+from .remote import cmd_healthcheck, cmd_speakers, cmd_submit, cmd_workers
 from .stack import DEMO_TEXT, cmd_api, cmd_demo, cmd_serve, cmd_webhooks, cmd_worker
 
 
@@ -47,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speaker", default=None)
     p.add_argument("--speed", type=float, default=1.0, help="> 1 is faster")
     p.add_argument("--wait", action="store_true", help="follow progress and download the audio")
-    p.add_argument("-o", "--output", default="out.wav")
+    p.add_argument("-o", "--output", default=None, help="where --wait writes the audio (default out.<format>)")
+    p.add_argument("--format", choices=OUTPUT_FORMATS, default=None, help="default: the output's extension, else wav")
+    p.add_argument("--marks", action="store_true", help="ask for paragraph and heading marks")
+    p.add_argument("--webhook-url", default=None, help="signed POST to this URL when the job ends")
+    p.add_argument("--metadata", default=None, help="a JSON object echoed in the job and its webhook event")
     p.add_argument("--url", default=api_url, help="server base URL (TTSQ_API_URL)")
     p.add_argument("--api-key", default=command_line_default("TTSQ_API_KEY") or None, help="API key (TTSQ_API_KEY)")
     p.set_defaults(func=cmd_submit)
@@ -91,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("component", choices=["api", "worker"])
     p.add_argument("--port", type=_port, default=command_line_default("TTSQ_PORT"), help="API port (TTSQ_PORT)")
     p.set_defaults(func=cmd_healthcheck)
+
+    p = sub.add_parser("workers", help="live workers: name, device, speakers, the jobs each runs now")
+    p.set_defaults(func=cmd_workers)
 
     p = sub.add_parser("demo", help="run the embedded stack once on the sample text")
     p.add_argument("--file", default=str(DEMO_TEXT))

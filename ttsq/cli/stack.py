@@ -19,7 +19,7 @@ from ..config import DEFAULT_HOST, Config
 from ..credentials import secret_key
 from ..logs import setup_logging
 from ..procinfo import stop_process
-from .common import _config
+from .common import _config, probe_redis
 from .remote import cmd_submit
 
 logger = logging.getLogger("ttsq")
@@ -50,14 +50,19 @@ def cmd_api(args: argparse.Namespace) -> int:
     setup_logging(config.log_level, config.log_format)
     check_bind(config, args.host)
     _exit_with_parent(args.parent_pid)
+    probe_redis(config, "API")
     app = create_app(config)
     if not config.api_keys:
         logger.warning(
             "no API keys configured (TTSQ_API_KEYS): anyone on this host can use the API, so it listens on %s only",
             args.host,
         )
+    try:
+        server = waitress.create_server(app, host=args.host, port=args.port, threads=8, ident="ttsq")
+    except OSError as error:  # the port is taken, or the address is not this host's
+        sys.exit(f"ttsq api: cannot listen on {args.host}:{args.port}: {error.strerror or error}")
     logger.info("API on http://%s:%d", args.host, args.port)
-    waitress.serve(app, host=args.host, port=args.port, threads=8, ident="ttsq")
+    server.run()
     return 0
 
 
@@ -82,6 +87,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         sys.exit("ttsq: TTSQ_REDIS_URL is not set; run `ttsq serve` for the embedded stack, or point it at your Redis")
     setup_logging(config.log_level, config.log_format)
     _exit_with_parent(args.parent_pid)
+    probe_redis(config, "worker")
     from engine import EngineError
     from worker.main import run_worker
 

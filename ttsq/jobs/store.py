@@ -146,6 +146,7 @@ class JobStore:
             heartbeat_at=now,
             worker=worker,
             attempts=job.attempts + 1,
+            restarts=job.restarts + (1 if job.attempts else 0),  # this task was started before and did not finish
         )
 
     def hand_off(self, job_id: str, token: str) -> bool:

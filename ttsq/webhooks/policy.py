@@ -121,6 +121,33 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
     return None
 
 
+def _refuse_unless_allowed(host: str, address: IPAddress, networks: Sequence[Network]) -> None:
+    reason = forbidden_reason(address)
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    allowed = any(address in net or (mapped is not None and mapped in net) for net in networks)
+    if reason is not None and not allowed:
+        where = f"{host} is" if host == str(address) else f"{host} resolves to {address},"
+        raise WebhookRefused(f"{where} a {reason} address; add it to TTSQ_WEBHOOK_ALLOW to permit it")
+
+
+def check_written_address(url: str, allow: Sequence[str] = ()) -> None:
+    """At POST, without DNS: a URL whose host is an address (or localhost) gets the delivery's verdict at once.
+    Names are resolved, and checked again, at each delivery (their answers may change meanwhile)."""
+    validate_url(url)
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    networks, hosts = parse_allow(allow)
+    if host in hosts:
+        return
+    if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always loopback
+        _refuse_unless_allowed(host, ipaddress.ip_address("127.0.0.1"), networks)
+        return
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return  # a name
+    _refuse_unless_allowed(str(address), address, networks)
+
+
 def check_destination(url: str, allow: Sequence[str] = ()) -> Destination:
     """Resolve ``url``'s host and check every address it has; return one to connect to (pinned: no second lookup,
     so a DNS answer that changes between check and connect cannot redirect the request).
@@ -138,13 +165,6 @@ def check_destination(url: str, allow: Sequence[str] = ()) -> Destination:
         raise socket.gaierror(f"{host} has no addresses")
     if host.lower() not in hosts:
         for raw in addresses:
-            address = ipaddress.ip_address(raw.split("%", 1)[0])
-            reason = forbidden_reason(address)
-            mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-            allowed = any(address in net or (mapped is not None and mapped in net) for net in networks)
-            if reason is not None and not allowed:
-                raise WebhookRefused(
-                    f"{host} resolves to {address}, a {reason} address; add it to TTSQ_WEBHOOK_ALLOW to permit it"
-                )
+            _refuse_unless_allowed(host, ipaddress.ip_address(raw.split("%", 1)[0]), networks)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Destination(scheme=scheme, host=host, port=port, target=target, address=addresses[0])
