@@ -757,3 +757,17 @@ def test_under_sync_workers_a_long_poll_answers_at_once_and_says_why(
     assert requests.get(f"{base}/v1/jobs/{job_id}?wait=20", timeout=30).json()["status"] == "queued"
     assert time.monotonic() - started < 5
     wait_for(lambda: "--worker-class gthread" in log.read_text(), api, log, "the warning about sync workers")
+
+
+@pytest.mark.slow
+def test_gunicorn_without_a_secret_key_says_so_in_one_line(config_env: dict[str, str], tmp_path: Path) -> None:
+    """Regression (issue 15): 46 lines of traceback came before gunicorn's "Worker failed to boot"."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")}, **config_env}
+    del env["TTSQ_SECRET_KEY"]
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    argv = ["gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{free_port()}", "api.wsgi:app"]
+    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    ours = [line for line in done.stderr.splitlines() if line.startswith("ttsq:")]
+    assert len(ours) == 1 and ours[0].startswith("ttsq: configuration error: TTSQ_SECRET_KEY must be set"), ours

@@ -123,6 +123,11 @@ def run_webhook_worker(config: Config) -> None:
     held.install(runtime)
     queue = config.keys.webhooks_queue
     logger.info("webhook consumer consuming %s", queue)
+    if config.public_url is None:
+        logger.warning(
+            "TTSQ_PUBLIC_URL is not set: the result links in webhook events are relative (/v1/files/...); set it "
+            "to the API's public base URL"
+        )
     quiet = ["--quiet"] if config.log_level in ("WARNING", "ERROR") else []
     runtime.celery.worker_main(
         [
