@@ -36,6 +36,15 @@ def authenticate() -> None:
                 "TTSQ_API_KEYS, or TTSQ_TRUSTED_PROXIES when a reverse proxy sits in front",
                 headers={"WWW-Authenticate": 'Bearer realm="ttsq"'},
             )
+        if s.config.trusted_proxies and "X-Forwarded-For" not in request.headers:
+            # ProxyFix believes X-Forwarded-For alone: without it the socket address is the proxy's own (loopback).
+            raise ApiError(
+                401,
+                "unauthorized",
+                "with TTSQ_TRUSTED_PROXIES set and no API keys, a request must come through the proxy, which sets "
+                "X-Forwarded-For",
+                headers={"WWW-Authenticate": 'Bearer realm="ttsq"'},
+            )
         if not _is_loopback(request.remote_addr):
             raise ApiError(
                 401,

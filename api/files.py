@@ -14,7 +14,7 @@ from ttsq.storage.local import LocalStorage
 from .errors import ApiError
 from .services import services
 
-CANONICAL_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]*)")
+CANONICAL_INTEGER = re.compile(r"0|-?[1-9][0-9]*")
 
 bp = Blueprint("files", __name__, url_prefix="/v1")
 

@@ -11,7 +11,6 @@ import redis
 from flask import Blueprint, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from ttsq import presence
 from ttsq.config import DEFAULT_SPEAKER
 from ttsq.links import result_link
 from ttsq.logs import job_context
@@ -23,6 +22,7 @@ from . import access, idempotency
 from .errors import ApiError
 from .schemas import job_view, parse_job_request, read_json_body
 from .services import services
+from .speakers import known_speakers, waiting_for_worker
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
@@ -38,9 +38,9 @@ def create_job() -> ResponseReturnValue:
         raise ApiError(
             413, "text_too_long", f"text has {len(req.text)} characters; the limit is {s.config.max_text_chars}"
         )
-    known = sorted(s.config.speakers)
+    known = sorted(known_speakers(s))
     speaker = req.speaker or (DEFAULT_SPEAKER if DEFAULT_SPEAKER in known else known[0])
-    if speaker not in s.config.speakers:
+    if speaker not in known:
         raise ApiError(
             404,
             "unknown_speaker",
@@ -77,7 +77,7 @@ def create_job() -> ResponseReturnValue:
         logger.warning("%s: could not count the job: %s", job.id, error)
     with job_context(job.id):
         logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
-    response = jsonify(job_view(job, None))
+    response = jsonify(job_view(job, None, waiting_for_worker(s, job)))
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return response, 202
 
@@ -151,13 +151,13 @@ def _own_job(job: Job | None, job_id: str) -> Job:
 def get_job(job_id: str) -> ResponseReturnValue:
     """``?wait=S`` (at most 30) holds the answer until the job changes or ends: progress without busy polling."""
     s = services()
-    wait_s = _wait_seconds(request.args.get("wait")) if _can_hold_requests() else 0.0
+    wait_s = _wait_seconds(request.args.getlist("wait")) if _can_hold_requests() else 0.0
     # Ownership first: another key's job must answer 404 at once, like a job that does not exist.
     job = _own_job(s.store.get(job_id) if is_job_id(job_id) else None, job_id)
     if wait_s:
         job = _own_job(s.store.wait_for_change(job_id, wait_s), job_id)
     link = _result_link(job) if job.status == JobStatus.succeeded else None
-    return jsonify(job_view(job, link))
+    return jsonify(job_view(job, link, waiting_for_worker(s, job)))
 
 
 _warned_single_threaded = False
@@ -179,9 +179,10 @@ def _can_hold_requests() -> bool:
     return False
 
 
-def _wait_seconds(raw: str | None) -> float:
-    if raw is None:
+def _wait_seconds(given: list[str]) -> float:
+    if not given:
         return 0.0
+    raw = given[0] if len(given) == 1 else ",".join(given)  # given twice: not a number
     # A JSON number in ASCII: float() alone would also take "1_0", " 5", "+5" and fullwidth digits.
     value = float(raw) if JSON_NUMBER.fullmatch(raw) else -1.0
     if not 0 <= value <= MAX_WAIT_S:  # also refuses nan and inf
@@ -196,14 +197,3 @@ def _result_link(job: Job) -> dict[str, Any] | None:
         return None
     url, expires_at = result_link(s.config, s.storage, s.secret, job.result.key, request.host_url)
     return {"url": url, "url_expires_at": iso(expires_at)}
-
-
-@bp.get("/speakers")
-def list_speakers() -> ResponseReturnValue:
-    s = services()
-    served = {name for worker in presence.live_workers(s.redis, s.config.keys) for name in worker.speakers}
-    speakers = [
-        {"name": name, "source": source, "available": name in served}
-        for name, source in sorted(s.config.speakers.items())
-    ]
-    return jsonify({"speakers": speakers})

@@ -138,7 +138,7 @@ def check_webhook_url(url: str, allow: Sequence[str] = ()) -> None:
         raise ApiError(400, "invalid_webhook_url", str(error)) from None
 
 
-def job_view(job: Job, result_link: dict[str, Any] | None) -> dict[str, Any]:
+def job_view(job: Job, result_link: dict[str, Any] | None, waiting_for_worker: bool = False) -> dict[str, Any]:
     progress = job.progress
     fraction = None
     if progress.chunks_total:
@@ -157,6 +157,7 @@ def job_view(job: Job, result_link: dict[str, Any] | None) -> dict[str, Any]:
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
         "attempts": (1 + job.restarts) if job.started_at is not None else 0,
+        "waiting_for_worker": waiting_for_worker,
         "progress": {**progress.model_dump(), "fraction": fraction},
         "error": job.error.model_dump() if job.error else None,
         "result": None,

@@ -307,3 +307,6 @@ def test_with_a_trusted_proxy_the_forwarded_client_is_the_one_checked(config_env
     assert_error(remote, 401, "unauthorized")  # a client elsewhere, without keys: not answered
     near = client.get("/v1/speakers", headers={"X-Forwarded-For": "127.0.0.1"}, environ_base=local)
     assert near.status_code == 200
+    # ProxyFix reads X-Forwarded-For alone: a request without it (or with only the other forms) is not placed.
+    for headers in ({}, {"X-Real-IP": "127.0.0.1"}, {"Forwarded": "for=127.0.0.1"}):
+        assert_error(client.get("/v1/speakers", headers=headers, environ_base=local), 401, "unauthorized")

@@ -279,3 +279,26 @@ def test_long_poll_times_out_with_the_job_as_it_is(client) -> None:  # type: ign
 @pytest.mark.parametrize("wait", ["-1", "31", "soon", "nan", "inf"])
 def test_bad_wait_is_400(client, wait: str) -> None:  # type: ignore[no-untyped-def]
     assert_error(client.get(f"/v1/jobs/{'0' * 32}?wait={wait}"), 400, "invalid_wait")
+
+
+def test_speakers_are_the_configured_and_the_announced_ones(client, runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    """Regression (issue 15): a voice on a worker but not in the API's TTSQ_SPEAKERS was 404; a speaker no live
+    worker serves was taken silently and stayed queued."""
+    from ttsq import presence
+
+    keys = runtime.config.keys
+    queued = client.post("/v1/jobs", json={"text": "Hello."}).get_json()
+    assert queued["status"] == "queued" and queued["waiting_for_worker"] is True  # configured, no live worker
+    voice = presence.AnnouncedVoice(source="pkg://amy_voice", sample_rate=16000, backend="onnx")
+    amy = presence.WorkerPresence(name="amy-worker", speakers=["amy"], voices={"amy": voice})
+    presence.announce(redis_client, keys, amy, 30)
+    listed = {s["name"]: s for s in client.get("/v1/speakers").get_json()["speakers"]}
+    assert listed["amy"] == {"name": "amy", "source": "pkg://amy_voice", "available": True, "sample_rate": 16000,
+                             "backend": "onnx"}  # fmt: skip
+    assert listed["joe"]["available"] is False
+    job = client.post("/v1/jobs", json={"text": "Hello.", "speaker": "amy"}).get_json()
+    assert job["speaker"] == "amy" and job["waiting_for_worker"] is False
+    assert redis_client.llen(keys.speaker_queue("amy")) == 1
+    assert client.get(f"/v1/jobs/{queued['id']}").get_json()["waiting_for_worker"] is True
+    presence.announce(redis_client, keys, presence.WorkerPresence(name="joe-worker", speakers=["joe"]), 30)
+    assert client.get(f"/v1/jobs/{queued['id']}").get_json()["waiting_for_worker"] is False

@@ -21,7 +21,7 @@ def test_a_signed_link_is_answered_only_as_issued(client, link) -> None:  # type
     # As issued: the signature holds (the file is just missing).
     assert_error(client.get(f"/v1/files/{key}?expires={expires}&signature={signature}"), 404, "file_not_found")
     fullwidth = "".join(chr(0xFF10 + int(d)) for d in str(expires))
-    for spelled in (f"0{expires}", f"+{expires}", f"%20{expires}", f"{expires}%20", fullwidth):
+    for spelled in ("-0", f"0{expires}", f"+{expires}", f"%20{expires}", f"{expires}%20", fullwidth):
         response = client.get(f"/v1/files/{key}?expires={spelled}&signature={signature}")
         assert_error(response, 403, "invalid_signature")
     twice = f"/v1/files/{key}?expires={expires}&expires={expires}&signature={signature}"
@@ -33,6 +33,10 @@ def test_a_signed_link_is_answered_only_as_issued(client, link) -> None:  # type
 @pytest.mark.parametrize("wait", ["1_0", "\uff15", " 5", "5 ", "+5", "nan", "inf", "0x1", "1e400", ""])
 def test_wait_is_a_plain_number(client, wait) -> None:  # type: ignore[no-untyped-def]
     assert_error(client.get(f"/v1/jobs/{'0' * 32}", query_string={"wait": wait}), 400, "invalid_wait")
+
+
+def test_wait_given_twice_is_refused(client) -> None:  # type: ignore[no-untyped-def]
+    assert_error(client.get(f"/v1/jobs/{'0' * 32}?wait=1&wait=2"), 400, "invalid_wait")
 
 
 @pytest.mark.parametrize("wait", ["0", "0.5", "2", "1e-05", "3.0E1"])

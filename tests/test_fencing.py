@@ -81,3 +81,38 @@ def test_a_segment_is_named_after_its_run_and_a_stale_run_commits_no_object(runt
     assert runtime.storage.size(f"{job_id}.wav") is None
     assert run_to_end(runtime, job_id) == "succeeded"
     assert [p.name for p in runtime.storage.root.iterdir()] == [f"{job_id}.wav"]  # segments gone once assembled
+
+
+def test_a_hand_off_after_a_cancel_leaves_the_canceled_record_as_it_ended(runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: the hand-off rewrote in_task/attempts on a canceled record after its finished_at."""
+    job_id = make_job(runtime, LONG)
+    store = runtime.store
+    original = store.hand_off
+
+    def cancel_first(job: str, token: str) -> bool:
+        assert store.cancel(job)
+        frozen.update(_record(runtime, job))
+        return original(job, token)
+
+    frozen: dict[bytes, bytes] = {}
+    monkeypatch.setattr(store, "hand_off", cancel_first)
+    from worker.synthesis import run_job
+
+    assert run_job(runtime, job_id) == "canceled"
+    assert _record(runtime, job_id) == frozen
+    assert list(runtime.storage.root.glob(f"{job_id}*")) == []  # its segment went with the cancel
+
+
+def test_what_killed_runs_left_in_storage_goes_with_the_job(runtime) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: a killed run's partial file, and a segment it stored but never recorded, stayed forever."""
+    job_id = make_job(runtime)
+    root = runtime.storage.root
+    root.mkdir(parents=True, exist_ok=True)
+    partial = root / f".{job_id}.s000000.aaaaaaaaaaaa.pcm.aaaaaaaaaaaa.part"
+    leftovers = [partial, root / f"{job_id}.s000000.bbbbbbbbbbbb.pcm"]
+    for path in leftovers:
+        path.write_bytes(b"left by a killed run")
+    other = root / f"{'c' * 32}.wav"
+    other.write_bytes(b"another job's audio")
+    assert run_to_end(runtime, job_id) == "succeeded"
+    assert sorted(p.name for p in root.iterdir()) == sorted([f"{job_id}.wav", other.name])

@@ -49,6 +49,10 @@ def test_every_core_module_is_bound_by_the_core_contract() -> None:
     assert not unbound, f"add these to the core contract in pyproject.toml (or to the CLI): {sorted(unbound)}"
     assert not listed - top_level, f"the core contract names modules that do not exist: {sorted(listed - top_level)}"
     assert set(COMPOSITION_ROOT) <= set(_core_contract()["forbidden_modules"])
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = config["tool"]["importlinter"]["contracts"]
+    light = next(c for c in contracts if "engine.tts" in c.get("forbidden_modules", []))
+    assert set(light["source_modules"]) == listed | {"api"}, "the two lists of core modules in pyproject.toml differ"
 
 
 def test_the_contracts_hold_and_catch_an_api_module_importing_the_worker(tmp_path: Path) -> None:

@@ -54,9 +54,6 @@ class WebhookState(BaseModel):
     """How the job's end event is being delivered (the receiver's bodies are never kept)."""
 
     attempts: int = 0
-    """Starts of the job's current task (plan, segment or assembly), reset when one finishes: its worker-lost count."""
-    restarts: int = 0
-    """Tasks started again after their worker died, over the whole job (what a user reads as attempts)."""
     last_status: int | None = None
     """HTTP status of the last attempt; None when it got no answer (refused, timeout, network error)."""
     last_error: str | None = None

@@ -10,13 +10,32 @@ from pydantic import BaseModel, Field, ValidationError
 from .keys import Keys
 
 
+class AnnouncedVoice(BaseModel):
+    """One speaker as a worker serves it."""
+
+    source: str
+    sample_rate: int
+    backend: str
+
+
 class WorkerPresence(BaseModel):
     """What a live worker says of itself; the key holding it lives ``TTSQ_LOCK_TTL_S`` unless refreshed."""
 
     name: str
     speakers: list[str] = Field(default_factory=list)
+    voices: dict[str, AnnouncedVoice] = Field(default_factory=dict)
+    """Each served speaker's source, sample rate and backend (workers of older versions announce none)."""
     device: str | None = None
     at: float = Field(default_factory=time.time)
+
+
+def served_voices(workers: list[WorkerPresence]) -> dict[str, AnnouncedVoice | None]:
+    """Every speaker some live worker serves, with what one of them announced of it."""
+    served: dict[str, AnnouncedVoice | None] = {}
+    for worker in workers:
+        for name in worker.speakers:
+            served[name] = worker.voices.get(name) or served.get(name)
+    return served
 
 
 def announce(client: redis.Redis, keys: Keys, presence: WorkerPresence, ttl_s: int) -> None:

@@ -1,4 +1,5 @@
-"""Every Lua script ttsq runs in Redis, in one place: each is one fenced, atomic step.
+"""Every Lua script ttsq runs in Redis, in one place: each is one atomic step; those a job's run uses are fenced
+(the run's lock token and the job's state are checked in the same step as the write).
 
 Scripts that read job records compare JSON-encoded field values (see ``ttsq.models.encode_fields``), so the
 encoded forms are built here from the statuses rather than written out by hand.
@@ -8,9 +9,10 @@ from __future__ import annotations
 
 import json
 
-from .models import ACTIVE_STATUSES
+from .models import ACTIVE_STATUSES, JobStatus
 
 _ACTIVE_TEST = " or ".join(f"status == '{json.dumps(s.value)}'" for s in ACTIVE_STATUSES)
+_RUNNING = json.dumps(JobStatus.running.value)
 
 REFRESH_LOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
@@ -24,15 +26,15 @@ return 0
 """
 """KEYS: lock. ARGV: token. Drops the lock only for the run that holds it."""
 
-HAND_OFF = """
+HAND_OFF = f"""
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('del', KEYS[1])
-if redis.call('exists', KEYS[2]) == 0 then return 0 end
+if redis.call('hget', KEYS[2], 'status') ~= '{_RUNNING}' then return 0 end
 redis.call('hset', KEYS[2], 'in_task', ARGV[2], 'attempts', ARGV[3])
 return 1
 """
-"""KEYS: lock, record. ARGV: token, encoded in_task and attempts. Ends a task's turn in one step (never recreating
-a record that retention removed)."""
+"""KEYS: lock, record. ARGV: token, encoded in_task and attempts. Ends a task's turn in one step; only a running job
+is touched (a canceled one keeps its record as it ended, a purged one is never recreated)."""
 
 FENCED_UPDATE = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -52,13 +54,31 @@ return 1
 only for the run holding the lock, only while the record exists with one of the statuses: a run that lost its lock
 (paused past the TTL, say) changes nothing, and a job removed meanwhile is never recreated as a fragment."""
 
-FINISH_SEGMENT = """
+FINISH_SEGMENT = f"""
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('hget', KEYS[3], 'status') ~= '{_RUNNING}' then return 0 end
 if redis.call('llen', KEYS[2]) ~= tonumber(ARGV[2]) then return 0 end
 redis.call('rpush', KEYS[2], ARGV[3])
 return 1
 """
-"""KEYS: lock, done list. ARGV: token, segment index, record. Appends a segment's record once, in order."""
+"""KEYS: lock, done list, record. ARGV: token, segment index, record. Appends a segment's record once, in order,
+for the running job's lock holder only."""
+
+SAVE_PLAN = f"""
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('hget', KEYS[2], 'status') ~= '{_RUNNING}' then return 0 end
+redis.call('del', KEYS[3], KEYS[4])
+local chunks = tonumber(ARGV[2])
+for first = 3, 2 + chunks, 1000 do
+  redis.call('rpush', KEYS[3], unpack(ARGV, first, math.min(first + 999, 2 + chunks)))
+end
+for first = 3 + chunks, #ARGV, 1000 do
+  redis.call('rpush', KEYS[4], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
+return 1
+"""
+"""KEYS: lock, record, chunks list, segments list. ARGV: token, number of chunks, the chunks, the segments. Stores
+a plan for the running job's lock holder only, in batches (Lua's unpack has a limit)."""
 
 RESERVE_SLOT = f"""
 for _, id in ipairs(redis.call('smembers', KEYS[1])) do

@@ -32,10 +32,7 @@ def purge_expired(runtime: Runtime, now: float | None = None, batch: int = 100) 
             continue  # another worker took it
         job = store.get(job_id)
         try:
-            if job is not None:
-                remove_job_files(runtime, job, strict=True)
-            else:
-                runtime.plans.delete(job_id)
+            remove_job_files(runtime, job_id, strict=True)
         except Exception:
             # Keep it listed, so the next sweep tries again rather than leaving audio with no record pointing to it.
             store.unclaim_expired(job_id, (job.finished_at or cutoff) if job else cutoff)

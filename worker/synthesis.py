@@ -48,6 +48,8 @@ def _run_job(runtime: Runtime, job_id: str) -> Outcome:
         outcome = _take(runtime, job_id, token, lost)
         if outcome == Outcome.continued and not store.hand_off(job_id, token):
             outcome = Outcome.lock_lost
+            if store.status(job_id) == JobStatus.canceled and (job := store.get(job_id)) is not None:
+                outcome = _discard(runtime, job)  # canceled as this piece ended: its files go
     finally:
         stop.set()
         keeper.join()
@@ -124,7 +126,7 @@ def _queue_next(runtime: Runtime, job_id: str) -> None:
 def _fail(runtime: Runtime, job: Job, token: str, failure: JobFailure) -> Outcome:
     logger.warning("%s: failed (%s): %s", job.id, failure.code, failure.message)
     if runtime.store.mark_failed(job.id, token, failure.code, failure.message):
-        remove_job_files(runtime, job)
+        remove_job_files(runtime, job.id)
         return Outcome.failed
     if runtime.store.status(job.id) == JobStatus.canceled:  # canceled while failing: it stays canceled
         return _discard(runtime, job)
@@ -133,7 +135,7 @@ def _fail(runtime: Runtime, job: Job, token: str, failure: JobFailure) -> Outcom
 
 def _discard(runtime: Runtime, job: Job) -> Outcome:
     logger.info("%s: canceled; removing its partial output", job.id)
-    remove_job_files(runtime, job)
+    remove_job_files(runtime, job.id)
     return Outcome.canceled
 
 

@@ -22,8 +22,13 @@ logger = logging.getLogger(__name__)
 
 def announce(runtime: Runtime) -> None:
     """A key that lives lock_ttl_s: /readyz counts workers by these."""
-    info = presence.WorkerPresence(name=runtime.name, speakers=runtime.tts.names, device=runtime.tts.device)
-    presence.announce(runtime.store.redis, runtime.config.keys, info, runtime.config.lock_ttl_s)
+    voices = {
+        name: presence.AnnouncedVoice(source=info.source, sample_rate=info.sample_rate, backend=info.backend)
+        for name, info in runtime.tts.info.items()
+    }
+    tts = runtime.tts
+    me = presence.WorkerPresence(name=runtime.name, speakers=tts.names, voices=voices, device=tts.device)
+    presence.announce(runtime.store.redis, runtime.config.keys, me, runtime.config.lock_ttl_s)
 
 
 def requeue_orphans(runtime: Runtime) -> list[str]:
@@ -49,12 +54,13 @@ class Outage:
 
     def __init__(self) -> None:
         self.since: float | None = None
+        self.kind: type[Exception] | None = None
 
     def failed(self, error: Exception, interval_s: float) -> None:
-        if self.since is not None:
+        if self.since is not None and type(error) is self.kind:
             logger.debug("worker upkeep still failing: %s", error)
             return
-        self.since = time.monotonic()
+        self.since, self.kind = self.since or time.monotonic(), type(error)  # a new kind of failure is told too
         if isinstance(error, (redis.ConnectionError, redis.TimeoutError, kombu.exceptions.OperationalError)):
             logger.error("worker upkeep: Redis is unreachable (%s); retrying every %.0f s", error, interval_s)
         else:  # not an outage: a bug, whose traceback is wanted (once)
@@ -63,7 +69,7 @@ class Outage:
     def ok(self) -> None:
         if self.since is not None:
             logger.warning("worker upkeep works again after %.0f s", time.monotonic() - self.since)
-            self.since = None
+            self.since = self.kind = None
 
 
 def run_upkeep(runtime: Runtime, stop: threading.Event) -> None:

@@ -1,4 +1,4 @@
-"""The ``ttsq`` command: serve, api, worker, submit, speakers, say, pre-download, keys, demo."""
+"""The ``ttsq`` command: the parser and ``main``; the commands live in ``stack``, ``remote`` and ``local``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What every ``ttsq`` command shares: the default address and the configuration read from the environment."""
+"""What every ``ttsq`` command shares: the configuration read from the environment, and the Redis probe."""
 
 from __future__ import annotations
 

@@ -196,7 +196,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         output = Path(args.output) if args.output else config.data_dir / "demo.wav"
         return cmd_submit(
             argparse.Namespace(
-                file=str(text_file), url=url, speaker=None, speed=1.0, wait=True, output=str(output), api_key=None
+                file=str(text_file),
+                url=url,
+                speaker=None,
+                speed=1.0,
+                wait=True,
+                output=str(output),
+                api_key=None,
+                format=None,
+                marks=False,
+                webhook_url=None,
+                metadata=None,
             )
         )
     except client.ClientError as error:

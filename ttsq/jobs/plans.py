@@ -35,23 +35,10 @@ class PlanStore:
         return self.keys.chunks(job_id), self.keys.segments(job_id), self.keys.segments_done(job_id)
 
     def save(self, job_id: str, token: str, chunks: list[dict[str, Any]], segments: list[tuple[int, int]]) -> bool:
-        """Store the plan in one transaction, only while ``token`` holds the job's lock and its record exists."""
-        chunk_key, segment_key, _ = self._keys(job_id)
-        lock, record = self.keys.lock(job_id), self.keys.job(job_id)
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(lock, record)
-                if _text(pipe.get(lock) or b"") != token or not pipe.exists(record):
-                    return False
-                pipe.multi()
-                pipe.delete(chunk_key, segment_key)
-                for start in range(0, len(chunks), 1000):  # bounded commands for book-length texts
-                    pipe.rpush(chunk_key, *(json.dumps(c) for c in chunks[start : start + 1000]))
-                pipe.rpush(segment_key, *(json.dumps(list(s)) for s in segments))
-                pipe.execute()
-            except redis.WatchError:
-                return False
-        return True
+        """Store the plan in one step, only for the lock holder of a running job (fenced in Lua)."""
+        keys = (self.keys.lock(job_id), self.keys.job(job_id), *self._keys(job_id)[:2])
+        encoded = [json.dumps(c) for c in chunks] + [json.dumps(list(s)) for s in segments]
+        return bool(self.redis.eval(scripts.SAVE_PLAN, 4, *keys, token, len(chunks), *encoded))
 
     def has_plan(self, job_id: str) -> bool:
         return bool(self.redis.exists(self._keys(job_id)[1]))
@@ -77,12 +64,9 @@ class PlanStore:
 
     def finish_segment(self, job_id: str, token: str, index: int, record: SegmentRecord) -> bool:
         """Append the record only as segment ``index``, and only while holding the job's lock: never twice."""
-        keys = (self.keys.lock(job_id), self.keys.segments_done(job_id))
-        return bool(self.redis.eval(scripts.FINISH_SEGMENT, 2, *keys, token, index, record.model_dump_json()))
+        keys = (self.keys.lock(job_id), self.keys.segments_done(job_id), self.keys.job(job_id))
+        return bool(self.redis.eval(scripts.FINISH_SEGMENT, 3, *keys, token, index, record.model_dump_json()))
 
     def delete(self, job_id: str) -> None:
         self.redis.delete(*self._keys(job_id))
 
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

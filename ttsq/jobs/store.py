@@ -19,6 +19,8 @@ from . import locks
 
 logger = logging.getLogger(__name__)
 
+FINISH_TRIES = 5
+"""Looks at a job's end again when its lock or record changed meanwhile (the lock keeper's refresh counts)."""
 WEBHOOK_GRACE_S = 60.0
 """An ended job's event not settled this long after it was due is queued again (its task was lost)."""
 
@@ -63,14 +65,19 @@ class JobStore:
         return None if raw is None else _text(raw)
 
     def status(self, job_id: str) -> JobStatus | None:
+        """The job's status; None when there is none, or none readable (as ``get`` reads a damaged record)."""
         raw = self.redis.hget(self.keys.job(job_id), "status")
-        return None if raw is None else JobStatus(json.loads(raw))
+        try:
+            return None if raw is None else JobStatus(json.loads(raw))
+        except ValueError:
+            return None
 
     def active_ids(self) -> list[str]:
         return sorted(_text(m) for m in self.redis.smembers(self.keys.active))
 
     def update(self, job_id: str, **fields: Any) -> None:
-        """Change fields and tell anyone waiting on the job (see ``wait_for_change``)."""
+        """Change fields, unconditionally, and tell anyone waiting on the job. For tests and tools: a run's writes
+        go through ``update_fenced`` (this one could recreate a record that retention removed)."""
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(self.keys.job(job_id), mapping=encode_fields(fields))
             pipe.publish(self.keys.events(job_id), "changed")
@@ -207,18 +214,20 @@ class JobStore:
         """Record the outcome only while holding the job's lock and while its status is one of ``allowed``
         (a job canceled meanwhile stays canceled); False otherwise."""
         lock = self.keys.lock(job_id)
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(lock, self.keys.job(job_id))
-                job = self.get(job_id)
-                if _text(pipe.get(lock) or b"") != token or job is None or job.status not in allowed:
-                    return False
-                pipe.multi()
-                self._end(pipe, job, fields)
-                pipe.execute()
-            except redis.WatchError:
-                return False
-        return True
+        for _ in range(FINISH_TRIES):
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(lock, self.keys.job(job_id))
+                    job = self.get(job_id)
+                    if _text(pipe.get(lock) or b"") != token or job is None or job.status not in allowed:
+                        return False
+                    pipe.multi()
+                    self._end(pipe, job, fields)
+                    pipe.execute()
+                    return True
+                except redis.WatchError:
+                    continue  # the lock was refreshed (or the record changed): look again
+        return False
 
     def _end(self, pipe: redis.client.Pipeline, job: Job, fields: dict[str, Any]) -> None:
         """The one end-of-job transaction (inside the caller's MULTI): the outcome, out of the active set, into the

@@ -128,7 +128,10 @@ def _histogram(spec: HistogramSpec, fields: dict[str, float]) -> Metric:
 def _active_jobs(flat: list[Any]) -> Metric:
     counts = {status: 0 for status in ACTIVE_STATUSES}
     for raw_status, n in zip(flat[::2], flat[1::2], strict=True):
-        status = json.loads(raw_status)  # job fields are stored JSON-encoded
+        try:
+            status = json.loads(raw_status)  # job fields are stored JSON-encoded
+        except ValueError:
+            continue  # a damaged record: not a job any status counts
         if status in counts:
             counts[status] += int(n)
     gauge = GaugeMetricFamily(

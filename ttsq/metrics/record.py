@@ -64,7 +64,7 @@ JOB_AUDIO = HistogramSpec(
     "ttsq_job_audio_seconds",
     "Seconds of audio in each succeeded job, by speaker.",
     "speaker",
-    (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200),
+    (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400),
 )
 JOB_REALTIME_FACTOR = HistogramSpec(
     "ttsq_job_realtime_factor",

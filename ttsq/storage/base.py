@@ -71,6 +71,10 @@ class Storage(Protocol):
 
     def size(self, key: str) -> int | None: ...
 
+    def remove_job(self, job_id: str, keep: str | None = None) -> None:
+        """Delete every object and partial upload of the job, whichever run left it, but ``keep``."""
+        ...
+
     def delete(self, key: str) -> None: ...
 
     def public_url(self, key: str, ttl_s: int) -> str | None:

@@ -52,6 +52,12 @@ class LocalStorage:
         except FileNotFoundError:
             return None
 
+    def remove_job(self, job_id: str, keep: str | None = None) -> None:
+        check_key(f"{job_id}.wav")  # a job id, not a pattern
+        for path in [*self.root.glob(f"{job_id}.*"), *self.root.glob(f".{job_id}.*.part")]:
+            if path.name != keep:
+                path.unlink(missing_ok=True)
+
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 

@@ -194,6 +194,18 @@ class S3Storage:
         except self.client.exceptions.ClientError:
             return None
 
+    def remove_job(self, job_id: str, keep: str | None = None) -> None:
+        prefix = self.object_key(f"{job_id}.wav").removesuffix("wav")  # "<prefix>/<job id>."
+        kept = self.object_key(keep) if keep else None
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                if item["Key"] != kept:
+                    self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
+        uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix).get("Uploads", [])
+        for upload in uploads:  # a run killed mid-upload leaves its parts stored (and billed) until aborted
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
 

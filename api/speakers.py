@@ -1,0 +1,46 @@
+"""/v1/speakers, and which speakers the API takes jobs for: those configured here and those live workers announce."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from ttsq import presence
+from ttsq.models import Job, JobStatus
+
+from . import access
+from .services import Services, services
+
+bp = Blueprint("speakers", __name__, url_prefix="/v1")
+bp.before_request(access.authenticate)
+
+
+def served(s: Services) -> dict[str, presence.AnnouncedVoice | None]:
+    return presence.served_voices(presence.live_workers(s.redis, s.config.keys))
+
+
+def known_speakers(s: Services) -> dict[str, str]:
+    """Name -> source of every speaker a job may name: configured for the API (so a deployment that scales workers
+    from zero still takes jobs), or announced by a live worker (so a voice added to workers alone is usable)."""
+    announced = {name: voice.source if voice else "" for name, voice in served(s).items()}
+    return {**announced, **s.config.speakers}
+
+
+def waiting_for_worker(s: Services, job: Job) -> bool:
+    """A queued job whose speaker no live worker serves: it waits until one starts (it is not refused)."""
+    return job.status == JobStatus.queued and job.speaker not in served(s)
+
+
+@bp.get("/speakers")
+def list_speakers() -> ResponseReturnValue:
+    s = services()
+    live = served(s)
+    known = known_speakers(s)
+    speakers = []
+    for name in sorted(known):
+        voice = live.get(name)
+        entry = {"name": name, "source": known[name], "available": name in live}
+        if voice is not None:
+            entry |= {"sample_rate": voice.sample_rate, "backend": voice.backend}
+        speakers.append(entry)
+    return jsonify({"speakers": speakers})
