@@ -9,9 +9,12 @@ import numpy as np
 
 from .options import SynthesisOptions
 from .speaker import Speaker
+from .text.clean import display_text
 
 SILENCE_THRESHOLD = 300
 """int16 amplitude below which a chunk's leading and trailing samples count as silence (about -40 dBFS)."""
+MARK_TEXT_CHARS = 80
+"""A mark's ``text`` is at most this many characters of its chunk's source."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,9 @@ class PauseOptions:
     """Before a new paragraph or heading."""
     edge_keep_s: float = 0.03
     """Silence kept at each end of a chunk after trimming, so words are not clipped."""
+    clause_silence_s: float = 0.15
+    """Before a chunk that goes on with the previous one's sentence (an over-long sentence cut at a clause): a
+    comma's pause, not a sentence's."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,11 @@ class NarrationChunk:
     spoken: str
     paragraph: int
     heading: bool = False
+    source: str = ""
+    """The chunk as written: what a mark shows ("Chapter IV", not "Chapter four"). Empty for a caller that has only
+    the spoken form (and in plans stored before issue 16): the mark then shows that."""
+    continues: bool = False
+    """It goes on with the previous chunk's sentence: a clause's pause before it."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,8 @@ class Mark:
     heading: bool
     start_s: float
     text: str
+    """The start of the paragraph as written, Markdown heading marks aside (``display_text``): a player's table of
+    contents. The spoken form ("Section zero: Definitions.") stays internal."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +80,7 @@ def pause_s(previous: NarrationChunk | None, chunk: NarrationChunk, options: Pau
         return 0.0
     if chunk.paragraph != previous.paragraph:
         return options.paragraph_silence_s
-    return options.sentence_silence_s
+    return options.clause_silence_s if chunk.continues else options.sentence_silence_s
 
 
 def narrate(
@@ -93,7 +106,8 @@ def narrate(
         pause = np.zeros(round(pause_s(previous, chunk, options) * rate), dtype=np.int16)
         mark = None
         if previous is None or chunk.paragraph != previous.paragraph:
-            mark = Mark(chunk.paragraph, chunk.heading, (position + len(pause)) / rate, chunk.spoken[:80])
+            text = display_text(chunk.source) if chunk.source else chunk.spoken
+            mark = Mark(chunk.paragraph, chunk.heading, (position + len(pause)) / rate, text[:MARK_TEXT_CHARS])
         position += len(pause) + len(speech)
         previous = chunk
         yield NarratedChunk(np.concatenate([pause, speech]), mark)

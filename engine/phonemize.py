@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from piper import espeakbridge
 from piper.config import PhonemeType, PiperConfig
 from piper.phoneme_ids import phonemes_to_ids
 from piper.phonemize_espeak import ESPEAK_DATA_DIR, EspeakPhonemizer
@@ -25,7 +26,18 @@ def phonemize(text: str, config: PiperConfig) -> list[list[str]]:
         if _PHONEMIZER is None:
             _PHONEMIZER = EspeakPhonemizer(ESPEAK_DATA_DIR)
         sentences = _PHONEMIZER.phonemize(config.espeak_voice, text, vowel_clusters=config.vowel_clusters)
+        _drain()
     return [s for s in sentences if s]
+
+
+def _drain() -> None:
+    """Leave espeak-ng with nothing carried over to the next call.
+
+    A text that ends in "..", as "He stopped.." or "A line.\n ." does once normalised, leaves its second period in
+    espeak-ng's input state, and the next text then starts with "dot" (issue 16). An empty text consumes what was
+    left, silently (5 µs). Only after a voice is set: before one, espeak-ng crashes on any text.
+    """
+    espeakbridge.get_phonemes("")
 
 
 def split_long(phonemes: list[str], limit: int = MAX_SENTENCE_PHONEMES) -> list[list[str]]:

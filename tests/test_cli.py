@@ -159,3 +159,18 @@ def test_a_401_names_the_api_key_flag(tmp_path: Path, capsys) -> None:  # type: 
     err = capsys.readouterr().err
     assert "no server" not in err
     assert err.count("--api-key or TTSQ_API_KEY") == 2
+
+
+def test_serve_names_the_component_that_exited(config_env) -> None:  # type: ignore[no-untyped-def]
+    """Regression (issue 15): on a taken port `ttsq serve` said only "a component exited"."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = ttsq("serve", "--port", str(port), env={**config_env, "TTSQ_LOG_LEVEL": "ERROR"})
+    assert done.returncode == 1
+    assert f"ttsq api: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "ttsq serve: the API exited with 1; stopping" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -47,7 +47,9 @@ def plan(runtime: Runtime, job: Job, token: str, text: str) -> None:
             first, size = index, 0
         size += len(chunk.source)
     segments.append((first, len(chunks)))
-    records = [{"spoken": c.spoken, "paragraph": c.paragraph, "heading": c.heading} for c in chunks]
+    # The source goes with each chunk for its mark (issue 16: a mark shows the text as written, not the spoken form).
+    keep = ("spoken", "paragraph", "heading", "source", "continues")
+    records = [{name: getattr(c, name) for name in keep} for c in chunks]
     progress = Progress(chunks_done=0, chunks_total=len(chunks)).model_dump()
     if not runtime.plans.save(job.id, token, records, segments):
         raise _stopped(runtime, job.id)

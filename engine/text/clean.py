@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from ..errors import InvalidInputError
@@ -28,3 +29,12 @@ def check_speakable(text: str) -> str:
     if not any(ch.isalnum() for ch in cleaned):
         raise InvalidInputError("text has no letters or digits to speak")
     return cleaned
+
+
+_DISPLAY_MARKUP = re.compile(r"^[ \t]*#{1,6}[ \t]+|[ \t]+#+[ \t]*$|^[ \t]*(?:=+|-+)[ \t]*$|<!--.*?-->", re.M | re.S)
+
+
+def display_text(source: str) -> str:
+    """A chunk's source as a reader sees it, for a mark or a table of contents: the words as written ("Chapter IV",
+    "0. Definitions."), without Markdown's heading marks ("## ", a setext underline) or comments, on one line."""
+    return " ".join(_DISPLAY_MARKUP.sub(" ", source).split())

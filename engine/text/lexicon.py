@@ -164,3 +164,63 @@ def street_sense(before: str, next_capitalised: bool) -> bool:
         return True
     # A capitalised word before it names the street, unless it is just the sentence's first word ("In St. Louis").
     return previous[:1].isupper() and (len(words) > 1 or not next_capitalised)
+
+
+# --- words that shape a reading (issue 16) ---------------------------------------------------------------------
+
+NUMBERED = frozenset({
+    "act", "annex", "appendix", "article", "book", "canto", "chapter", "clause", "episode", "exhibit", "figure",
+    "item", "level", "line", "note", "page", "paragraph", "part", "phase", "round", "rule", "schedule", "scene",
+    "section", "sections", "stage", "step", "subsection", "table", "title", "version", "volume", "war",
+})  # fmt: skip
+"""Words a number follows ("Chapter IV", "under section 7"). A roman numeral after one reads as a number; a number
+that starts the line after one ending a line goes on with that sentence: it is not a list marker."""
+
+HEADING_WORDS = (
+    "chapter", "part", "book", "section", "prologue", "epilogue", "appendix", "introduction", "preface", "foreword",
+    "afterword", "contents",
+)  # fmt: skip
+"""A short line that starts with one of these is a heading ("Chapter 3", "Prologue")."""
+
+REGNAL_NAMES = frozenset({
+    "Alexander", "Alfonso", "Amadeus", "Benedict", "Boniface", "Catherine", "Charles", "Christian", "Clement",
+    "Constantine", "Edward", "Elizabeth", "Ferdinand", "Francis", "Frederick", "George", "Gregory", "Gustav",
+    "Haakon", "Henry", "Innocent", "Isabella", "Ivan", "James", "John", "Juan", "Leo", "Leopold", "Louis", "Ludwig",
+    "Mary", "Napoleon", "Nicholas", "Olaf", "Paul", "Peter", "Philip", "Pius", "Ramesses", "Richard", "Robert",
+    "Rudolf", "Sixtus", "Stephen", "Urban", "Victor", "Wilhelm", "William",
+})  # fmt: skip
+"""Given names that monarchs, popes and heirs share. A roman numeral after one, or after a surname that follows one
+or an initial, is an ordinal ("Henry VIII", "John Paul II", "James E. King III"); after any other word it is a
+cardinal ("Paris VI", "World War II")."""
+
+US_STATES = (
+    "Alabama", "Alaska", "Arizona", "Arkansas", "California", "Colorado", "Connecticut", "Delaware", "Florida",
+    "Georgia", "Hawaii", "Idaho", "Illinois", "Indiana", "Iowa", "Kansas", "Kentucky", "Louisiana", "Maine",
+    "Maryland", "Massachusetts", "Michigan", "Minnesota", "Mississippi", "Missouri", "Montana", "Nebraska", "Nevada",
+    "New Hampshire", "New Jersey", "New Mexico", "New York", "North Carolina", "North Dakota", "Ohio", "Oklahoma",
+    "Oregon", "Pennsylvania", "Rhode Island", "South Carolina", "South Dakota", "Tennessee", "Texas", "Utah",
+    "Vermont", "Virginia", "Washington", "West Virginia", "Wisconsin", "Wyoming", "D.C.", "Puerto Rico",
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA",
+    "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR",
+    "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY", "DC", "PR",
+)  # fmt: skip
+"""US states and their postal codes: five digits after one are a ZIP code, read digit by digit."""
+
+SLASHED = {"and/or": "and or", "either/or": "either or", "w/o": "without", "c/o": "care of", "s/he": "she or he"}
+"""Words joined by a slash that read as a phrase; two other words joined by one read with a pause ("he, him")."""
+
+TITLE_SMALL_WORDS = frozenset({
+    "a", "an", "and", "as", "at", "but", "by", "for", "from", "in", "into", "nor", "of", "on", "or", "the", "to",
+    "vs", "with",
+})  # fmt: skip
+"""Words a title leaves in lower case ("Use with the GNU Affero General Public License")."""
+
+
+def takes_number(before: str) -> bool:
+    """Whether ``before`` ends with a word of ``NUMBERED`` ("... added under section"): a number on the next line
+    then goes on with the sentence rather than starting a list item."""
+    end = len(before.rstrip())
+    start = end
+    while start > 0 and before[start - 1].isalpha():
+        start -= 1
+    return before[start:end].lower() in NUMBERED

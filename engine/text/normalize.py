@@ -1,8 +1,9 @@
 """What espeak-ng should say for one sentence: ``normalize``.
 
-Numbers, dates, times, amounts and abbreviations as words, typography plain, markup and footnote marks gone, and no
-period that espeak-ng would take for a sentence end ("Dr." becomes "Doctor", "a.m." becomes "AM"). Abbreviations
-are read from the table in engine.text.lexicon, numbers by engine.text.numbers. Pure functions, no I/O.
+Numbers, dates, times, amounts and abbreviations as words, typography plain, markup, comments and footnote marks
+gone, and no period that espeak-ng would take for a sentence end ("Dr." becomes "Doctor", "a.m." becomes "AM").
+Abbreviations and the words that shape a reading are in the table in engine.text.lexicon; numbers are read by
+engine.text.numbers, roman numerals and list labels by engine.text.roman. Pure functions, no I/O.
 """
 
 # Typography is this module's subject: curly quotes, dashes and primes in its strings are meant.
@@ -14,8 +15,10 @@ import re
 import unicodedata
 from collections.abc import Callable, Sequence
 
-from .lexicon import LEXICON, Abbreviation, Sense, street_sense
-from .numbers import read_amounts, read_dates_and_times, read_numbers
+from .comments import HTML_COMMENT
+from .lexicon import LEXICON, SLASHED, Abbreviation, Sense, street_sense
+from .numbers import read_amounts, read_copyright, read_dates_and_times, read_numbers
+from .roman import read_list_labels, read_roman
 
 Rule = tuple[re.Pattern[str], str]
 """A pattern and what replaces it (a ``re.sub`` template); a step is rules applied in order."""
@@ -36,11 +39,12 @@ _PLAIN = str.maketrans(
 )
 _NEWLINES = re.compile(r"\r\n?|[\u2028\u2029]")
 _MARKUP: tuple[Rule, ...] = (
+    (HTML_COMMENT, " "),
     (re.compile(r"^[ \t]*([=\-*_~])(?:[ \t]*\1){2,}[ \t]*$", re.MULTILINE), ""),  # a rule line: "* * *", "----"
     (re.compile(r"^[ \t]*#{1,6}[ \t]+|[ \t]+#+[ \t]*$", re.MULTILINE), ""),  # "## Heading ##"
     (re.compile(r"!?\[([^\]\n]*)\]\((?:[^()\s]|\([^()\s]*\))*\)"), r"\1"),  # [text](url): the text
     (re.compile(r"^[ \t]*[-*•+‣◦][ \t]+", re.MULTILINE), ""),  # a bullet
-    (re.compile(r"^[ \t]*(\d{1,3})[.)][ \t]+", re.MULTILINE), r"\1. "),  # "1) Step": "1. Step"
+    (re.compile(r"^[ \t]*(\d{1,3})[.)][ \t]+", re.MULTILINE), r"\1: "),  # "1. Step", "1) Step": "1: Step", as "a)"
     (re.compile(r"\[(?:\d{1,3}|[a-z]|\*+)\]|[*†‡]+"), ""),  # footnote marks: "[1]", "*", "†"
     (re.compile(r"(?<!\w)_+(?=\w)|(?<=\w)_+(?!\w)"), ""),  # _emphasis_
 )
@@ -68,7 +72,7 @@ def _say_vulgar_fraction(match: re.Match[str]) -> str:
 
 
 def _markup(text: str) -> str:
-    return _rewrite(text, _MARKUP)
+    return read_list_labels(_rewrite(text, _MARKUP))
 
 
 def _typography(text: str) -> str:
@@ -176,7 +180,10 @@ def _say_saint_or_street(match: re.Match[str]) -> str:
     return entry.street if street and entry.street else entry.spoken
 
 
-# Leftover symbols and clean-up.
+# Leftover symbols and clean-up. Words joined by a slash: a phrase from the table ("and/or"), else a pause
+# ("he/him" -> "he, him"); espeak-ng would say "slash". Paths of more than two parts keep it ("usr/local/bin").
+_SLASHED = re.compile(rf"(?<![\w/.])({'|'.join(map(re.escape, SLASHED))})(?![\w/])", re.IGNORECASE)
+_WORD_SLASH = re.compile(r"(?<![\w/.:])([^\W\d_]{2,})/([^\W\d_]{2,})(?![\w/]|\.\w)")
 _SYMBOLS: tuple[Rule, ...] = (
     (re.compile(r"[ \t]*&[ \t]*"), " and "),
     (re.compile(r"\s*\|\s*"), ", "),
@@ -195,13 +202,24 @@ _TIDY: tuple[Rule, ...] = (
 
 
 def _symbols(text: str) -> str:
-    return _rewrite(text, _SYMBOLS)
+    text = _SLASHED.sub(lambda m: SLASHED[m[1].lower()], text)
+    return _rewrite(_WORD_SLASH.sub(r"\1, \2", text), _SYMBOLS)
 
 
-def _finish(text: str, original: str) -> str:
+# A heading that starts with a number: "0. Definitions." is "Section zero: Definitions." (a list marker otherwise).
+_NUMBERED_HEADING = re.compile(r"^[ \t]*(?:#{1,6}[ \t]+)?(\d{1,3})\.[ \t]+(?=\S)")
+_CLAUSE_END_TRIM = "\"')].!?,;: "
+
+
+def _finish(text: str, original: str, clause_end: bool) -> str:
     text = _rewrite(text, _TIDY).strip(" ,;:")
     if not any(ch.isalnum() for ch in text):
         return ""
+    if clause_end:
+        # The sentence goes on in the next chunk: end on its clause mark (a comma where the cut had none), never a
+        # full stop, so the voice keeps a continuing tone rather than a sentence's falling close.
+        last = original.rstrip()[-1:]
+        return text.rstrip(_CLAUSE_END_TRIM) + (last if last in ";:" else ",")
     # An abbreviation's period that also ended the sentence went with the abbreviation ("at 7 a.m.").
     if _ENDS_SENTENCE.search(original) and not _SPOKEN_END.search(text):
         text += "."
@@ -209,10 +227,12 @@ def _finish(text: str, original: str) -> str:
 
 
 _STEPS: tuple[Callable[[str], str], ...] = (
+    read_copyright,  # first: "(C) 2007-2009" before list labels read "(C)" and dashes become "to"
     _markup,
     _typography,
     _web,
     read_dates_and_times,
+    read_roman,  # before abbreviations: "James E. King III" is an ordinal after the initial "E."
     _abbreviations,
     read_amounts,
     read_numbers,
@@ -220,9 +240,14 @@ _STEPS: tuple[Callable[[str], str], ...] = (
 )
 
 
-def normalize(sentence: str) -> str:
-    """What espeak-ng should say for one English sentence: numbers, amounts and abbreviations as words."""
+def normalize(sentence: str, *, heading: bool = False, clause_end: bool = False) -> str:
+    """What espeak-ng should say for one English sentence: numbers, amounts and abbreviations as words.
+
+    ``heading``: the sentence is a heading, so a number that starts it is a section's ("Section zero: ...").
+    ``clause_end``: the sentence goes on in the next chunk (a piece of an over-long one): end on a clause mark."""
     text = _prepare(sentence)
+    if heading:
+        text = _NUMBERED_HEADING.sub(r"Section \1: ", text)
     for step in _STEPS:
         text = step(text)
-    return _finish(text, sentence)
+    return _finish(text, sentence, clause_end)

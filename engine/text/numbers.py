@@ -3,11 +3,16 @@
 Steps of ``engine.text.normalize``: each rewrites a sentence's digits and symbols into what espeak-ng should say.
 """
 
+# Dashes between numbers are part of the subject: the en dashes in its strings are meant.
+# ruff: noqa: RUF001
+
 from __future__ import annotations
 
 import re
 
 from num2words import num2words
+
+from .lexicon import US_STATES
 
 _DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _MONTHS = (
@@ -53,25 +58,63 @@ def _year(number: str) -> str:
     return _words(num2words(int(number), to="year"))
 
 
+def _plain_year(number: str) -> str:
+    """A year without num2words' "and": "two thousand seven" (US usage, as a copyright line is read)."""
+    return _year(number).replace("thousand and", "thousand")
+
+
 def _plural(words: str) -> str:
     """ "nineteen ninety" -> "nineteen nineties"."""
     return words[:-1] + "ies" if words.endswith("y") else words + "s"
 
 
-# Dates, times, phone numbers.
+# A copyright line: "Copyright (C) 2007", "© 2007-2009", "(c) 2007, 2008". The sign is the word "copyright" (or
+# nothing after the word itself: "Copyright (C)" is not "copyright see"); its years read without "and" (issue 16:
+# only the copyright line changed; other years keep num2words' "two thousand and seven").
+_YEAR4 = r"(?:1[5-9]\d\d|20\d\d)"
+_COPYRIGHT = re.compile(
+    rf"(?:\b([Cc]opyright|COPYRIGHT)\b(?:[ \t]*(?:\([Cc]\)|©))?|©|\([Cc]\)(?=[ \t]*{_YEAR4}))"
+    rf"((?:[ \t]*,?[ \t]*{_YEAR4}(?:[ \t]*[-–—][ \t]*{_YEAR4})?(?![\w%]|[.,]\d))*)"
+)
+_COPYRIGHT_YEAR = re.compile(rf"{_YEAR4}|[ \t]*[-–—][ \t]*")
+
+
+def read_copyright(text: str) -> str:
+    return _COPYRIGHT.sub(_say_copyright, text)
+
+
+def _say_copyright(match: re.Match[str]) -> str:
+    years = _COPYRIGHT_YEAR.sub(lambda m: _plain_year(m[0]) if m[0].isdigit() else " to ", match[2])
+    return (match[1] or "copyright") + years
+
+
+# Dates, times, phone numbers, ZIP codes.
 _ISO_DATE = re.compile(r"(?<![\w-])(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(?![\w-])")
 _PHONE = re.compile(r"(?<![\w-])(?:\(\d{3}\)[ \t]?|\d{3}[-.])\d{3}[-.]\d{4}(?![\w-])")
 _TIME = re.compile(
     r"(?<![\w:.])([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?(?:[ \t]?([ap])\.?m\b\.?)?(?![\w:])", re.IGNORECASE
 )
 _HOUR_WITH_PERIOD = re.compile(r"(?<![\w:.])(1[0-2]|0?[1-9])[ \t]?([ap])\.?m\b\.?", re.IGNORECASE)
+# "Call 555-1234": a local number (its exchange starts with 2-9), not a range; "500-1000" (both round) stays a range.
+_LOCAL_PHONE = re.compile(r"(?<![\w.,-])([2-9]\d\d)-(\d{4})(?![\w-]|[.,]\d)")
+# "Indiana 46202", "Boston, MA 02115-3242": five digits after a state are a ZIP code, read digit by digit.
+_STATE = "|".join(re.escape(state) for state in sorted(US_STATES, key=len, reverse=True))
+_ZIP = re.compile(rf"(?<![\w.])({_STATE})(,?[ \t]+)(\d{{5}})(?:-(\d{{4}}))?(?![\w-]|[.,]\d)")
 
 
 def read_dates_and_times(text: str) -> str:
     text = _ISO_DATE.sub(lambda m: f"{_MONTHS[int(m[2]) - 1]} {_ordinal(m[3])}, {_year(m[1])}", text)
     text = _PHONE.sub(lambda m: ", ".join(_digits(group) for group in re.findall(r"\d+", m.group())), text)
+    text = _ZIP.sub(lambda m: f"{m[1]}{m[2]}{_digits(m[3])}" + (f", {_digits(m[4])}" if m[4] else ""), text)
+    text = _LOCAL_PHONE.sub(_say_local_phone, text)
     text = _TIME.sub(_say_time, text)
     return _HOUR_WITH_PERIOD.sub(lambda m: f"{_cardinal(m[1])} {m[2].upper()}M", text)
+
+
+def _say_local_phone(match: re.Match[str]) -> str:
+    if match[1].endswith("0") and match[2].endswith("0"):
+        return match.group()  # "500-1000 people": a range of round numbers
+    return f"{_digits(match[1])}, {_digits(match[2])}"
 
 
 def _say_time(match: re.Match[str]) -> str:
@@ -107,7 +150,8 @@ _UNITS = {
     "km": "kilometer", "kg": "kilogram", "cm": "centimeter", "mm": "millimeter", "mph": "mile per hour",
     "km/h": "kilometer per hour", "kph": "kilometer per hour", "lb": "pound", "lbs": "pound", "oz": "ounce",
     "ft": "foot", "ml": "milliliter", "GB": "gigabyte", "MB": "megabyte", "TB": "terabyte", "kHz": "kilohertz",
-    "MHz": "megahertz", "GHz": "gigahertz", "kW": "kilowatt", "kWh": "kilowatt hour", "m": "meter",
+    "MHz": "megahertz", "GHz": "gigahertz", "kW": "kilowatt", "kWh": "kilowatt hour", "m": "meter", "g": "gram",
+    "mg": "milligram", "ms": "millisecond",
 }  # fmt: skip
 _UNIT_PLURALS = {"foot": "feet", "mile per hour": "miles per hour", "kilometer per hour": "kilometers per hour"}
 _UNIT = re.compile(
@@ -118,6 +162,7 @@ _UNIT = re.compile(
 
 def read_amounts(text: str) -> str:
     text = _NEGATIVE.sub("minus ", text)  # before degrees: "-5°C"
+    text = _BETWEEN.sub(r"\1\2 and ", text)  # "between 500-1000": "between five hundred and one thousand"
     text = _RANGE.sub(r"\1 to ", text)  # before percentages: "50-60%"
     text = _MONEY.sub(_say_money, text)
     text = _PENCE.sub(lambda m: "one penny" if m[1] == "1" else f"{_cardinal(m[1])} pence", text)
@@ -171,6 +216,8 @@ _MIXED_FRACTION = re.compile(r"(?<![\w./])(\d+)[ \t]+(\d{1,2})/(\d{1,2})(?![\w/]
 _FRACTION = re.compile(r"(?<![\w./])(\d{1,2})/(\d{1,2})(?![\w/]|\.\d)")
 _VERSION = re.compile(r"(?<![\w.])(?:v(\d+(?:\.\d+)+)|(\d+(?:\.\d+){2,}))(?!\w|\.\d)")
 _RANGE = re.compile(r"(?<![\w.,-])(\d[\d,]*(?:\.\d+)?)-(?=\d[\d,]*(?:\.\d+)?(?![\w-]))")
+# After "between" a range's dash (an en dash is " to " by now) reads "and".
+_BETWEEN = re.compile(r"(\b[Bb]etween[ \t]+)(\d[\d,]*(?:\.\d+)?)(?:-|[ \t]+to[ \t]+)(?=\d[\d,]*(?:\.\d+)?(?![\w-]))")
 _NUMBER_SLASH = re.compile(r"(?<=\d)/(?=\d)")  # "24/7", "9/11": read as two numbers
 _YEAR = re.compile(r"(?<![\w.,])(1[1-9]\d\d|20\d\d)(?![\w%]|[.,]\d)")
 _DECIMAL = re.compile(rf"(?<![\w.])(?:({_NUM})\.|\.)(\d+)(?!\.\d)")  # "1.5x faster" too

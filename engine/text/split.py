@@ -2,8 +2,9 @@
 
 ``split_text`` cuts ``clean_text(text)`` into paragraphs (a blank line starts one) and sentences, one chunk per
 sentence (short sentences are not merged: the pause between chunks is then always a sentence pause), with a hard
-fallback that keeps every chunk's source within ``max_chars``; each chunk's spoken form is ``normalize(source)``.
-Which periods end a sentence follows the abbreviation table in engine.text.lexicon. Pure functions, no I/O.
+fallback that keeps every chunk's source within ``max_chars`` (cut at the best clause boundary, the pieces read as
+one sentence's clauses); each chunk's spoken form is ``normalize(source)``, with HTML comments left silent. Which
+periods end a sentence follows the table in engine.text.lexicon. Pure functions, no I/O.
 """
 
 # Typography is this module's subject: curly quotes, dashes and primes in its strings are meant.
@@ -18,11 +19,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .clean import clean_text
-from .lexicon import AMBIGUOUS, BEFORE_NUMBER, MONTHS, OPENERS, STREET_OR_TITLE, TITLES, WEEKDAYS, street_sense
+from .comments import Span, comment_spans, in_comment, silenced, within
+from .lexicon import (
+    AMBIGUOUS,
+    BEFORE_NUMBER,
+    HEADING_WORDS,
+    MONTHS,
+    OPENERS,
+    STREET_OR_TITLE,
+    TITLE_SMALL_WORDS,
+    TITLES,
+    WEEKDAYS,
+    street_sense,
+    takes_number,
+)
 from .normalize import normalize
 
 MAX_CHUNK_CHARS = 400
-"""A chunk's source never exceeds this many characters: one inference stays short."""
+"""The default of ``split_text(max_chars=...)``: no chunk's source is longer, so one inference stays short."""
 HEADING_MAX_CHARS = 80
 """A one-line paragraph longer than this is never taken for a heading."""
 
@@ -41,6 +55,9 @@ class Chunk:
     """The paragraph is a heading ("# Title", "Chapter 3", a short line without a sentence end, ALL CAPS)."""
     start: int
     """Offset of ``source`` in ``clean_text(text)``."""
+    continues: bool = False
+    """The chunk goes on with the previous chunk's sentence (the hard fallback cut an over-long one): a clause's
+    pause comes before it, not a sentence's, and the previous chunk's spoken form ends on a clause mark."""
 
 
 def split_text(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[Chunk]:
@@ -48,13 +65,20 @@ def split_text(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[Chunk]:
     if max_chars < 1:
         raise ValueError(f"max_chars must be at least 1, got {max_chars!r}")
     cleaned = clean_text(text)
+    comments = comment_spans(cleaned)
     chunks: list[Chunk] = []
-    for index, (start, end) in enumerate(_paragraphs(cleaned)):
-        heading = _is_heading(cleaned[start:end])
-        for sentence_start, sentence_end in _sentences(cleaned, start, end):
-            for piece_start, piece_end in _fit(cleaned, sentence_start, sentence_end, max_chars):
+    for index, (start, end) in enumerate(_paragraphs(cleaned, comments)):
+        heading = _is_heading(silenced(cleaned, start, end, comments).strip())
+        for sentence_start, sentence_end in _sentences(cleaned, start, end, comments):
+            pieces = list(_fit(cleaned, sentence_start, sentence_end, max_chars))
+            for number, (piece_start, piece_end) in enumerate(pieces):
+                spoken = normalize(
+                    silenced(cleaned, piece_start, piece_end, comments),
+                    heading=heading,
+                    clause_end=number < len(pieces) - 1,
+                )
                 source = cleaned[piece_start:piece_end]
-                chunks.append(Chunk(source, normalize(source), index, heading, piece_start))
+                chunks.append(Chunk(source, spoken, index, heading, piece_start, continues=number > 0))
     return chunks
 
 
@@ -70,28 +94,37 @@ _OWN_PARAGRAPH_LINE = re.compile(
 )
 _MD_HEADING = re.compile(r"#{1,6}[ \t]+\S")
 _SETEXT_HEADING = re.compile(r"[^\r\n\u2028]+(?:\r\n|[\r\n\u2028])[ \t]*(?:=+|-+)")
-_HEADING_WORD = re.compile(
-    r"(?:chapter|part|book|section|prologue|epilogue|appendix|introduction|preface|foreword|afterword|contents)\b",
-    re.IGNORECASE,
-)
-_LIST_MARKER = re.compile(r"(?:[-*•+‣◦]|\d{1,3}[.)])\s")
+_HEADING_WORD_MAX_WORDS = 6
+"""A line that starts with a heading word and ends like a sentence is a heading only up to this many words."""
+_HEADING_WORD = re.compile(rf"(?:{'|'.join(HEADING_WORDS)})\b", re.IGNORECASE)
+# A list item's marker: a bullet, "1.", "1)", "a)", "(b)", "(iii)", "iv.", "(IV)".
+_MARKER = r"(?:[-*•+‣◦]|\d{1,3}[.)]|[a-z][.)]|[A-Z]\)|\((?:[A-Za-z]|[ivx]{2,6}|[IVX]{2,6}|\d{1,3})\)|[ivx]{2,6}[.)])"
+_LIST_MARKER = re.compile(rf"{_MARKER}\s")
+# "0. Definitions.", "10. Automatic Licensing of Downstream Recipients.": a numbered line in title case, with its
+# full stop (without one, "1. Apples" is more likely a list item set off by blank lines).
+_TITLE_WORD = rf"(?:[A-Z0-9][\w'’-]*|{'|'.join(TITLE_SMALL_WORDS)})"
+_NUMBERED_TITLE = re.compile(rf"\d{{1,3}}\.[ \t]+[A-Z][\w'’-]*(?:[ \t]+{_TITLE_WORD})*\.")
 _NOT_HEADING_END = ".!?,;:…\"'”’»)]"
 
 
-def _paragraphs(text: str) -> Iterator[tuple[int, int]]:
+def _paragraphs(text: str, comments: list[Span]) -> Iterator[tuple[int, int]]:
     """Stripped spans of the non-empty paragraphs."""
     start = 0
     for match in _PARAGRAPH_BREAK.finditer(text):
-        yield from _blocks(text, start, match.start())
+        if comments and in_comment(comments, match.start()):
+            continue
+        yield from _blocks(text, start, match.start(), comments)
         start = match.end()
-    yield from _blocks(text, start, len(text))
+    yield from _blocks(text, start, len(text), comments)
 
 
-def _blocks(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+def _blocks(text: str, start: int, end: int, comments: list[Span]) -> Iterator[tuple[int, int]]:
     """A paragraph's span, with heading lines inside it split off as paragraphs of their own."""
     block = text[start:end]
     done = 0
     for match in _OWN_PARAGRAPH_LINE.finditer(block):
+        if comments and in_comment(comments, start + match.start()):
+            continue
         yield from _stripped(text, start + done, start + match.start())
         yield from _stripped(text, start + match.start(), start + match.end())
         done = match.end()
@@ -114,10 +147,13 @@ def _is_heading(paragraph: str) -> bool:
     if len(paragraph) > HEADING_MAX_CHARS or any(ch in paragraph for ch in "\r\n\u2028"):
         return False
     letters = [ch for ch in paragraph if ch.isalpha()]
+    if _NUMBERED_TITLE.fullmatch(paragraph):
+        return True  # alone in its paragraph ("0. Definitions."); such lines in a list share one, refused above
     if not letters or paragraph[0] in OPENERS or _LIST_MARKER.match(paragraph):
         return False
     if _HEADING_WORD.match(paragraph):
-        return True
+        # "Chapter 3", "Part II: The Return", not a sentence that starts with the word ("Part of the problem was ...").
+        return paragraph[-1] not in _NOT_HEADING_END or len(paragraph.split()) <= _HEADING_WORD_MAX_WORDS
     if len(letters) >= 2 and all(ch.isupper() for ch in letters):
         return paragraph[-1] not in "!?"  # "STOP!" alone is a shout, not a title
     return paragraph[-1] not in _NOT_HEADING_END
@@ -128,8 +164,10 @@ def _is_heading(paragraph: str) -> bool:
 # A sentence mark, then closing quotes, brackets or footnote marks, then whitespace. Each character can match only
 # one way and a match starts only at the first mark of a run, so a long run of marks costs linear time.
 _BOUNDARY = re.compile(r"(?<![.!?…])([.!?…]+)(?:[\"'”’»)\]}*†‡¹²³⁰⁴-⁹]|\[\d{1,3}\])*(?=\s)")
-# A list item on its own line starts a sentence even when the line before has no full stop.
-_LIST_ITEM = re.compile(r"(?:\r\n|[\r\n\u2028])[ \t]*(?:[-*•+‣◦]|\d{1,3}[.)]|[a-z][.)])[ \t]+(?=\S)")
+# A list item on its own line starts a sentence even when the line before has no full stop (unless that line ends
+# with a word a number follows: "added under section\n 7. This requirement" runs on).
+_LIST_ITEM = re.compile(rf"(?:\r\n|[\r\n\u2028])[ \t]*{_MARKER}[ \t]+(?=\S)")
+_LABEL_TOKEN = re.compile(r"\d{1,3}|[a-z]|[ivx]{2,6}")
 _QUOTE_CHAR = re.compile("[\"“”«»'‘’]")
 _DOTTED = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
 # Words that start a sentence far more often than they follow an abbreviation inside one.
@@ -143,11 +181,17 @@ _STARTERS = frozenset({
 })  # fmt: skip
 
 
-def _sentences(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+def _sentences(text: str, start: int, end: int, comments: list[Span]) -> Iterator[tuple[int, int]]:
     """Stripped spans of the sentences of the paragraph ``text[start:end]``."""
-    quoted = _merged(_quoted_spans(text, start, end))
+    inner = [(opened, closed - 1) for opened, closed in within(comments, start, end)]
+    quoted = _merged(_quoted_spans(text, start, end) + inner)  # no sentence ends inside a comment either
     quote_opens = [opened for opened, _ in quoted]
-    list_cuts = [match.start() for match in _LIST_ITEM.finditer(text, start, end)]
+    list_cuts = [
+        match.start()
+        for match in _LIST_ITEM.finditer(text, start, end)
+        if not takes_number(text[max(start, match.start() - 40) : match.start()])
+        and not (comments and in_comment(comments, match.start()))
+    ]
     cuts = list(list_cuts)
     last_cut = start
     for match in _BOUNDARY.finditer(text, start, end):
@@ -212,13 +256,16 @@ def _period_ends_sentence(text: str, sentence_start: int, dot: int, following: i
         return not text[following].isdigit() and _next_is_starter(text, following, end)
     if word in AMBIGUOUS or token in WEEKDAYS or _DOTTED.fullmatch(token):
         return _next_is_starter(text, following, end)
-    # A number at the start of a line is a list marker: "1. Preheat the oven."
-    return not (token.isdigit() and len(token) <= 3 and _at_line_start(text, sentence_start, token_start))
+    # A number or letter at the start of a line is a list marker ("1. Preheat the oven.", "a. The work"), unless
+    # the line before runs on into it ("... under section\n 7. This requirement").
+    if _LABEL_TOKEN.fullmatch(token) and _at_line_start(text, sentence_start, token_start):
+        return takes_number(text[max(sentence_start, token_start - 40) : token_start])
+    return True
 
 
 def _next_is_starter(text: str, index: int, end: int) -> bool:
     if text[index] in OPENERS:
-        return True
+        return not (text[index] == "(" and text[index + 1 : index + 2].isdigit())  # "Smith et al. (2019) found"
     stop = index
     while stop < end and (text[stop].isalpha() or text[stop] == "'"):
         stop += 1
@@ -226,7 +273,7 @@ def _next_is_starter(text: str, index: int, end: int) -> bool:
 
 
 def _at_line_start(text: str, limit: int, index: int) -> bool:
-    while index > limit and text[index - 1] in " \t":
+    while index > limit and text[index - 1] in " \t#":  # "## 2. Installation" starts its line with "2."
         index -= 1
     return index == limit or text[index - 1] in "\r\n\u2028"
 
@@ -270,11 +317,13 @@ def _mid_sentence(text: str, start: int, end: int, opened: int, closed: int) -> 
 
 # --- the hard fallback -----------------------------------------------------------------------------------------
 
-# Preferred cuts, best first: a sentence mark, a clause mark or dash, a comma (each followed by a space).
+# Preferred cuts, best first (each followed by a space): a clause mark or dash, a comma, a mark inside the sentence
+# (a quotation's end, an abbreviation: the sentence goes on after it), and the space before a conjunction.
 _CUT_TIERS = (
-    re.compile(r"(?<![.!?…])[.!?…]+[\"'”’»)\]]*(?=\s)"),
     re.compile(r"[;:][\"'”’»)\]]*(?=\s)|[—–]|\s-{1,2}(?=\s)"),
     re.compile(r",[\"'”’»)\]]*(?=\s)"),
+    re.compile(r"(?<![.!?…])[.!?…]+[\"'”’»)\]]*(?=\s)"),
+    re.compile(r"\s(?=(?:and|or|but|nor|so|yet|which|who|whose|that|because|while|where|when|if|unless)\s)"),
 )
 
 

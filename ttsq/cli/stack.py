@@ -150,13 +150,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         parent = ["--parent-pid", str(os.getpid())]
         # Own sessions: Ctrl-C reaches only this process, which then stops the API, the worker, and Redis last.
         api = ["api", "--host", args.host, "--port", str(args.port), *parent]
-        for command in (["worker", *parent], ["webhooks", *parent], api):
+        commands = {"worker": ["worker", *parent], "webhook consumer": ["webhooks", *parent], "API": api}
+        for command in commands.values():
             children.append(subprocess.Popen([*base, *command], env=env, start_new_session=True))
         print(f"ttsq serving on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
         while not stopping.wait(0.2):
-            if any(child.poll() is not None for child in children):
-                print("ttsq serve: a component exited; stopping", file=sys.stderr)
-                return 1
+            for name, child in zip(commands, children, strict=True):
+                if child.poll() is not None:
+                    print(f"ttsq serve: the {name} exited with {child.returncode}; stopping", file=sys.stderr)
+                    return 1
         return 0
     except EmbeddedRedisError as error:
         print(f"ttsq serve: {error}", file=sys.stderr)
