@@ -31,16 +31,7 @@ import redis
 import requests
 import soundfile
 
-from bench.stack import (
-    BenchError,
-    api_server,
-    embedded_redis,
-    environment,
-    format_table,
-    timestamp,
-    worker_process,
-    write_json,
-)
+from bench import stack as kit
 from ttsq.client import wait_ready
 from ttsq.config import load_config
 from ttsq.jobs.store import JobStore
@@ -117,7 +108,7 @@ def proc_status_bytes(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise BenchError(f"/proc/{pid}/status has no {field} line")
+    raise kit.BenchError(f"/proc/{pid}/status has no {field} line")
 
 
 def reset_peak_rss(pid: int) -> bool:
@@ -144,7 +135,7 @@ class RssSampler:
         while True:
             try:
                 self.samples.append((time.perf_counter() - started, proc_status_bytes(self.pid, "VmRSS")))
-            except (OSError, BenchError):
+            except (OSError, kit.BenchError):
                 return  # the worker is gone; its log tells why
             if self._stop.wait(self.period_s):
                 return
@@ -227,7 +218,7 @@ def run_job(session: requests.Session, base_url: str, text: str, timeout_s: floa
         f"{base_url}/v1/jobs", json={"text": text, "speaker": SPEAKER, "format": FORMAT}, timeout=60
     )
     if response.status_code != 202:
-        raise BenchError(f"POST /v1/jobs answered {response.status_code}: {response.text[:300]}")
+        raise kit.BenchError(f"POST /v1/jobs answered {response.status_code}: {response.text[:300]}")
     job_id = response.json()["id"]
     polls, shown_at = 0, started
     while True:
@@ -235,15 +226,16 @@ def run_job(session: requests.Session, base_url: str, text: str, timeout_s: floa
         response = session.get(f"{base_url}/v1/jobs/{job_id}", params={"wait": LONG_POLL_S}, timeout=LONG_POLL_S + 10)
         polls += 1
         if response.status_code != 200:
-            raise BenchError(f"GET /v1/jobs/{job_id} answered {response.status_code}: {response.text[:300]}")
+            raise kit.BenchError(f"GET /v1/jobs/{job_id} answered {response.status_code}: {response.text[:300]}")
         job = response.json()
         now = time.perf_counter()
         if job["status"] == "succeeded":
             return job, now - started, polls
         if job["status"] in ("failed", "canceled"):
-            raise BenchError(f"job {job_id} {job['status']}: {job['error']}")
+            raise kit.BenchError(f"job {job_id} {job['status']}: {job['error']}")
         if now - started > timeout_s:
-            raise BenchError(f"job {job_id} did not succeed within {timeout_s:.0f} s (last status {job['status']!r})")
+            last = job["status"]
+            raise kit.BenchError(f"job {job_id} did not succeed within {timeout_s:.0f} s (last status {last!r})")
         if now - shown_at >= PROGRESS_EVERY_S:
             progress = job["progress"]
             print(
@@ -270,7 +262,7 @@ def narrate(base_url: str, env: dict[str, str], text: str, data_dir: Path) -> Na
     """Start a fresh worker, warm it with one short job, then narrate ``text`` while watching the worker's memory."""
     chars = len(text)
     config = load_config(env)
-    with worker_process(env, data_dir / f"worker-{chars}.log") as worker, requests.Session() as session:
+    with kit.worker_process(env, data_dir / f"worker-{chars}.log") as worker, requests.Session() as session:
         wait_ready(base_url, timeout_s=READY_TIMEOUT_S, alive=lambda: worker.poll() is None)
         # The warm-up job also waits for the worker to consume (/readyz only says it announced itself), so the
         # measured job's wall time holds no start-up.
@@ -283,14 +275,14 @@ def narrate(base_url: str, env: dict[str, str], text: str, data_dir: Path) -> Na
             job, wall_s, polls = run_job(session, base_url, text, JOB_TIMEOUT_BASE_S + JOB_TIMEOUT_PER_CHAR_S * chars)
             job_peak = proc_status_bytes(worker.pid, "VmHWM")  # before the worker stops
         if worker.poll() is not None:
-            raise BenchError(f"the worker exited (code {worker.returncode}) during the job")
+            raise kit.BenchError(f"the worker exited (code {worker.returncode}) during the job")
     samples = sampler.samples
     result = job["result"]
     # The API does not show how many segment tasks a job ran as; its record in Redis does.
     with redis.Redis.from_url(config.effective_redis_url) as client:
         record = JobStore(client, config.key_prefix).get(job["id"])
     if record is None or record.segments_total is None:
-        raise BenchError(f"job {job['id']} has no segment count in its record")
+        raise kit.BenchError(f"job {job['id']} has no segment count in its record")
     audio_s = float(result["duration_s"])
     return Narration(
         chars=chars,
@@ -299,8 +291,8 @@ def narrate(base_url: str, env: dict[str, str], text: str, data_dir: Path) -> Na
         audio_s=audio_s,
         wall_s=wall_s,
         x_realtime=audio_s / wall_s,
-        queued_s=timestamp(job["started_at"]) - timestamp(job["created_at"]),
-        worker_s=timestamp(job["finished_at"]) - timestamp(job["started_at"]),
+        queued_s=kit.timestamp(job["started_at"]) - kit.timestamp(job["created_at"]),
+        worker_s=kit.timestamp(job["finished_at"]) - kit.timestamp(job["started_at"]),
         polls=polls,
         size_bytes=int(result["size_bytes"]),
         file_audio_s=stored_audio_s(config.audio_dir, job["id"]),
@@ -319,9 +311,9 @@ def bench_narration(sizes: Sequence[int]) -> list[Narration]:
     results = []
     with tempfile.TemporaryDirectory(prefix="ttsq-bench-") as tmp, ExitStack() as stack:
         data_dir = Path(tmp)
-        redis_url = stack.enter_context(embedded_redis(data_dir))
+        redis_url = stack.enter_context(kit.embedded_redis(data_dir))
         env = stack_env(redis_url, data_dir, max(len(t) for t in texts))
-        base_url = stack.enter_context(api_server(env))
+        base_url = stack.enter_context(kit.api_server(env))
         for text in texts:
             print(f"  {len(text)} chars on a fresh worker", file=sys.stderr, flush=True)
             results.append(narrate(base_url, env, text, data_dir))
@@ -398,7 +390,7 @@ def report(runs: Sequence[Narration], segment_chars: int) -> str:
     lines = [
         f"Narration: one job per size through API, Redis, a fresh worker and local storage "
         f"({FORMAT}, segments of {segment_chars} chars, default voice settings)",
-        format_table(headers, rows),
+        kit.format_table(headers, rows),
         "wall s: POST /v1/jobs to reading succeeded; worker s: the job's started_at to finished_at.",
         "idle RSS: the warmed worker before the job; job peak: VmHWM reset before the job, read after it;",
         "peak RSS: the worker's VmHWM right after the job, start-up included.",
@@ -477,12 +469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = bench_narration(sizes)
     print()
     print(report(runs, segment_chars))
-    env = environment(load_before)
+    env = kit.environment(load_before)
     print(
         f"\nHost: {env['cpu_count']} CPUs; 1-minute load average {env['load_average_before'][0]:.2f} before, "
         f"{env['load_average_after'][0]:.2f} after (this benchmark alone keeps about 2 busy)."
     )
-    write_json(
+    kit.write_json(
         args.json,
         {
             "quick": args.quick,

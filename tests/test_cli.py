@@ -71,14 +71,19 @@ def test_a_redis_url_with_a_bad_database_stops_start_with_one_line(config_env) -
             assert len(lines) == 1 and lines[0].startswith("ttsq: configuration error: TTSQ_REDIS_URL:"), lines
 
 
-def test_a_port_in_use_is_one_line(config_env) -> None:  # type: ignore[no-untyped-def]
+def on_a_taken_port(command: str, env: dict[str, str]) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """``ttsq COMMAND --port P`` while something else listens on P."""
     import socket
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        port = taken.getsockname()[1]
-        done = ttsq("api", "--port", str(port), env={**config_env, "TTSQ_LOG_LEVEL": "ERROR"})
+        port = int(taken.getsockname()[1])
+        return port, ttsq(command, "--port", str(port), env={**env, "TTSQ_LOG_LEVEL": "ERROR"})
+
+
+def test_a_port_in_use_is_one_line(config_env) -> None:  # type: ignore[no-untyped-def]
+    port, done = on_a_taken_port("api", config_env)
     assert done.returncode != 0
     assert done.stderr.strip() == f"ttsq api: cannot listen on 127.0.0.1:{port}: Address already in use"
 
@@ -163,13 +168,7 @@ def test_a_401_names_the_api_key_flag(tmp_path: Path, capsys) -> None:  # type: 
 
 def test_serve_names_the_component_that_exited(config_env) -> None:  # type: ignore[no-untyped-def]
     """Regression (issue 15): on a taken port `ttsq serve` said only "a component exited"."""
-    import socket
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        done = ttsq("serve", "--port", str(port), env={**config_env, "TTSQ_LOG_LEVEL": "ERROR"})
+    port, done = on_a_taken_port("serve", config_env)
     assert done.returncode == 1
     assert f"ttsq api: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert "ttsq serve: the API exited with 1; stopping" in done.stderr

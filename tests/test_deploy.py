@@ -259,6 +259,13 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen[bytes], lo
     raise AssertionError(f"timed out after {START_TIMEOUT_S} s waiting for {what}:\n{log.read_text()[-3000:]}")
 
 
+def answers_healthz(base: str) -> bool:
+    try:
+        return requests.get(f"{base}/healthz", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def stop(process: subprocess.Popen[bytes]) -> int:
     """SIGTERM, as `docker stop` sends it; whatever is left of the process group is killed after that."""
     if process.poll() is None:
@@ -636,13 +643,7 @@ def test_image_command_serves_the_api_and_passes_its_healthcheck(
     api = start(argv, env, home, log)
     processes.append(api)
 
-    def healthz() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_for(healthz, api, log, "/healthz to answer")
+    wait_for(lambda: answers_healthz(f"http://127.0.0.1:{port}"), api, log, "/healthz to answer")
     check = subprocess.run(healthcheck, env=env, cwd=home, capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
     assert requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).json()["error"]["code"] == "no_workers"
@@ -685,6 +686,22 @@ def test_compose_worker_command_passes_its_healthcheck(
     wait_for(healthy, worker, log, "the worker healthcheck to pass")
 
 
+def serve_api(
+    argv: list[str], bind_at: int, config_env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> tuple[str, subprocess.Popen[bytes], Path]:
+    """Run an API command with ``argv[bind_at]`` bound to a free loopback port, until /healthz answers."""
+    port = free_port()
+    argv = [*argv[:bind_at], f"127.0.0.1:{port}", *argv[bind_at + 1 :]]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")}, **config_env}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    log = tmp_path / "api.log"
+    api = start(argv, env, tmp_path / "home", log)
+    processes.append(api)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: answers_healthz(base), api, log, "/healthz to answer")
+    return base, api, log
+
+
 @pytest.mark.slow
 def test_the_readmes_api_command_holds_five_long_polls_and_still_answers(
     config_env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[bytes]]
@@ -700,23 +717,8 @@ def test_the_readmes_api_command_holds_five_long_polls_and_still_answers(
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     line = next(line for line in readme.splitlines() if line.startswith("gunicorn "))
     argv = shlex.split(line.split("#", 1)[0])
-    port = str(free_port())
     bind = next(a for a in argv if a.startswith("0.0.0.0:"))
-    argv[argv.index(bind)] = f"127.0.0.1:{port}"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")}, **config_env}
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-    log = tmp_path / "api.log"
-    api = start(argv, env, tmp_path / "home", log)
-    processes.append(api)
-    base = f"http://127.0.0.1:{port}"
-
-    def healthz() -> bool:
-        try:
-            return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_for(healthz, api, log, "/healthz to answer")
+    base, _, _ = serve_api(argv, argv.index(bind), config_env, tmp_path, processes)
     job_id = requests.post(f"{base}/v1/jobs", json={"text": "Waiting."}, timeout=5).json()["id"]  # no worker: queued
     with ThreadPoolExecutor(5) as pool:
         polls = [pool.submit(requests.get, f"{base}/v1/jobs/{job_id}?wait=8", timeout=30) for _ in range(5)]
@@ -736,22 +738,8 @@ def test_the_readmes_api_command_holds_five_long_polls_and_still_answers(
 def test_under_sync_workers_a_long_poll_answers_at_once_and_says_why(
     config_env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    port = str(free_port())
-    argv = ["gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}", "api.wsgi:app"]
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")}, **config_env}
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-    log = tmp_path / "api.log"
-    api = start(argv, env, tmp_path / "home", log)
-    processes.append(api)
-    base = f"http://127.0.0.1:{port}"
-
-    def healthz() -> bool:
-        try:
-            return requests.get(f"{base}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_for(healthz, api, log, "/healthz to answer")
+    argv = ["gunicorn", "--workers", "1", "--bind", "<bind>", "api.wsgi:app"]
+    base, api, log = serve_api(argv, 3, config_env, tmp_path, processes)
     job_id = requests.post(f"{base}/v1/jobs", json={"text": "Waiting."}, timeout=5).json()["id"]
     started = time.monotonic()
     assert requests.get(f"{base}/v1/jobs/{job_id}?wait=20", timeout=30).json()["status"] == "queued"

@@ -114,9 +114,7 @@ def test_roman_numerals_in_brackets(text: str, expected: str) -> None:
     assert normalize(text) == expected
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
+REGNAL_AND_NUMBERED = [
         ("James E. King III spoke.", "James E King the Third spoke."),
         ("Henry VIII had six wives.", "Henry the Eighth had six wives."),
         ("She studied at Paris VI.", "She studied at Paris six."),
@@ -125,24 +123,20 @@ def test_roman_numerals_in_brackets(text: str, expected: str) -> None:
         ("World War II and Rocky II", "World War two and Rocky two"),
         ("I think I saw a CD of size XL.", "I think I saw a CD of size XL."),  # the pronoun, acronyms: left alone
         ("Ask James I. Packer about an IV drip.", "Ask James I Packer about an IV drip."),  # an initial; letters
-    ],
-)
-def test_regnal_numbers_are_ordinals_after_a_name_and_numbers_elsewhere(text: str, expected: str) -> None:
-    assert normalize(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
+        # after a word that takes a number: cardinals
         ("Chapter IV", "Chapter four"),
         ("Part II", "Part two"),
         ("Book XII", "Book twelve"),
         ("Part I", "Part one"),
         ("Chapter XL: The End", "Chapter forty: The End"),
         ("The best part I remember", "The best part I remember"),
-    ],
-)
-def test_numerals_after_a_word_that_takes_a_number(text: str, expected: str) -> None:
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), REGNAL_AND_NUMBERED)
+def test_regnal_numbers_are_ordinals_after_a_name_and_numbers_after_chapter_and_elsewhere(
+    text: str, expected: str
+) -> None:
     assert normalize(text) == expected
 
 
