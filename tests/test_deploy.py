@@ -739,7 +739,7 @@ def test_under_sync_workers_a_long_poll_answers_at_once_and_says_why(
     config_env: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     argv = ["gunicorn", "--workers", "1", "--bind", "<bind>", "api.wsgi:app"]
-    base, api, log = serve_api(argv, 3, config_env, tmp_path, processes)
+    base, api, log = serve_api(argv, argv.index("<bind>"), config_env, tmp_path, processes)
     job_id = requests.post(f"{base}/v1/jobs", json={"text": "Waiting."}, timeout=5).json()["id"]
     started = time.monotonic()
     assert requests.get(f"{base}/v1/jobs/{job_id}?wait=20", timeout=30).json()["status"] == "queued"
