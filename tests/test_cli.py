@@ -173,3 +173,28 @@ def test_serve_names_the_component_that_exited(config_env) -> None:  # type: ign
     assert f"ttsq api: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert "ttsq serve: the API exited with 1; stopping" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_webhook_consumer_warns_when_links_would_be_relative(config_env) -> None:  # type: ignore[no-untyped-def]
+    """Regression (issue 15): without TTSQ_PUBLIC_URL a receiver got /v1/files/... links, and nothing said so."""
+    from ttsq.procinfo import stop_process
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")}
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "ttsq", "webhooks"],
+        env={**base, **config_env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert consumer.stderr is not None
+        for _ in range(200):  # bounded: the line comes before Celery starts consuming
+            line = consumer.stderr.readline()
+            if not line or "TTSQ_PUBLIC_URL is not set" in line:
+                break
+        assert "TTSQ_PUBLIC_URL is not set" in line, line
+    finally:
+        stop_process(consumer)  # type: ignore[arg-type]

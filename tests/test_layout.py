@@ -79,3 +79,25 @@ def test_the_contracts_hold_and_catch_an_api_module_importing_the_worker(tmp_pat
     broken = run()
     assert broken.returncode != 0
     assert "The API and the worker never import each other BROKEN" in broken.stdout
+
+
+def test_a_foreign_top_level_package_of_our_names_is_one_clear_error(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 15, item 11: `engine`, `worker` and `api` are top-level names other distributions may install."""
+    import importlib.util
+
+    import pytest
+
+    import ttsq
+
+    ttsq._check_siblings()  # ours, as installed here
+    foreign = tmp_path / "site" / "engine" / "__init__.py"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_text("")
+    real = importlib.util.find_spec
+
+    def find(name: str, package: str | None = None):  # type: ignore[no-untyped-def]
+        return importlib.util.spec_from_file_location(name, foreign) if name == "engine" else real(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find)
+    with pytest.raises(ImportError, match=r"ttsq needs its own 'engine' package beside it .* another distribution"):
+        ttsq._check_siblings()
