@@ -175,14 +175,14 @@ def test_serve_names_the_component_that_exited(config_env) -> None:  # type: ign
     assert "Traceback" not in done.stderr
 
 
-def test_the_webhook_consumer_warns_when_links_would_be_relative(config_env) -> None:  # type: ignore[no-untyped-def]
-    """Regression (issue 15): without TTSQ_PUBLIC_URL a receiver got /v1/files/... links, and nothing said so."""
+def _first_line_with(command: list[str], env: dict[str, str], needle: str) -> str:
+    """Start ``ttsq COMMAND`` (a server), read its stderr until a line holds ``needle`` (bounded), then stop it."""
     from ttsq.procinfo import stop_process
 
     base = {k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")}
-    consumer = subprocess.Popen(
-        [sys.executable, "-m", "ttsq", "webhooks"],
-        env={**base, **config_env},
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ttsq", *command],
+        env={**base, **env},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -190,11 +190,30 @@ def test_the_webhook_consumer_warns_when_links_would_be_relative(config_env) -> 
         start_new_session=True,
     )
     try:
-        assert consumer.stderr is not None
-        for _ in range(200):  # bounded: the line comes before Celery starts consuming
-            line = consumer.stderr.readline()
-            if not line or "TTSQ_PUBLIC_URL is not set" in line:
+        assert process.stderr is not None
+        line = ""
+        for _ in range(200):  # bounded: the line comes at start
+            line = process.stderr.readline()
+            if not line or needle in line:
                 break
-        assert "TTSQ_PUBLIC_URL is not set" in line, line
+        return line
     finally:
-        stop_process(consumer)  # type: ignore[arg-type]
+        stop_process(process)  # type: ignore[arg-type]
+
+
+def test_the_webhook_consumer_warns_when_links_would_be_relative(config_env) -> None:  # type: ignore[no-untyped-def]
+    """Regression (issue 15): without TTSQ_PUBLIC_URL a receiver got /v1/files/... links, and nothing said so."""
+    line = _first_line_with(["webhooks"], config_env, "TTSQ_PUBLIC_URL is not set")
+    assert "TTSQ_PUBLIC_URL is not set" in line, line
+
+
+def test_the_api_says_at_start_when_redis_does_not_answer(config_env) -> None:  # type: ignore[no-untyped-def]
+    """Regression (issue 15): `ttsq api` with Redis down started silently."""
+    env = {**config_env, "TTSQ_REDIS_URL": "redis://127.0.0.1:1/0"}
+    import socket
+
+    with socket.socket() as probe:  # a free port for the API (it answers nothing here)
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    line = _first_line_with(["api", "--port", port], env, "is not answering")
+    assert "Redis at redis://127.0.0.1:1/0 is not answering" in line and "the API will keep trying" in line, line
