@@ -54,7 +54,13 @@ def authenticate() -> None:
             )
         return
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    owner = s.config.api_keys.get(hash_api_key(key.strip())) if scheme.lower() == "bearer" and key.strip() else None
+    g.owner = authenticate_key(key.strip() if scheme.lower() == "bearer" else "")
+
+
+def authenticate_key(key: str) -> str:
+    """The name of the key (counted against its rate limit), or 401: for a key that came another way than the
+    Authorization header (a WebSocket's first message: browsers cannot set headers on one)."""
+    owner = services().config.api_keys.get(hash_api_key(key)) if key else None
     if owner is None:
         raise ApiError(
             401,
@@ -62,8 +68,8 @@ def authenticate() -> None:
             "missing or unknown API key; send Authorization: Bearer <key>",
             headers={"WWW-Authenticate": 'Bearer realm="ttsq"'},
         )
-    g.owner = owner
     _limit_rate(owner)
+    return owner
 
 
 def _is_loopback(address: str | None) -> bool:

@@ -13,7 +13,7 @@ from ttsq.jobs.store import JobStore
 from ttsq.queue import create_celery
 from ttsq.storage import open_storage
 
-from . import files, health, jobs, metrics, speakers
+from . import files, health, jobs, live, metrics, speakers, speech
 from .errors import register_error_handlers
 from .services import Services
 
@@ -42,4 +42,8 @@ def create_app(config: Config | None = None, celery: Celery | None = None) -> Fl
     app.register_blueprint(files.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(speech.bp)
+    app.register_blueprint(speech.public)
+    live.sock.init_app(app)
+    app.register_blueprint(live.bp)
     return app

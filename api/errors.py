@@ -9,6 +9,7 @@ import redis
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing.exceptions import WebsocketMismatch
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,11 @@ def register_error_handlers(app: Flask) -> None:
         # Keep what the error says beyond its body: Allow on a 405 (RFC 9110), Retry-After, WWW-Authenticate.
         headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
         return jsonify(error_body(code, error.description or error.name)), error.code or 500, headers
+
+    @app.errorhandler(WebsocketMismatch)
+    def _not_a_websocket(error: WebsocketMismatch) -> ResponseReturnValue:
+        message = "this is a WebSocket endpoint; connect with a WebSocket client"
+        return jsonify(error_body("upgrade_required", message)), 426, {"Upgrade": "websocket", "Connection": "Upgrade"}
 
     @app.errorhandler(redis.RedisError)
     def _redis_down(error: redis.RedisError) -> ResponseReturnValue:

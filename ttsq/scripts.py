@@ -104,3 +104,13 @@ for status, n in pairs(counts) do flat[#flat + 1] = status; flat[#flat + 1] = n 
 return flat
 """
 """KEYS: the active set. ARGV: job record prefix. Counts the unfinished jobs' statuses in one round trip."""
+
+SPEECH_APPEND = """
+if redis.call('exists', KEYS[2]) == 1 then return -1 end
+redis.call('xadd', KEYS[1], '*', unpack(ARGV, 2))
+redis.call('pexpire', KEYS[1], ARGV[1])
+return redis.call('xlen', KEYS[1])
+"""
+"""KEYS: a speech request's stream, its cancel flag. ARGV: ttl ms, then the entry's field/value pairs. Appends only
+while the request stands (-1 once the client has gone, so a stream the API removed is never recreated); returns the
+entries not yet read, for the worker's back-pressure."""

@@ -19,6 +19,7 @@ from ttsq.queue import SYNTHESIZE_TASK, create_celery
 from ttsq.storage import open_storage
 
 from .runtime import Runtime, held
+from .speech import start_speech
 from .upkeep import start_upkeep
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def run_worker(config: Config) -> None:
     @worker_ready.connect(weak=False)
     def _ready(**kwargs: object) -> None:
         upkeep.append(start_upkeep(runtime))
+        upkeep.append(start_speech(runtime))
 
     queues = ",".join(config.keys.speaker_queue(name) for name in runtime.tts.names)
     logger.info("worker %s consuming %s", runtime.name, queues)

@@ -15,7 +15,7 @@ from .common import _config
 
 
 def cmd_keys_new(args: argparse.Namespace) -> int:
-    from ..config import SPEAKER_NAME
+    from engine.constants import SPEAKER_NAME
 
     if not SPEAKER_NAME.match(args.name):
         print(f"ttsq: invalid key name {args.name!r}: use 1-64 of a-z, 0-9, '-' and '_'", file=sys.stderr)

@@ -42,9 +42,9 @@ def _exit_with_parent(parent_pid: int | None) -> None:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    import waitress
-
     from api import create_app
+
+    from .serving import listen, run_api
 
     config = _config()
     setup_logging(config.log_level, config.log_format)
@@ -58,11 +58,11 @@ def cmd_api(args: argparse.Namespace) -> int:
             args.host,
         )
     try:
-        server = waitress.create_server(app, host=args.host, port=args.port, threads=8, ident="ttsq")
+        sock = listen(args.host, args.port)
     except OSError as error:  # the port is taken, or the address is not this host's
         sys.exit(f"ttsq api: cannot listen on {args.host}:{args.port}: {error.strerror or error}")
-    logger.info("API on http://%s:%d", args.host, args.port)
-    server.run()
+    logger.info("API on http://%s:%d (%d threads)", args.host, args.port, config.api_threads)
+    run_api(app, config, sock)
     return 0
 
 

@@ -29,6 +29,8 @@ from .record import (
     HISTOGRAMS,
     JOBS_CREATED,
     JOBS_FINISHED,
+    SPEECH_CHARACTERS,
+    SPEECH_REQUESTS,
     WEBHOOK_DELIVERIES,
     WEBHOOK_OUTCOMES,
     HistogramSpec,
@@ -107,6 +109,13 @@ def _counters(counters: dict[str, float]) -> Iterator[Metric]:
     for outcome in WEBHOOK_OUTCOMES:
         webhooks.add_metric([outcome], counters.get(f"{WEBHOOK_DELIVERIES}|{outcome}", 0.0))
     yield webhooks
+    for name, documentation in (
+        (SPEECH_REQUESTS, "Speech requests (/v1/audio/speech, WebSocket pieces) a worker took."),
+        (SPEECH_CHARACTERS, "Characters of input in those speech requests."),
+    ):
+        family = CounterMetricFamily(name, documentation)
+        family.add_metric([], counters.get(name, 0.0))
+        yield family
 
 
 def _histogram(spec: HistogramSpec, fields: dict[str, float]) -> Metric:

@@ -36,6 +36,8 @@ error; refused: the URL was never tried (not allowed by TTSQ_WEBHOOK_ALLOW, priv
 JOBS_CREATED = "ttsq_jobs_created"
 JOBS_FINISHED = "ttsq_jobs_finished"
 WEBHOOK_DELIVERIES = "ttsq_webhook_deliveries"
+SPEECH_REQUESTS = "ttsq_speech_requests"
+SPEECH_CHARACTERS = "ttsq_speech_characters"
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,14 @@ def record_job_finished(
             _observe(pipe, prefix, JOB_AUDIO, job.speaker, audio_s)
             if job.synth_s > 0:
                 _observe(pipe, prefix, JOB_REALTIME_FACTOR, job.speaker, audio_s / job.synth_s)
+
+
+def record_speech(client: redis.Redis, prefix: str, characters: int) -> None:
+    """One speech request taken by a worker, and its input's length."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.hincrby(counters_key(prefix), SPEECH_REQUESTS, 1)
+        pipe.hincrby(counters_key(prefix), SPEECH_CHARACTERS, characters)
+        pipe.execute()
 
 
 def record_webhook(client: redis.Redis, prefix: str, outcome: str) -> None:
