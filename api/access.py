@@ -10,13 +10,14 @@ from flask import g, request
 
 from ttsq import scripts
 from ttsq.credentials import hash_api_key
+from ttsq.keys import ANONYMOUS_OWNER
 
 from .errors import ApiError
 from .services import services
 
 FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 """A proxy's marks: behind one on this host every client's socket address is loopback."""
-ANONYMOUS = "-"
+ANONYMOUS = ANONYMOUS_OWNER
 """Rate-limit and idempotency scope when the API runs without keys."""
 
 

@@ -13,7 +13,7 @@ from ttsq.jobs.store import JobStore
 from ttsq.queue import create_celery
 from ttsq.storage import open_storage
 
-from . import files, health, jobs, live, metrics, speakers, speech
+from . import console, files, health, jobs, listing, live, metrics, speakers, speech
 from .errors import register_error_handlers
 from .services import Services
 
@@ -38,6 +38,8 @@ def create_app(config: Config | None = None, celery: Celery | None = None) -> Fl
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)  # type: ignore[method-assign]
     register_error_handlers(app)
     app.register_blueprint(jobs.bp)
+    app.register_blueprint(listing.bp)
+    app.register_blueprint(console.bp)
     app.register_blueprint(speakers.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(health.bp)

@@ -34,7 +34,8 @@ def readyz() -> ResponseReturnValue:
     workers = presence.live_workers(s.redis, s.config.keys)
     if not workers:
         return jsonify(error_body("no_workers", "no worker is alive; start one with `ttsq worker`")), 503
-    return jsonify({"status": "ready", "workers": sorted(w.name for w in workers)})
+    serving = {w.name: sorted(w.speakers) for w in sorted(workers, key=lambda w: w.name)}
+    return jsonify({"status": "ready", "workers": list(serving), "serving": serving})
 
 
 @lru_cache(maxsize=1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_PREFIX = "ttsq:"
+ANONYMOUS_OWNER = "-"
+"""Whose jobs, rate and idempotency scope they are when the API runs without keys."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,10 @@ class Keys:
     def owner_active(self, owner: str) -> str:
         """Set of the key's queued or running jobs (its concurrency limit)."""
         return f"{self.prefix}owner:{owner}:active"
+
+    def owner_jobs(self, owner: str | None) -> str:
+        """Sorted set of the key's jobs by creation time: what ``GET /v1/jobs`` pages through, newest first."""
+        return f"{self.prefix}owner:{owner or ANONYMOUS_OWNER}:jobs"
 
     def idempotency(self, owner: str, digest: str) -> str:
         return f"{self.prefix}idem:{owner}:{digest}"

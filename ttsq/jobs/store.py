@@ -42,6 +42,7 @@ class JobStore:
             pipe.set(self.keys.text(job.id), text.encode("utf-8"))
             pipe.hset(self.keys.job(job.id), mapping=encode_fields(job.model_dump(mode="json")))
             pipe.sadd(self.keys.active, job.id)
+            pipe.zadd(self.keys.owner_jobs(job.owner), {job.id: job.created_at})
             pipe.execute()
 
     def delete(self, job_id: str) -> None:
@@ -271,6 +272,7 @@ class JobStore:
             pipe.delete(self.keys.job(job_id), self.keys.text(job_id), self.keys.lock(job_id))
             pipe.srem(self.keys.active, job_id)
             pipe.zrem(self.keys.webhooks_pending, job_id)
+            pipe.zrem(self.keys.owner_jobs(owner), job_id)
             pipe.set(self.keys.gone(job_id), json.dumps({"owner": owner}), ex=remember_s)
             pipe.execute()
 
