@@ -9,6 +9,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ttsq.config import Config, load_config
 from ttsq.credentials import secret_key
+from ttsq.jobs.events import JobEvents
 from ttsq.jobs.store import JobStore
 from ttsq.queue import create_celery
 from ttsq.storage import open_storage
@@ -32,6 +33,7 @@ def create_app(config: Config | None = None, celery: Celery | None = None) -> Fl
         celery=celery or create_celery(config),
         storage=open_storage(config),
         secret=secret_key(config),
+        events=JobEvents(client, config.keys),
     )
     if config.trusted_proxies:
         n = config.trusted_proxies

@@ -9,6 +9,7 @@ from celery import Celery
 from flask import current_app
 
 from ttsq.config import Config
+from ttsq.jobs.events import JobEvents
 from ttsq.jobs.store import JobStore
 from ttsq.storage import Storage
 
@@ -21,6 +22,8 @@ class Services:
     celery: Celery
     storage: Storage
     secret: str
+    events: JobEvents
+    """The process's one subscription that wakes long polls."""
 
 
 def services() -> Services:

@@ -1,0 +1,84 @@
+"""Long polls share one pub/sub connection per API process and answer progress at most once a second."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import redis
+
+from ttsq.jobs.events import PROGRESS_INTERVAL_S, JobEvents
+from ttsq.models import Job, JobStatus, Progress, new_job_id
+
+
+def _job(runtime) -> Job:  # type: ignore[no-untyped-def]
+    job = Job(
+        id=new_job_id(),
+        speaker="joe",
+        text_chars=6,
+        queue=runtime.config.keys.speaker_queue("joe"),
+        created_at=time.time(),
+    )
+    runtime.store.create(job, "Hello.")
+    return job
+
+
+def _pubsub_connections(client: redis.Redis) -> int:
+    return sum(1 for c in client.client_list() if int(c.get("psub", 0)) or int(c.get("sub", 0)))
+
+
+def test_many_waiting_polls_hold_one_subscription(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    events = JobEvents(runtime.store.redis, runtime.config.keys)
+    jobs = [_job(runtime) for _ in range(20)]
+    before = _pubsub_connections(redis_client)
+    answers: list[Job | None] = []
+    def poll(job: Job) -> None:
+        answers.append(events.wait_for_change(runtime.store, job.id, 5))
+
+    threads = [threading.Thread(target=poll, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while len(events._waiting) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _pubsub_connections(redis_client) - before == 1
+    started = time.monotonic()
+    for job in jobs:
+        runtime.store.cancel(job.id)  # a status change: every poll answers at once
+    for thread in threads:
+        thread.join(10)
+    assert time.monotonic() - started < 2.0
+    assert sorted(a.status.value for a in answers if a) == ["canceled"] * 20
+
+
+def test_progress_wakes_a_poll_at_most_once_a_second_and_status_at_once(runtime) -> None:  # type: ignore[no-untyped-def]
+    events = JobEvents(runtime.store.redis, runtime.config.keys)
+    job = _job(runtime)
+    token = "poll-test-token"
+    assert runtime.store.acquire_lock(job.id, token, 60) and runtime.store.mark_running(job, "w", token)
+    stop = threading.Event()
+
+    def write_progress() -> None:
+        for done in range(1, 200):
+            if stop.wait(0.05):
+                return
+            runtime.store.set_progress(job.id, token, Progress(chunks_done=done, chunks_total=200))
+
+    writer = threading.Thread(target=write_progress)
+    writer.start()
+    try:
+        started = time.monotonic()
+        answer = events.wait_for_change(runtime.store, job.id, 10)
+        took = time.monotonic() - started
+        assert answer is not None and answer.progress.chunks_done > 1  # the latest, not the first write
+        assert PROGRESS_INTERVAL_S - 0.05 <= took < PROGRESS_INTERVAL_S + 0.5, took
+    finally:
+        stop.set()
+        writer.join()
+    waiting = threading.Thread(target=lambda: runtime.store.cancel(job.id))
+    started = time.monotonic()
+    timer = threading.Timer(0.2, waiting.start)
+    timer.start()
+    answer = events.wait_for_change(runtime.store, job.id, 10)
+    assert answer is not None and answer.status == JobStatus.canceled
+    assert time.monotonic() - started < 0.2 + 0.3
