@@ -54,6 +54,7 @@ def create_speech() -> ResponseReturnValue:
             param="input",
         )
     speaker = resolve_speaker(s, body.voice_name)
+    _cut_off_stalled_writes(s.config.speech_idle_timeout_s)
     reader = open_speech(s, speaker, body.input, float(body.speed))
     record_speech(s.redis, s.config.key_prefix, len(body.input))
     content_type = SPEECH_FORMATS[body.response_format]
@@ -108,6 +109,14 @@ def open_speech(
         reader.close()
         raise
     return reader
+
+
+def _cut_off_stalled_writes(timeout_s: float) -> None:
+    """A client that stops reading fills its socket: give up a write after ``timeout_s`` rather than hold the
+    thread for as long as TCP takes (gunicorn puts the socket back to non-blocking for the next request)."""
+    sock: socket.socket | None = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(timeout_s)
 
 
 def client_alive() -> Callable[[], bool]:
