@@ -3,26 +3,28 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any
 
 import redis
-from flask import Blueprint, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from engine.chapters import CAPTION_FORMATS
 from ttsq.config import DEFAULT_SPEAKER
 from ttsq.links import result_link
 from ttsq.logs import job_context
 from ttsq.metrics.record import record_job_created
 from ttsq.models import Job, JobStatus, is_job_id, iso, new_job_id
 from ttsq.queue import enqueue_synthesis, job_ended
+from ttsq.storage.base import StorageError, cover_key, mime_type
 
 from . import access, idempotency
 from .errors import ApiError
-from .schemas import job_view, parse_job_request, read_json_body
+from .schemas import JSON_NUMBER, check_text, job_view, parse_job_request, read_json_body
 from .services import services
 from .speakers import known_speakers, waiting_for_worker
+from .uploads import Upload, read_inline, read_upload
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("jobs", __name__, url_prefix="/v1")
@@ -31,13 +33,25 @@ bp.before_request(access.authenticate)
 
 @bp.post("/jobs")
 def create_job() -> ResponseReturnValue:
+    """A JSON body with ``text``, or (issue 14) a multipart upload of a document with the options as form fields."""
     s = services()
-    body = read_json_body()
-    req = parse_job_request(body, s.config.webhook_allow)
-    if len(req.text) > s.config.max_text_chars:
-        raise ApiError(
-            413, "text_too_long", f"text has {len(req.text)} characters; the limit is {s.config.max_text_chars}"
-        )
+    upload: Upload | None
+    if request.mimetype == "multipart/form-data":
+        upload = read_upload(s.config)
+        body = upload.fingerprint
+        req = parse_job_request(upload.body, s.config.webhook_allow)
+    else:
+        body = read_json_body()
+        req = parse_job_request(body, s.config.webhook_allow)
+        if len(req.text) > s.config.max_text_chars:
+            raise ApiError(
+                413, "text_too_long", f"text has {len(req.text)} characters; the limit is {s.config.max_text_chars}"
+            )
+        upload = read_inline(req.text, req.input_format, s.config)
+    document = upload.document if upload is not None else None
+    text = document.text if document is not None else req.text
+    if document is not None:
+        check_text(text)
     known = sorted(known_speakers(s))
     speaker = req.speaker or (DEFAULT_SPEAKER if DEFAULT_SPEAKER in known else known[0])
     if speaker not in known:
@@ -55,18 +69,22 @@ def create_job() -> ResponseReturnValue:
         noise_scale=req.noise_scale,
         noise_w_scale=req.noise_w_scale,
         marks=req.marks,
-        text_chars=len(req.text),
+        text_chars=len(text),
         queue=s.config.keys.speaker_queue(speaker),
         created_at=time.time(),
         owner=g.owner,
         webhook_url=req.webhook_url,
         metadata=req.metadata,
+        input_format=upload.input_format if upload is not None else "text",
+        title=document.title if document is not None else None,
+        author=document.author if document is not None else None,
+        cover_type=(document.cover_type or "image/jpeg") if document is not None and document.cover else None,
     )
     held = idempotency.claim(body, job.id)
     if held is not None and held.job_id is not None:
         return _replay(held.job_id)
     try:
-        _enqueue(job, req.text)
+        _enqueue(job, upload.stored_text if upload is not None else req.text, document.cover if document else None)
     except BaseException:
         idempotency.release(held)
         raise
@@ -82,20 +100,27 @@ def create_job() -> ResponseReturnValue:
     return response, 202
 
 
-def _enqueue(job: Job, text: str) -> None:
+def _enqueue(job: Job, text: str, cover: bytes | None = None) -> None:
     """Record the job, count it against its key's limit, then queue it; on any refusal nothing is left behind."""
     s = services()
-    s.store.create(job, text)  # before the slot, so the limit script sees the job as queued
+    if cover is not None:  # for the output's tags; the job's files go with the job
+        with s.storage.writer(cover_key(job.id)) as sink:
+            sink.write(cover)
     try:
+        s.store.create(job, text)  # before the slot, so the limit script sees the job as queued
         access.reserve_job_slot(job.id)
-    except ApiError:
+    except BaseException:
         s.store.delete(job.id)
+        if cover is not None:
+            s.storage.delete(cover_key(job.id))
         raise
     try:
         enqueue_synthesis(s.celery, job.id, job.queue)
     except Exception as error:  # kombu raises several unrelated types when the broker is away
         s.store.delete(job.id)  # no job may stay queued with no message behind it
         access.release_job_slot(job.id)
+        if cover is not None:
+            s.storage.delete(cover_key(job.id))
         raise ApiError(503, "queue_unavailable", "the job queue is not reachable; try again shortly") from error
 
 
@@ -116,7 +141,6 @@ def _replay(job_id: str) -> ResponseReturnValue:
 
 
 MAX_WAIT_S = 30.0
-JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 @bp.delete("/jobs/<job_id>")
@@ -155,7 +179,7 @@ def get_job(job_id: str) -> ResponseReturnValue:
     # Ownership first: another key's job must answer 404 at once, like a job that does not exist.
     job = _own_job(s.store.get(job_id) if is_job_id(job_id) else None, job_id)
     if wait_s:
-        job = _own_job(s.store.wait_for_change(job_id, wait_s), job_id)
+        job = _own_job(s.events.wait_for_change(s.store, job_id, wait_s), job_id)
     link = _result_link(job) if job.status == JobStatus.succeeded else None
     return jsonify(job_view(job, link, waiting_for_worker(s, job)))
 
@@ -183,7 +207,6 @@ def _wait_seconds(given: list[str]) -> float:
     if not given:
         return 0.0
     raw = given[0] if len(given) == 1 else ",".join(given)  # given twice: not a number
-    # A JSON number in ASCII: float() alone would also take "1_0", " 5", "+5" and fullwidth digits.
     value = float(raw) if JSON_NUMBER.fullmatch(raw) else -1.0
     if not 0 <= value <= MAX_WAIT_S:  # also refuses nan and inf
         raise ApiError(400, "invalid_wait", f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}, got {raw!r}")
@@ -196,4 +219,34 @@ def _result_link(job: Job) -> dict[str, Any] | None:
     if job.result is None:
         return None
     url, expires_at = result_link(s.config, s.storage, s.secret, job.result.key, request.host_url)
-    return {"url": url, "url_expires_at": iso(expires_at)}
+    captions = {
+        fmt: result_link(s.config, s.storage, s.secret, key, request.host_url)[0]
+        for fmt, key in job.result.captions.items()
+    }
+    return {"url": url, "url_expires_at": iso(expires_at), "captions": captions}
+
+
+@bp.get("/jobs/<job_id>/captions")
+def get_captions(job_id: str) -> ResponseReturnValue:
+    """A finished job's captions, one cue per sentence: ``?format=vtt`` (the default) or ``srt``."""
+    s = services()
+    given = request.args.getlist("format") or ["vtt"]
+    fmt = given[0] if len(given) == 1 else ",".join(given)
+    if fmt not in CAPTION_FORMATS:
+        raise ApiError(
+            400,
+            "invalid_format",
+            f"format {fmt!r} is not a caption format; expected one of: {', '.join(CAPTION_FORMATS)}",
+        )
+    job = _own_job(s.store.get(job_id) if is_job_id(job_id) else None, job_id)
+    if job.status != JobStatus.succeeded or job.result is None:
+        raise ApiError(409, "job_not_finished", f"the job is {job.status.value}; captions come with its audio")
+    key = job.result.captions.get(fmt)
+    if key is None:  # made before captions existed
+        raise ApiError(404, "captions_not_found", "this job has no captions")
+    try:
+        with s.storage.reader(key) as source:
+            data = source.read()
+    except StorageError:
+        raise ApiError(410, "file_expired", "the job's captions were removed") from None
+    return Response(data, mimetype=mime_type(key), headers={"Cache-Control": "no-store"})

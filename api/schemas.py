@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,8 @@ class JobRequest(BaseModel):
     marks: StrictBool = False
     webhook_url: StrictStr | None = None
     metadata: dict[str, Any] | None = None
+    input_format: StrictStr = "text"
+    """How ``text`` is written: text, markdown, html or ssml (issue 14)."""
 
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -39,12 +42,25 @@ MAX_METADATA_DEPTH = 32
 """Levels of objects and arrays in metadata: pydantic cannot serialize a job past about 250 (a 500 found by fuzzing)."""
 
 
+JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+"""A JSON number in ASCII: float() alone would also take "1_0", " 5", "+5" and fullwidth digits."""
+
+
+def loads_json(data: str | bytes) -> Any:
+    """JSON as RFC 8259 has it: no NaN or Infinity, no number too large for a float; ValueError otherwise."""
+    return json.loads(data, parse_constant=_not_json, parse_float=_finite_float)
+
+
 def read_json_body() -> Any:
     """The request's JSON, parsed here so that every way it can be malformed is a 4xx."""
     if request.mimetype != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send the body as JSON with Content-Type: application/json")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json, or a document as multipart/form-data",
+        )
     try:
-        return json.loads(request.get_data(cache=False), parse_constant=_not_json, parse_float=_finite_float)
+        return loads_json(request.get_data(cache=False))
     except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError is deep nesting
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
 
@@ -92,13 +108,18 @@ def parse_job_request(body: Any, webhook_allow: Sequence[str] = ()) -> JobReques
             raise ApiError(
                 400, "metadata_too_large", f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}"
             )
-    if not request.text.strip():
+    check_text(request.text)
+    return request
+
+
+def check_text(text: str) -> None:
+    """The text (a document's, once read) has something to speak."""
+    if not text.strip():
         raise ApiError(400, "empty_text", "text is empty or only whitespace")
     try:
-        check_speakable(request.text)
+        check_speakable(text)
     except InvalidInputError as error:
         raise ApiError(400, "invalid_text", str(error)) from None
-    return request
 
 
 def _metadata_size(metadata: dict[str, Any]) -> int:
@@ -153,6 +174,9 @@ def job_view(job: Job, result_link: dict[str, Any] | None, waiting_for_worker: b
         "speed": job.speed,
         "marks": job.marks,
         "text_chars": job.text_chars,
+        "input_format": job.input_format,
+        "title": job.title,
+        "author": job.author,
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "finished_at": iso(job.finished_at),
@@ -167,5 +191,6 @@ def job_view(job: Job, result_link: dict[str, Any] | None, waiting_for_worker: b
         "links": {"self": f"/v1/jobs/{job.id}"},
     }
     if job.result and result_link:
-        view["result"] = {**job.result.model_dump(exclude={"key"}), **result_link}
+        # Storage keys stay inside: captions are links, made with the audio's (result_link's "captions").
+        view["result"] = {**job.result.model_dump(exclude={"key", "captions"}), **result_link}
     return view

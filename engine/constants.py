@@ -10,5 +10,14 @@ MAX_SPEED = 4.0
 """Fastest speech rate accepted (four times normal)."""
 MAX_SENTENCE_PHONEMES = 400
 """Longer runs without a sentence end are split at word boundaries: one inference stays short."""
-MIME_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg"}
-"""Output formats a narration can be written in, with their media types."""
+MIME_TYPES = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "m4b": "audio/mp4",
+}
+"""Output formats a narration can be written in, with their media types (opus: Ogg Opus; m4b: AAC in MP4)."""
+CAPTION_TYPES = {"vtt": "text/vtt", "srt": "application/x-subrip"}
+"""Caption formats of a narration, with their media types."""

@@ -42,6 +42,11 @@ class NarrationChunk:
     the spoken form (and in plans stored before issue 16): the mark then shows that."""
     continues: bool = False
     """It goes on with the previous chunk's sentence: a clause's pause before it."""
+    level: int = 0
+    """Its heading's Markdown level (1 a chapter, 2 a section), 0 for none (``engine.text.split.Chunk.level``)."""
+    pause_s: float | None = None
+    """Exactly this much silence before it (an SSML ``<break>``) instead of the pause ``pause_s()`` would choose;
+    None for the usual pause."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,10 @@ class NarratedChunk:
     """int16: the pause before the chunk, then its trimmed speech."""
     mark: Mark | None
     """Set on the first chunk of each paragraph."""
+    start_s: float | None = None
+    """Where its speech starts in the whole narration (after its pause), in seconds; None: nothing to hear."""
+    end_s: float | None = None
+    """Where its speech ends: with ``start_s``, a caption cue's times (issue 14)."""
 
 
 def trim_silence(
@@ -76,6 +85,8 @@ def trim_silence(
 
 
 def pause_s(previous: NarrationChunk | None, chunk: NarrationChunk, options: PauseOptions) -> float:
+    if chunk.pause_s is not None:
+        return chunk.pause_s
     if previous is None:
         return 0.0
     if chunk.paragraph != previous.paragraph:
@@ -108,6 +119,7 @@ def narrate(
         if previous is None or chunk.paragraph != previous.paragraph:
             text = display_text(chunk.source) if chunk.source else chunk.spoken
             mark = Mark(chunk.paragraph, chunk.heading, (position + len(pause)) / rate, text[:MARK_TEXT_CHARS])
-        position += len(pause) + len(speech)
+        start = position + len(pause)
+        position = start + len(speech)
         previous = chunk
-        yield NarratedChunk(np.concatenate([pause, speech]), mark)
+        yield NarratedChunk(np.concatenate([pause, speech]), mark, start / rate, position / rate)

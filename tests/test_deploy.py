@@ -712,7 +712,6 @@ def test_the_readmes_api_command_holds_five_long_polls_and_still_answers(
 
     import redis
 
-    from ttsq.config import load_config
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     line = next(line for line in readme.splitlines() if line.startswith("gunicorn "))
@@ -722,12 +721,14 @@ def test_the_readmes_api_command_holds_five_long_polls_and_still_answers(
     job_id = requests.post(f"{base}/v1/jobs", json={"text": "Waiting."}, timeout=5).json()["id"]  # no worker: queued
     with ThreadPoolExecutor(5) as pool:
         polls = [pool.submit(requests.get, f"{base}/v1/jobs/{job_id}?wait=8", timeout=30) for _ in range(5)]
-        channel = load_config(config_env).keys.events(job_id)
         client = redis.Redis.from_url(config_env["TTSQ_REDIS_URL"])
         deadline = time.monotonic() + 10
-        while client.pubsub_numsub(channel)[0][1] < 5:  # all five are waiting now (each ends by itself in 8 s)
-            assert time.monotonic() < deadline, "the five long polls never all waited at once"
+        # Each API process holds one pattern subscription for all its waiting polls (issue 12).
+        while client.pubsub_numpat() < 1:
+            assert time.monotonic() < deadline, "no API process subscribed to job events"
             time.sleep(0.02)
+        time.sleep(1.0)  # the polls hold for 8 s: one second on, all five are still waiting
+        assert not any(poll.done() for poll in polls), "a long poll answered before its job changed"
         started = time.monotonic()
         assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
         assert time.monotonic() - started < 1.0

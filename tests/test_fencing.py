@@ -80,7 +80,8 @@ def test_a_segment_is_named_after_its_run_and_a_stale_run_commits_no_object(runt
         sink.write(b"a stale run's output")
     assert runtime.storage.size(f"{job_id}.wav") is None
     assert run_to_end(runtime, job_id) == "succeeded"
-    assert [p.name for p in runtime.storage.root.iterdir()] == [f"{job_id}.wav"]  # segments gone once assembled
+    # Segments gone once assembled: the audio and its captions stay.
+    assert sorted(p.name for p in runtime.storage.root.iterdir()) == [f"{job_id}.{e}" for e in ("srt", "vtt", "wav")]
 
 
 def test_a_hand_off_after_a_cancel_leaves_the_canceled_record_as_it_ended(runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -115,4 +116,5 @@ def test_what_killed_runs_left_in_storage_goes_with_the_job(runtime) -> None:  #
     other = root / f"{'c' * 32}.wav"
     other.write_bytes(b"another job's audio")
     assert run_to_end(runtime, job_id) == "succeeded"
-    assert sorted(p.name for p in root.iterdir()) == sorted([f"{job_id}.wav", other.name])
+    kept = [f"{job_id}.{e}" for e in ("srt", "vtt", "wav")]  # the audio and its captions
+    assert sorted(p.name for p in root.iterdir()) == sorted([*kept, other.name])

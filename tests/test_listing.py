@@ -33,7 +33,9 @@ def _all_pages(client, key: str, limit: int, status: str | None = None) -> list[
     seen: list[str] = []
     cursor = None
     for _ in range(100):
-        query = {"limit": str(limit), **({"cursor": cursor} if cursor else {}), **({"status": status} if status else {})}
+        query = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        if status:
+            query["status"] = status
         page = client.get("/v1/jobs", query_string=query, headers=_auth(key)).get_json()
         assert len(page["jobs"]) <= limit
         seen += [job["id"] for job in page["jobs"]]
@@ -81,7 +83,7 @@ def test_status_filter_and_canceled_jobs(keyed_client) -> None:  # type: ignore[
     [
         ({"limit": "0"}, "invalid_limit"),
         ({"limit": "101"}, "invalid_limit"),
-        ({"limit": "１"}, "invalid_limit"),
+        ({"limit": "\uff11"}, "invalid_limit"),  # a fullwidth 1
         ({"status": "done"}, "invalid_status"),
         ({"cursor": "not-a-cursor"}, "invalid_cursor"),
         ({"cursor": "MTox"}, "invalid_cursor"),

@@ -97,7 +97,7 @@ def test_segmented_job_equals_one_uninterrupted_narration(config_env, tts) -> No
     assert [m["heading"] for m in marks][:2] == [True, False]
     assert all(b["start_s"] > a["start_s"] for a, b in itertools.pairwise(marks))
     assert not runtime.plans.has_plan(job_id)  # segments and plan are gone
-    assert [p.name for p in runtime.storage.root.iterdir()] == [f"{job_id}.wav"]
+    assert sorted(p.name for p in runtime.storage.root.iterdir()) == [f"{job_id}.{e}" for e in ("srt", "vtt", "wav")]
 
 
 @pytest.mark.parametrize("fmt", ["flac", "ogg", "mp3"])

@@ -144,7 +144,7 @@ def test_stale_partial_files_are_removed(runtime) -> None:  # type: ignore[no-un
     stale.write_bytes(b"half a job")
     assert run_to_end(runtime, job_id) == "succeeded"
     assert not stale.exists()
-    assert [p.name for p in runtime.storage.root.iterdir()] == [f"{job_id}.wav"]
+    assert sorted(p.name for p in runtime.storage.root.iterdir()) == [f"{job_id}.{e}" for e in ("srt", "vtt", "wav")]
 
 
 def test_a_cancel_is_never_overwritten_by_a_task_starting(runtime) -> None:  # type: ignore[no-untyped-def]

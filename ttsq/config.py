@@ -38,6 +38,7 @@ ENV_VARS: dict[str, str] = {
     "TTSQ_DEVICE": "device",
     "TTSQ_PUBLIC_URL": "public_url",
     "TTSQ_MAX_TEXT_CHARS": "max_text_chars",
+    "TTSQ_MAX_UPLOAD_BYTES": "max_upload_bytes",
     "TTSQ_MAX_AUDIO_S": "max_audio_s",
     "TTSQ_SEGMENT_CHARS": "segment_chars",
     "TTSQ_SENTENCE_SILENCE_S": "sentence_silence_s",
@@ -115,6 +116,8 @@ class Config(BaseModel):
     device: str = "cpu"
     public_url: str | None = None
     max_text_chars: int = Field(1_000_000, ge=1, le=10_000_000)
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024, le=1024**3)
+    """A document uploaded to POST /v1/jobs (multipart) may be this large; its text is held to max_text_chars."""
     max_audio_s: float = Field(24 * 3600, gt=0)
     """A job whose audio would run longer fails with audio_too_long (at once when its text is sure to). The default
     takes a full-size text of prose (1,000,000 characters at ~18 a second: ~15 h)."""

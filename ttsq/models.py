@@ -48,6 +48,10 @@ class JobResult(BaseModel):
     size_bytes: int
     marks: list[dict[str, Any]] | None = None
     """Where each paragraph or heading starts (``{paragraph, heading, start_s, text}``), when asked for."""
+    chapters: list[dict[str, Any]] = []
+    """``{title, start_s, end_s}`` of each level-1 heading (``# `` line); empty for a text without any."""
+    captions: dict[str, str] = {}
+    """Caption format ("vtt", "srt") -> its storage key: one cue per sentence."""
 
 
 class WebhookState(BaseModel):
@@ -97,6 +101,14 @@ class Job(BaseModel):
     webhook_url: str | None = None
     metadata: dict[str, Any] | None = None
     """The client's own object, echoed back in the status and the webhook event."""
+    input_format: str = "text"
+    """How the stored text is read: "ssml" is parsed at planning (for its exact breaks); every other format was
+    read into plain text (``engine.documents``) when the job was made, and is named here for the job's view."""
+    title: str | None = None
+    """The document's title (EPUB, HTML, Markdown front matter), for the output's tags."""
+    author: str | None = None
+    cover_type: str | None = None
+    """The media type of the document's cover, stored under ``cover_key(id)``; None: no cover."""
     webhook: WebhookState | None = None
 
 

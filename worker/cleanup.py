@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 
-def remove_job_files(runtime: Runtime, job_id: str, keep: str | None = None, strict: bool = False) -> bool:
+def remove_job_files(
+    runtime: Runtime, job_id: str, keep: str | Collection[str] | None = None, strict: bool = False
+) -> bool:
     """Delete every object of the job but ``keep`` (its output, after success), left by any run (a killed run's
     partial files and unrecorded segments too), then its plan; True when all went.
 

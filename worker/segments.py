@@ -9,18 +9,15 @@ import time
 from dataclasses import asdict
 from functools import partial
 
-import numpy as np
-
 from engine import InvalidInputError, SynthesisOptions
-from engine.audio import open_audio_writer
-from engine.narration import Mark, NarrationChunk, PauseOptions, narrate
+from engine.documents.breaks import ssml_chunks
+from engine.narration import NarrationChunk, PauseOptions, narrate
 from engine.text.split import Chunk, split_text
 from ttsq.jobs.plans import SegmentRecord
-from ttsq.models import Job, JobResult, JobStatus, Progress
-from ttsq.storage.base import key_for, segment_key
+from ttsq.models import Job, JobStatus, Progress
+from ttsq.storage.base import segment_key
 
-from .cleanup import remove_job_files
-from .outcomes import AudioTooLongError, JobCanceledError, JobTimeoutError, LockLostError, Outcome
+from .outcomes import AudioTooLongError, JobCanceledError, JobTimeoutError, LockLostError
 from .runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -30,12 +27,25 @@ FAST_SPOKEN_CHARS_PER_S = 22.0
 """Characters of spoken text per second of audio at speed 1, at the fast end (joe reads about 15-18): the estimate
 errs short, so only a text sure to pass the audio limit is refused before synthesis."""
 
-READ_BLOCK_BYTES = 1 << 20
+CUE = "chunk"
+"""A segment record's ``marks`` hold two kinds of entry: a paragraph's mark (``Mark`` and its heading ``level``), and
+``{"chunk": i, "start_s", "end_s"}``, where chunk ``i``'s speech is heard (a caption cue). Both are in the one list
+the record has, so they survive a killed worker exactly as marks do (issue 14)."""
+
+
+def cue_entry(chunk: int, start_s: float, end_s: float) -> dict[str, float]:
+    return {CUE: chunk, "start_s": round(start_s, 4), "end_s": round(end_s, 4)}
 
 
 def plan(runtime: Runtime, job: Job, token: str, text: str) -> None:
     """Split the text into chunks and group them into segments of about TTSQ_SEGMENT_CHARS characters."""
-    chunks = split_text(text)
+    pauses: list[float | None]
+    if job.input_format == "ssml":  # kept as written until now, for its exact breaks
+        timed = ssml_chunks(text.encode("utf-8"))
+        chunks, pauses = [t.chunk for t in timed], [t.pause_s for t in timed]
+    else:
+        chunks = split_text(text)
+        pauses = [None] * len(chunks)
     if not any(c.spoken.strip() for c in chunks):
         raise InvalidInputError("text has nothing to speak once footnote marks and symbols are set aside")
     _refuse_if_too_long(runtime, job, chunks)
@@ -48,8 +58,9 @@ def plan(runtime: Runtime, job: Job, token: str, text: str) -> None:
         size += len(chunk.source)
     segments.append((first, len(chunks)))
     # The source goes with each chunk for its mark (issue 16: a mark shows the text as written, not the spoken form).
-    keep = ("spoken", "paragraph", "heading", "source", "continues")
-    records = [{name: getattr(c, name) for name in keep} for c in chunks]
+    # The level makes chapters of "# " headings, the pause is an SSML break's (issue 14).
+    keep = ("spoken", "paragraph", "heading", "source", "continues", "level")
+    records = [{**{name: getattr(c, name) for name in keep}, "pause_s": p} for c, p in zip(chunks, pauses, strict=True)]
     progress = Progress(chunks_done=0, chunks_total=len(chunks)).model_dump()
     if not runtime.plans.save(job.id, token, records, segments):
         raise _stopped(runtime, job.id)
@@ -99,7 +110,9 @@ def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: thread
             sink.flush()  # surfaces a failed upload now, not at the end
             samples += len(piece.samples)
             if piece.mark is not None:
-                marks.append(asdict(piece.mark))
+                marks.append({**asdict(piece.mark), "level": chunks[done - 1].level})
+            if piece.start_s is not None and piece.end_s is not None:  # a caption cue, by its chunk's index
+                marks.append(cue_entry(first + done - 1, piece.start_s, piece.end_s))
             audio_s = offset_s + samples / rate
             _report(runtime, job, token, first + done, audio_s, time.monotonic() - started)
             _check(runtime, job.id, lost, deadline, done < len(chunks), audio_s)
@@ -110,11 +123,6 @@ def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: thread
         raise LockLostError
     if not store.update_fenced(job.id, token, RUNNING, synth_s=job.synth_s + time.monotonic() - started):
         raise _stopped(runtime, job.id)
-
-
-def _whole_samples(data: bytes) -> tuple[bytes, bytes]:
-    cut = len(data) - len(data) % 2
-    return data[:cut], data[cut:]
 
 
 def _report(runtime: Runtime, job: Job, token: str, chunks_done: int, audio_s: float, segment_s: float) -> None:
@@ -147,54 +155,3 @@ def _check(runtime: Runtime, job_id: str, lost: threading.Event, deadline: float
             f"a segment took longer than {runtime.config.task_time_limit_s} s; "
             "lower TTSQ_SEGMENT_CHARS or raise TTSQ_TASK_TIME_LIMIT_S"
         )
-
-
-def assemble(runtime: Runtime, job: Job, token: str) -> Outcome:
-    """Join the finished segments into the output file, in the job's format, then drop the segments."""
-    records = runtime.plans.records(job.id)
-    rate = runtime.tts.speakers[job.speaker].sample_rate
-    total = sum(r.samples for r in records)
-    key = key_for(job.id, job.format)
-    fence = partial(runtime.store.holds_lock, job.id, token)
-    with (
-        runtime.storage.writer(key, tag=token, fence=fence) as sink,
-        open_audio_writer(sink, rate, job.format, total) as out,
-    ):
-        for index, record in enumerate(records):
-            with runtime.storage.reader(record.key or segment_key(job.id, index)) as segment:
-                carry = b""  # a network read may end mid-sample
-                while block := segment.read(READ_BLOCK_BYTES):
-                    block, carry = _whole_samples(carry + block)
-                    out.write(np.frombuffer(block, dtype=np.int16))
-                    sink.flush()
-            if runtime.store.status(job.id) == JobStatus.canceled:
-                raise JobCanceledError
-    marks = [Mark(**m) for r in records for m in r.marks] if job.marks else None
-    result = JobResult(
-        key=key,
-        format=job.format,
-        duration_s=round(total / rate, 3),
-        sample_rate=rate,
-        size_bytes=runtime.storage.size(key) or 0,
-        marks=[asdict(m) for m in marks] if marks is not None else None,
-    )
-    progress = Progress(
-        chunks_done=job.progress.chunks_total or 0,
-        chunks_total=job.progress.chunks_total,
-        audio_s=result.duration_s,
-        eta_s=0.0,
-    )
-    if not runtime.store.mark_succeeded(job.id, token, result, progress):
-        if runtime.store.status(job.id) == JobStatus.canceled:
-            raise JobCanceledError  # canceled while the output was being written: it goes too
-        raise LockLostError
-    logger.info(
-        "%s: succeeded: %.1f s of %s audio in %.1f s of synthesis, %.1f s after it was queued",
-        job.id,
-        result.duration_s,
-        job.format,
-        job.synth_s,
-        time.time() - job.created_at,
-    )
-    remove_job_files(runtime, job.id, keep=key)  # best effort: the job has succeeded, whatever happens here
-    return Outcome.succeeded

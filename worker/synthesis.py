@@ -18,10 +18,11 @@ from ttsq.models import Job, JobStatus
 from ttsq.queue import enqueue_synthesis, job_ended
 from ttsq.storage.base import WriteFenced
 
+from .assembly import assemble
 from .cleanup import remove_job_files
 from .outcomes import JobCanceledError, JobFailure, LockLostError, Outcome, as_failure
 from .runtime import Runtime
-from .segments import assemble, plan, run_segment
+from .segments import plan, run_segment
 
 logger = logging.getLogger(__name__)
 

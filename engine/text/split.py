@@ -58,6 +58,9 @@ class Chunk:
     continues: bool = False
     """The chunk goes on with the previous chunk's sentence (the hard fallback cut an over-long one): a clause's
     pause comes before it, not a sentence's, and the previous chunk's spoken form ends on a clause mark."""
+    level: int = 0
+    """A Markdown heading's level (``#`` 1, a chapter; ``##`` 2, a section; a setext ``===`` underline 1, ``---`` 2);
+    0 for a heading known only by its shape ("Chapter 3", ALL CAPS) and for every other chunk (issue 14)."""
 
 
 def split_text(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[Chunk]:
@@ -68,7 +71,9 @@ def split_text(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[Chunk]:
     comments = comment_spans(cleaned)
     chunks: list[Chunk] = []
     for index, (start, end) in enumerate(_paragraphs(cleaned, comments)):
-        heading = _is_heading(silenced(cleaned, start, end, comments).strip())
+        paragraph = silenced(cleaned, start, end, comments).strip()
+        heading = _is_heading(paragraph)
+        level = heading_level(paragraph) if heading else 0
         for sentence_start, sentence_end in _sentences(cleaned, start, end, comments):
             pieces = list(_fit(cleaned, sentence_start, sentence_end, max_chars))
             for number, (piece_start, piece_end) in enumerate(pieces):
@@ -78,7 +83,7 @@ def split_text(text: str, max_chars: int = MAX_CHUNK_CHARS) -> list[Chunk]:
                     clause_end=number < len(pieces) - 1,
                 )
                 source = cleaned[piece_start:piece_end]
-                chunks.append(Chunk(source, spoken, index, heading, piece_start, continues=number > 0))
+                chunks.append(Chunk(source, spoken, index, heading, piece_start, continues=number > 0, level=level))
     return chunks
 
 
@@ -139,6 +144,15 @@ def _stripped(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
         end -= 1
     if start < end:
         yield start, end
+
+
+def heading_level(paragraph: str) -> int:
+    """The Markdown level of a heading paragraph ("# Title" 1, "## Title" 2, setext "===" 1, "---" 2), else 0."""
+    if _MD_HEADING.match(paragraph):
+        return len(paragraph) - len(paragraph.lstrip("#"))
+    if _SETEXT_HEADING.fullmatch(paragraph):
+        return 1 if paragraph.rstrip()[-1] == "=" else 2
+    return 0
 
 
 def _is_heading(paragraph: str) -> bool:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import BinaryIO, Protocol
 
-from engine.constants import MIME_TYPES
+from engine.constants import CAPTION_TYPES, MIME_TYPES
 from ttsq.models import JOB_ID
 
 OUTPUT_FORMATS = tuple(MIME_TYPES)
 
 OUTPUT_KEY = re.compile(JOB_ID.pattern + r"\.(" + "|".join(OUTPUT_FORMATS) + r")")
+CAPTION_KEY = re.compile(JOB_ID.pattern + r"\.(" + "|".join(CAPTION_TYPES) + r")")
+"""A finished job's captions, one object per format (issue 14)."""
+COVER_KEY = re.compile(JOB_ID.pattern + r"\.cover")
+"""The cover image of an uploaded document, kept for the output's tags until the job ends."""
 SEGMENT_KEY = re.compile(JOB_ID.pattern + r"\.s[0-9]{6}(\.[0-9a-f]{12})?\.pcm")
 """A finished piece of a long job: raw int16 PCM, assembled into the output at the end. Named after the run that
 made it, so a run that lost its lock can never replace the piece another run recorded."""
@@ -45,14 +49,30 @@ def segment_key(job_id: str, index: int, run: str = "") -> str:
     return check_key(f"{job_id}.s{index:06d}{'.' + run[:12] if run else ''}.pcm")
 
 
+def caption_key(job_id: str, fmt: str) -> str:
+    return check_key(f"{job_id}.{fmt}")
+
+
+def cover_key(job_id: str) -> str:
+    return check_key(f"{job_id}.cover")
+
+
+def kept_keys(keep: str | Collection[str] | None) -> frozenset[str]:
+    """``remove_job``'s ``keep`` as a set: one key (a str), several, or none."""
+    if keep is None:
+        return frozenset()
+    return frozenset((keep,)) if isinstance(keep, str) else frozenset(keep)
+
+
 def check_key(key: str) -> str:
-    if not (OUTPUT_KEY.fullmatch(key) or SEGMENT_KEY.fullmatch(key)):
+    if not any(pattern.fullmatch(key) for pattern in (OUTPUT_KEY, SEGMENT_KEY, CAPTION_KEY, COVER_KEY)):
         raise InvalidKeyError(f"invalid storage key {key!r}")
     return key
 
 
 def mime_type(key: str) -> str:
-    return MIME_TYPES.get(key.rsplit(".", 1)[1], "application/octet-stream")
+    ending = key.rsplit(".", 1)[1]
+    return MIME_TYPES.get(ending) or CAPTION_TYPES.get(ending) or "application/octet-stream"
 
 
 class Storage(Protocol):
@@ -71,8 +91,8 @@ class Storage(Protocol):
 
     def size(self, key: str) -> int | None: ...
 
-    def remove_job(self, job_id: str, keep: str | None = None) -> None:
-        """Delete every object and partial upload of the job, whichever run left it, but ``keep``."""
+    def remove_job(self, job_id: str, keep: str | Collection[str] | None = None) -> None:
+        """Delete every object and partial upload of the job, whichever run left it, but ``keep`` (a key or keys)."""
         ...
 
     def delete(self, key: str) -> None: ...

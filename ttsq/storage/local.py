@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .base import Fence, StorageError, WriteFenced, check_key
+from .base import Fence, StorageError, WriteFenced, check_key, kept_keys
 
 
 class LocalStorage:
@@ -52,10 +52,11 @@ class LocalStorage:
         except FileNotFoundError:
             return None
 
-    def remove_job(self, job_id: str, keep: str | None = None) -> None:
+    def remove_job(self, job_id: str, keep: str | Collection[str] | None = None) -> None:
         check_key(f"{job_id}.wav")  # a job id, not a pattern
+        kept = kept_keys(keep)
         for path in [*self.root.glob(f"{job_id}.*"), *self.root.glob(f".{job_id}.*.part")]:
-            if path.name != keep:
+            if path.name not in kept:
                 path.unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:

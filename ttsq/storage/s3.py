@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, BinaryIO
 
-from .base import Fence, StorageError, WriteFenced, check_key, mime_type
+from .base import Fence, StorageError, WriteFenced, check_key, kept_keys, mime_type
 
 logger = logging.getLogger(__name__)
 
@@ -194,13 +194,13 @@ class S3Storage:
         except self.client.exceptions.ClientError:
             return None
 
-    def remove_job(self, job_id: str, keep: str | None = None) -> None:
+    def remove_job(self, job_id: str, keep: str | Collection[str] | None = None) -> None:
         prefix = self.object_key(f"{job_id}.wav").removesuffix("wav")  # "<prefix>/<job id>."
-        kept = self.object_key(keep) if keep else None
+        kept = {self.object_key(key) for key in kept_keys(keep)}
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         for page in pages:
             for item in page.get("Contents", []):
-                if item["Key"] != kept:
+                if item["Key"] not in kept:
                     self.client.delete_object(Bucket=self.bucket, Key=item["Key"])
         uploads = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=prefix).get("Uploads", [])
         for upload in uploads:  # a run killed mid-upload leaves its parts stored (and billed) until aborted

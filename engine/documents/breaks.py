@@ -1,0 +1,37 @@
+"""SSML as narration chunks: its text pieces split into sentences, each ``<break>`` an exact pause before the next."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..text.split import Chunk, split_text
+from .ssml import SsmlBreak, parse_ssml
+
+
+@dataclasses.dataclass(frozen=True)
+class TimedChunk:
+    """A chunk of the SSML's text, and the exact silence before it (None: the narrator's usual pause)."""
+
+    chunk: Chunk
+    pause_s: float | None = None
+
+
+def ssml_chunks(data: bytes) -> list[TimedChunk]:
+    """The chunks of an SSML document in order; breaks in a row add up, and go before the next chunk with something
+    to say (a break at the very end has nothing to precede and is left out). Each text piece starts a paragraph of
+    its own, numbered on from the pieces before it. ``prosody rate`` is not applied here (the job has one speed)."""
+    timed: list[TimedChunk] = []
+    paragraphs = 0
+    pending: float | None = None
+    for piece in parse_ssml(data):
+        if isinstance(piece, SsmlBreak):
+            pending = (pending or 0.0) + piece.seconds
+            continue
+        chunks = split_text(piece.text)
+        for chunk in chunks:
+            pause = None
+            if pending is not None and chunk.spoken.strip():
+                pause, pending = pending, None
+            timed.append(TimedChunk(dataclasses.replace(chunk, paragraph=chunk.paragraph + paragraphs), pause))
+        paragraphs += 1 + max((c.paragraph for c in chunks), default=-1)
+    return timed

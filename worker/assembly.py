@@ -1,0 +1,181 @@
+"""A job's last task: join its finished segments into the output file, with chapters and tags, and its captions.
+
+Everything here comes from the segment records and the plan, both of which outlive a killed worker, so a job that
+resumed gets the same chapters and captions as one that never stopped. A WAV, and a file with nothing to tag, is
+streamed to storage as it is encoded. Any other file is built in a local temporary file (``engine.containers``:
+MP4 must be finalized, tags go at the front), then copied to storage: still streamed, so an S3 upload stays a
+multipart upload and memory stays flat; the disk holds one output file meanwhile. Every object is written through
+a writer fenced by the run's lock, and committed only if the run still holds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from functools import partial
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from engine.audio import FORMATS, open_audio_writer
+from engine.chapters import CAPTION_FORMATS, CHAPTER_LEVEL, Cue, chapters_from, srt_lines, vtt_lines
+from engine.containers import BookTags, BookWriter, open_book_writer, tag_file
+from engine.narration import Mark
+from engine.text.clean import display_text
+from ttsq.jobs.plans import SegmentRecord
+from ttsq.models import Job, JobResult, JobStatus, Progress
+from ttsq.storage.base import caption_key, cover_key, key_for, segment_key
+
+from .cleanup import remove_job_files
+from .outcomes import JobCanceledError, LockLostError, Outcome
+from .runtime import Runtime
+from .segments import CUE
+
+logger = logging.getLogger(__name__)
+
+READ_BLOCK_BYTES = 1 << 20
+MAX_COVER_BYTES = 16 * 1024 * 1024
+"""A stored cover larger than this is left out of the tags (the upload limit already bounds it)."""
+
+
+def assemble(runtime: Runtime, job: Job, token: str) -> Outcome:
+    """Join the finished segments into the output file, in the job's format, then drop the segments."""
+    records = runtime.plans.records(job.id)
+    rate = runtime.tts.speakers[job.speaker].sample_rate
+    total = sum(r.samples for r in records)
+    duration_s = total / rate
+    marks = [m for r in records for m in r.marks if CUE not in m]
+    chapters = chapters_from(_chapter_headings(runtime, job, marks), duration_s)
+    key = key_for(job.id, job.format)
+    fence = partial(runtime.store.holds_lock, job.id, token)
+    tags = BookTags(job.title, job.author, chapters, *_cover(runtime, job))
+    if job.format == "wav" or (job.format in FORMATS and not tags):
+        with (
+            runtime.storage.writer(key, tag=token, fence=fence) as sink,
+            open_audio_writer(sink, rate, job.format, total) as out,
+        ):
+            _write_segments(runtime, job, records, out, sink)
+    else:
+        with tempfile.TemporaryDirectory(prefix=f"ttsq-{job.id}-") as folder:
+            built = Path(folder) / f"output.{job.format}"
+            with open_book_writer(built, rate, job.format, tags, total) as out:
+                _write_segments(runtime, job, records, out, None)
+            tag_file(built, job.format, tags)
+            with runtime.storage.writer(key, tag=token, fence=fence) as sink, built.open("rb") as source:
+                while block := source.read(READ_BLOCK_BYTES):
+                    sink.write(block)
+                    sink.flush()
+    captions = _write_captions(runtime, job, token, records)
+    public_marks = [asdict(Mark(**{k: m[k] for k in ("paragraph", "heading", "start_s", "text")})) for m in marks]
+    result = JobResult(
+        key=key,
+        format=job.format,
+        duration_s=round(duration_s, 3),
+        sample_rate=rate,
+        size_bytes=runtime.storage.size(key) or 0,
+        marks=public_marks if job.marks else None,
+        chapters=[asdict(c) for c in chapters],
+        captions=captions,
+    )
+    progress = Progress(
+        chunks_done=job.progress.chunks_total or 0,
+        chunks_total=job.progress.chunks_total,
+        audio_s=result.duration_s,
+        eta_s=0.0,
+    )
+    if not runtime.store.mark_succeeded(job.id, token, result, progress):
+        if runtime.store.status(job.id) == JobStatus.canceled:
+            raise JobCanceledError  # canceled while the output was being written: it goes too
+        raise LockLostError
+    logger.info(
+        "%s: succeeded: %.1f s of %s audio (%d chapters) in %.1f s of synthesis, %.1f s after it was queued",
+        job.id,
+        result.duration_s,
+        job.format,
+        len(chapters),
+        job.synth_s,
+        time.time() - job.created_at,
+    )
+    # Best effort: the job has succeeded, whatever happens here.
+    remove_job_files(runtime, job.id, keep=(key, *captions.values()))
+    return Outcome.succeeded
+
+
+def _whole_samples(data: bytes) -> tuple[bytes, bytes]:
+    cut = len(data) - len(data) % 2
+    return data[:cut], data[cut:]
+
+
+def _write_segments(
+    runtime: Runtime, job: Job, records: list[SegmentRecord], out: BookWriter, sink: BinaryIO | None
+) -> None:
+    for index, record in enumerate(records):
+        with runtime.storage.reader(record.key or segment_key(job.id, index)) as segment:
+            carry = b""  # a network read may end mid-sample
+            while block := segment.read(READ_BLOCK_BYTES):
+                block, carry = _whole_samples(carry + block)
+                out.write(np.frombuffer(block, dtype=np.int16))
+                if sink is not None:
+                    sink.flush()
+        if runtime.store.status(job.id) == JobStatus.canceled:
+            raise JobCanceledError
+
+
+def _plan_chunks(runtime: Runtime, job_id: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Every chunk of the plan with its index, a segment at a time (a book's plan is never read whole)."""
+    for index in range(runtime.plans.segment_count(job_id)):
+        first, chunks = runtime.plans.segment_chunks(job_id, index)
+        yield from enumerate(chunks, start=first)
+
+
+def _chapter_headings(runtime: Runtime, job: Job, marks: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    """(title, start) of each spoken level-1 heading: its whole paragraph as written (a mark holds 80 characters)."""
+    starts = {m["paragraph"]: m["start_s"] for m in marks if m.get("heading") and m.get("level") == CHAPTER_LEVEL}
+    if not starts:
+        return []
+    titles: dict[int, list[str]] = {}
+    for _, chunk in _plan_chunks(runtime, job.id):
+        if chunk["paragraph"] in starts:
+            titles.setdefault(chunk["paragraph"], []).append(display_text(chunk["source"] or chunk["spoken"]))
+    return [(" ".join(titles.get(paragraph, [])), start) for paragraph, start in starts.items()]
+
+
+def _cues(runtime: Runtime, job: Job, records: list[SegmentRecord]) -> Iterator[Cue]:
+    """One cue per chunk with speech, in order: its times from the records, its text (as written) from the plan."""
+    times = {m[CUE]: (m["start_s"], m["end_s"]) for r in records for m in r.marks if CUE in m}
+    for index, chunk in _plan_chunks(runtime, job.id):
+        if index in times:
+            yield Cue(*times[index], display_text(chunk["source"] or chunk["spoken"]))
+
+
+def _write_captions(runtime: Runtime, job: Job, token: str, records: list[SegmentRecord]) -> dict[str, str]:
+    """The captions in every format, each a fenced object; format -> storage key."""
+    fence = partial(runtime.store.holds_lock, job.id, token)
+    keys = {}
+    for fmt in CAPTION_FORMATS:
+        key = caption_key(job.id, fmt)
+        lines = vtt_lines(_cues(runtime, job, records)) if fmt == "vtt" else srt_lines(_cues(runtime, job, records))
+        with runtime.storage.writer(key, tag=token, fence=fence) as sink:
+            for line in lines:
+                sink.write(line.encode("utf-8"))
+        keys[fmt] = key
+    return keys
+
+
+def _cover(runtime: Runtime, job: Job) -> tuple[bytes | None, str | None]:
+    """The uploaded document's cover and its media type, if it had one (a missing one is logged and left out)."""
+    if job.cover_type is None:
+        return None, None
+    try:
+        with runtime.storage.reader(cover_key(job.id)) as source:
+            data = source.read(MAX_COVER_BYTES + 1)
+    except Exception as error:  # storage backends raise unrelated types; a cover is not worth failing a book for
+        logger.warning("%s: its cover could not be read, so the output has none: %s", job.id, error)
+        return None, None
+    if len(data) > MAX_COVER_BYTES:
+        return None, None
+    return data, job.cover_type
