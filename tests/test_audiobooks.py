@@ -177,6 +177,7 @@ def test_a_book_whose_worker_is_killed_mid_way_keeps_all_chapters_and_captions(c
         real_report(*args)
 
     monkeypatch.setattr(segments, "_report", killed_after_two_chunks)
+    monkeypatch.setattr(segments, "PROGRESS_INTERVAL_S", 0.0)  # a report per sentence: killed mid-segment
     with pytest.raises(SystemExit):
         run_job(runtime, job_id)
     monkeypatch.setattr(segments, "_report", real_report)

@@ -32,6 +32,7 @@ def test_a_run_that_lost_its_lock_writes_no_field_after_the_new_owner_finished(r
         return original(job, token, progress)  # then the paused run wakes up and reports
 
     monkeypatch.setattr(store, "set_progress", pause_then_resume)
+    monkeypatch.setattr("worker.segments.PROGRESS_INTERVAL_S", 0.0)
     assert run_to_end(runtime, job_id) == "lock-lost"
     assert _record(runtime, job_id) == frozen  # not one field changed after the new owner's end
     assert store.redis.get(store.lock_key(job_id)) == b"new-owner"
@@ -52,6 +53,7 @@ def test_a_run_never_recreates_a_job_that_retention_removed(runtime, client, mon
         return original(job, token, progress)
 
     monkeypatch.setattr(store, "set_progress", purge_first)
+    monkeypatch.setattr("worker.segments.PROGRESS_INTERVAL_S", 0.0)
     assert run_to_end(runtime, job_id) == "lock-lost"
     assert not store.redis.exists(store.keys.job(job_id))
     assert_error(client.get(f"/v1/jobs/{job_id}"), 410, "job_expired")

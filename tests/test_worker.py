@@ -132,6 +132,7 @@ def test_a_run_that_loses_its_lock_records_nothing(runtime, monkeypatch) -> None
         return written
 
     monkeypatch.setattr(store, "set_progress", steal)
+    monkeypatch.setattr("worker.segments.PROGRESS_INTERVAL_S", 0.0)
     assert run_to_end(runtime, job_id) == "lock-lost"
     assert store.get(job_id).status == JobStatus.running  # left to the run that holds the lock
     assert store.redis.get(store.lock_key(job_id)) == b"another-run"  # and its lock was not released by us

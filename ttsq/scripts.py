@@ -59,26 +59,38 @@ if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 if redis.call('hget', KEYS[3], 'status') ~= '{_RUNNING}' then return 0 end
 if redis.call('llen', KEYS[2]) ~= tonumber(ARGV[2]) then return 0 end
 redis.call('rpush', KEYS[2], ARGV[3])
+if #ARGV > 3 then
+  redis.call('hset', KEYS[3], unpack(ARGV, 4, #ARGV))
+  redis.call('publish', KEYS[4], 'changed')
+end
 return 1
 """
-"""KEYS: lock, done list, record. ARGV: token, segment index, record. Appends a segment's record once, in order,
-for the running job's lock holder only."""
+"""KEYS: lock, done list, record, events channel. ARGV: token, segment index, segment record, then field/value pairs
+of the job's record. Appends a segment's record once, in order, and writes the job's fields (progress, synthesis
+time) in the same step, for the running job's lock holder only."""
 
 SAVE_PLAN = f"""
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 if redis.call('hget', KEYS[2], 'status') ~= '{_RUNNING}' then return 0 end
 redis.call('del', KEYS[3], KEYS[4])
 local chunks = tonumber(ARGV[2])
-for first = 3, 2 + chunks, 1000 do
-  redis.call('rpush', KEYS[3], unpack(ARGV, first, math.min(first + 999, 2 + chunks)))
+local first_segment = 4 + chunks
+local first_field = first_segment + tonumber(ARGV[3])
+for first = 4, first_segment - 1, 1000 do
+  redis.call('rpush', KEYS[3], unpack(ARGV, first, math.min(first + 999, first_segment - 1)))
 end
-for first = 3 + chunks, #ARGV, 1000 do
-  redis.call('rpush', KEYS[4], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+for first = first_segment, first_field - 1, 1000 do
+  redis.call('rpush', KEYS[4], unpack(ARGV, first, math.min(first + 999, first_field - 1)))
+end
+if #ARGV >= first_field then
+  redis.call('hset', KEYS[2], unpack(ARGV, first_field, #ARGV))
+  redis.call('publish', KEYS[5], 'changed')
 end
 return 1
 """
-"""KEYS: lock, record, chunks list, segments list. ARGV: token, number of chunks, the chunks, the segments. Stores
-a plan for the running job's lock holder only, in batches (Lua's unpack has a limit)."""
+"""KEYS: lock, record, chunks list, segments list, events channel. ARGV: token, number of chunks, number of segments,
+the chunks, the segments, then field/value pairs of the job's record. Stores a plan and the job's fields that go
+with it in one step, for the running job's lock holder only, in batches (Lua's unpack has a limit)."""
 
 RESERVE_SLOT = f"""
 for _, id in ipairs(redis.call('smembers', KEYS[1])) do

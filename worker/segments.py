@@ -23,6 +23,9 @@ from .runtime import Runtime
 logger = logging.getLogger(__name__)
 
 RUNNING = (JobStatus.running,)
+PROGRESS_INTERVAL_S = 0.5
+"""A run writes progress at most this often, and with each segment's end: a few Redis writes a second at most
+(issue 12), and a cancel is still seen within this and a sentence (the fenced write is refused)."""
 FAST_SPOKEN_CHARS_PER_S = 22.0
 """Characters of spoken text per second of audio at speed 1, at the fast end (joe reads about 15-18): the estimate
 errs short, so only a text sure to pass the audio limit is refused before synthesis."""
@@ -37,8 +40,9 @@ def cue_entry(chunk: int, start_s: float, end_s: float) -> dict[str, float]:
     return {CUE: chunk, "start_s": round(start_s, 4), "end_s": round(end_s, 4)}
 
 
-def plan(runtime: Runtime, job: Job, token: str, text: str) -> None:
-    """Split the text into chunks and group them into segments of about TTSQ_SEGMENT_CHARS characters."""
+def plan(runtime: Runtime, job: Job, token: str, text: str) -> tuple[Job, int]:
+    """Split the text into chunks and group them into segments of about TTSQ_SEGMENT_CHARS characters; the job as
+    the plan left it, and the number of segments (so the run reads neither back)."""
     pauses: list[float | None]
     if job.input_format == "ssml":  # kept as written until now, for its exact breaks
         timed = ssml_chunks(text.encode("utf-8"))
@@ -61,11 +65,11 @@ def plan(runtime: Runtime, job: Job, token: str, text: str) -> None:
     # The level makes chapters of "# " headings, the pause is an SSML break's (issue 14).
     keep = ("spoken", "paragraph", "heading", "source", "continues", "level")
     records = [{**{name: getattr(c, name) for name in keep}, "pause_s": p} for c, p in zip(chunks, pauses, strict=True)]
-    progress = Progress(chunks_done=0, chunks_total=len(chunks)).model_dump()
-    if not runtime.plans.save(job.id, token, records, segments):
+    progress = Progress(chunks_done=0, chunks_total=len(chunks))
+    fields = {"segments_total": len(segments), "progress": progress.model_dump()}
+    if not runtime.plans.save(job.id, token, records, segments, fields):
         raise _stopped(runtime, job.id)
-    if not runtime.store.update_fenced(job.id, token, RUNNING, segments_total=len(segments), progress=progress):
-        raise _stopped(runtime, job.id)
+    return job.model_copy(update={"segments_total": len(segments), "progress": progress}), len(segments)
 
 
 def _refuse_if_too_long(runtime: Runtime, job: Job, chunks: list[Chunk]) -> None:
@@ -80,8 +84,8 @@ def _refuse_if_too_long(runtime: Runtime, job: Job, chunks: list[Chunk]) -> None
         )
 
 
-def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: threading.Event) -> None:
-    """Synthesize segment ``index`` into its own stored object and record it, once."""
+def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: threading.Event) -> Job:
+    """Synthesize segment ``index`` into its own stored object and record it, once; the job as that left it."""
     config, store = runtime.config, runtime.store
     speaker = runtime.tts.speakers[job.speaker]
     rate = speaker.sample_rate
@@ -91,7 +95,7 @@ def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: thread
     offset_s = before.end_s if before else 0.0
     previous = NarrationChunk(**before.last_chunk) if before and before.last_chunk else None
     pauses = PauseOptions(config.sentence_silence_s, config.paragraph_silence_s)
-    started = time.monotonic()
+    started = reported = time.monotonic()
     deadline: float | None = None
     samples, marks = 0, []
     last_spoken = before.last_chunk if before else None
@@ -114,23 +118,31 @@ def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: thread
             if piece.start_s is not None and piece.end_s is not None:  # a caption cue, by its chunk's index
                 marks.append(cue_entry(first + done - 1, piece.start_s, piece.end_s))
             audio_s = offset_s + samples / rate
-            _report(runtime, job, token, first + done, audio_s, time.monotonic() - started)
-            _check(runtime, job.id, lost, deadline, done < len(chunks), audio_s)
+            if done < len(chunks) and time.monotonic() - reported >= PROGRESS_INTERVAL_S:
+                # The fenced write also tells a canceled job (or a lost lock): no separate status read per sentence.
+                _report(runtime, job, token, first + done, audio_s, time.monotonic() - started)
+                reported = time.monotonic()
+            _check(runtime, lost, deadline, done < len(chunks), audio_s)
     end_s = offset_s + samples / rate
     record = SegmentRecord(samples=samples, key=key, end_s=end_s, marks=marks, last_chunk=last_spoken)
-    if not runtime.plans.finish_segment(job.id, token, index, record):
+    segment_s = time.monotonic() - started
+    final = _progress(job, first + len(chunks), end_s, segment_s)  # the segment's last progress goes with its end
+    fields = {"synth_s": job.synth_s + segment_s, "progress": final.model_dump(), "heartbeat_at": time.time()}
+    if not runtime.plans.finish_segment(job.id, token, index, record, fields):
         runtime.storage.delete(key)  # ours alone (named after this run), and recorded nowhere
-        raise LockLostError
-    if not store.update_fenced(job.id, token, RUNNING, synth_s=job.synth_s + time.monotonic() - started):
         raise _stopped(runtime, job.id)
+    return job.model_copy(update={"synth_s": fields["synth_s"], "progress": final})
+
+
+def _progress(job: Job, chunks_done: int, audio_s: float, segment_s: float) -> Progress:
+    total = job.progress.chunks_total or chunks_done
+    per_chunk_s = (job.synth_s + segment_s) / max(1, chunks_done)  # measured over the whole job so far
+    eta = round(per_chunk_s * (total - chunks_done), 1)
+    return Progress(chunks_done=chunks_done, chunks_total=total, audio_s=round(audio_s, 3), eta_s=eta)
 
 
 def _report(runtime: Runtime, job: Job, token: str, chunks_done: int, audio_s: float, segment_s: float) -> None:
-    total = job.progress.chunks_total or chunks_done
-    per_chunk_s = (job.synth_s + segment_s) / chunks_done  # measured over the whole job so far
-    eta = round(per_chunk_s * (total - chunks_done), 1)
-    progress = Progress(chunks_done=chunks_done, chunks_total=total, audio_s=round(audio_s, 3), eta_s=eta)
-    if not runtime.store.set_progress(job.id, token, progress):
+    if not runtime.store.set_progress(job.id, token, _progress(job, chunks_done, audio_s, segment_s)):
         raise _stopped(runtime, job.id)
 
 
@@ -141,11 +153,9 @@ def _stopped(runtime: Runtime, job_id: str) -> Exception:
     return LockLostError()
 
 
-def _check(runtime: Runtime, job_id: str, lost: threading.Event, deadline: float, more: bool, audio_s: float) -> None:
+def _check(runtime: Runtime, lost: threading.Event, deadline: float, more: bool, audio_s: float) -> None:
     if lost.is_set():
         raise LockLostError
-    if runtime.store.status(job_id) == JobStatus.canceled:
-        raise JobCanceledError
     if audio_s > runtime.config.max_audio_s:
         raise AudioTooLongError(
             f"the audio passed {runtime.config.max_audio_s:.0f} s (TTSQ_MAX_AUDIO_S); split the text into smaller jobs"

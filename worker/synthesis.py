@@ -88,15 +88,17 @@ def _advance(runtime: Runtime, job: Job, token: str, lost: threading.Event) -> O
     job_id = job.id
     try:
         if not runtime.plans.has_plan(job_id):
-            plan(runtime, job, token, runtime.store.text(job_id) or "")  # only planning needs the (long) text
-            job = runtime.store.get(job_id) or job  # planning set chunks_total
-        done, total = runtime.plans.done_count(job_id), runtime.plans.segment_count(job_id)
+            # Only planning needs the (long) text; what the plan wrote is known here, not read back.
+            job, total = plan(runtime, job, token, runtime.store.text(job_id) or "")
+            done = 0
+        else:
+            done, total = runtime.plans.done_count(job_id), runtime.plans.segment_count(job_id)
         if done < total:
-            run_segment(runtime, job, done, token, lost)
+            job = run_segment(runtime, job, done, token, lost)
             if total > 1:
                 return Outcome.continued  # the next segment, or a long job's assembly, is a task of its own
         # A one-segment job (most short texts) is planned, spoken and assembled in one task: no extra queue hops.
-        return assemble(runtime, runtime.store.get(job_id) or job, token)
+        return assemble(runtime, job, token)
     except (LockLostError, WriteFenced):
         logger.error("%s: lost its lock mid-run; leaving the job to the run that holds it", job_id)
         return Outcome.lock_lost

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from ttsq import scripts
 from ttsq.keys import DEFAULT_PREFIX, Keys
+from ttsq.models import encode_fields
 
 
 class SegmentRecord(BaseModel):
@@ -34,11 +35,20 @@ class PlanStore:
     def _keys(self, job_id: str) -> tuple[str, str, str]:
         return self.keys.chunks(job_id), self.keys.segments(job_id), self.keys.segments_done(job_id)
 
-    def save(self, job_id: str, token: str, chunks: list[dict[str, Any]], segments: list[tuple[int, int]]) -> bool:
-        """Store the plan in one step, only for the lock holder of a running job (fenced in Lua)."""
-        keys = (self.keys.lock(job_id), self.keys.job(job_id), *self._keys(job_id)[:2])
+    def save(
+        self,
+        job_id: str,
+        token: str,
+        chunks: list[dict[str, Any]],
+        segments: list[tuple[int, int]],
+        fields: dict[str, Any] | None = None,
+    ) -> bool:
+        """Store the plan, and ``fields`` of the job's record with it, in one step, only for the lock holder of a
+        running job (fenced in Lua)."""
+        keys = (self.keys.lock(job_id), self.keys.job(job_id), *self._keys(job_id)[:2], self.keys.events(job_id))
         encoded = [json.dumps(c) for c in chunks] + [json.dumps(list(s)) for s in segments]
-        return bool(self.redis.eval(scripts.SAVE_PLAN, 4, *keys, token, len(chunks), *encoded))
+        args: list[str | int] = [token, len(chunks), len(segments), *encoded, *_pairs(fields)]
+        return bool(self.redis.eval(scripts.SAVE_PLAN, 5, *keys, *args))
 
     def has_plan(self, job_id: str) -> bool:
         return bool(self.redis.exists(self._keys(job_id)[1]))
@@ -62,11 +72,20 @@ class PlanStore:
     def records(self, job_id: str) -> list[SegmentRecord]:
         return [SegmentRecord.model_validate_json(raw) for raw in self.redis.lrange(self._keys(job_id)[2], 0, -1)]
 
-    def finish_segment(self, job_id: str, token: str, index: int, record: SegmentRecord) -> bool:
-        """Append the record only as segment ``index``, and only while holding the job's lock: never twice."""
-        keys = (self.keys.lock(job_id), self.keys.segments_done(job_id), self.keys.job(job_id))
-        return bool(self.redis.eval(scripts.FINISH_SEGMENT, 3, *keys, token, index, record.model_dump_json()))
+    def finish_segment(
+        self, job_id: str, token: str, index: int, record: SegmentRecord, fields: dict[str, Any] | None = None
+    ) -> bool:
+        """Append the record only as segment ``index``, and only while holding the job's lock: never twice. The job's
+        ``fields`` (its progress, say) are written in the same step."""
+        job = self.keys.job(job_id)
+        keys = (self.keys.lock(job_id), self.keys.segments_done(job_id), job, self.keys.events(job_id))
+        args: list[str | int] = [token, index, record.model_dump_json(), *_pairs(fields)]
+        return bool(self.redis.eval(scripts.FINISH_SEGMENT, 4, *keys, *args))
 
     def delete(self, job_id: str) -> None:
         self.redis.delete(*self._keys(job_id))
 
+
+
+def _pairs(fields: dict[str, Any] | None) -> list[str]:
+    return [item for pair in encode_fields(fields or {}).items() for item in pair]
