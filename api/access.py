@@ -69,7 +69,7 @@ def authenticate_key(key: str) -> str:
             "missing or unknown API key; send Authorization: Bearer <key>",
             headers={"WWW-Authenticate": 'Bearer realm="ttsq"'},
         )
-    _limit_rate(owner)
+    limit_rate(owner)
     return owner
 
 
@@ -84,7 +84,7 @@ def owner_scope() -> str:
     return g.get("owner") or ANONYMOUS
 
 
-def _limit_rate(owner: str) -> None:
+def limit_rate(owner: str) -> None:
     """A fixed one-minute window per key, counted in Redis so every API process shares it."""
     s = services()
     limit = s.config.rate_limit_per_min

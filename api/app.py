@@ -48,6 +48,8 @@ def create_app(config: Config | None = None, celery: Celery | None = None) -> Fl
     app.register_blueprint(metrics.bp)
     app.register_blueprint(speech.bp)
     app.register_blueprint(speech.public)
+    # A WebSocket message is at most a text piece of TTSQ_SPEECH_MAX_CHARS (JSON escapes included), read before auth.
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": config.speech_max_chars * 6 + 1024}
     live.sock.init_app(app)
     app.register_blueprint(live.bp)
     return app

@@ -11,6 +11,8 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing.exceptions import WebsocketMismatch
 
+from ttsq.storage.base import StorageError
+
 logger = logging.getLogger(__name__)
 
 
@@ -54,6 +56,11 @@ def register_error_handlers(app: Flask) -> None:
     def _not_a_websocket(error: WebsocketMismatch) -> ResponseReturnValue:
         message = "this is a WebSocket endpoint; connect with a WebSocket client"
         return jsonify(error_body("upgrade_required", message)), 426, {"Upgrade": "websocket", "Connection": "Upgrade"}
+
+    @app.errorhandler(StorageError)
+    def _storage_down(error: StorageError) -> ResponseReturnValue:
+        logger.error("storage error: %s", error)
+        return jsonify(error_body("storage_unavailable", "the audio storage is not reachable; try again shortly")), 503
 
     @app.errorhandler(redis.RedisError)
     def _redis_down(error: redis.RedisError) -> ResponseReturnValue:

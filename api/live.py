@@ -36,7 +36,6 @@ sock = Sock()
 
 KEEPALIVE_S = 5.0
 """Idle this long, the server sends a keepalive message (proxies drop quiet connections)."""
-MAX_BUFFER_CHARS = 4096
 LIVE_FORMATS = ("pcm", "wav")
 SENTENCE_END = re.compile("[.!?\u2026]+[\"'\u201d\u2019)\\]]*\\s+")
 """Where buffered text may be cut: a sentence end followed by a space (the piece after it waits for more text)."""
@@ -85,10 +84,14 @@ def speech_socket(ws: Server) -> None:
                 text = message.get("text")
                 if not isinstance(text, str):
                     raise LiveError("invalid_text", "a text message needs a string field 'text'")
+                limit = s.config.speech_max_chars
+                if len(text) > limit:
+                    raise LiveError("text_too_long", f"a text message has at most {limit} characters")
+                if len(buffer) + len(text) > limit:  # no request is ever longer than a /v1/audio/speech one
+                    _speak(ws, config, buffer)
+                    buffer = ""
                 buffer += text
                 ready, buffer = _split_ready(buffer)
-                if len(buffer) > MAX_BUFFER_CHARS:  # no sentence end in sight: speak what there is
-                    ready, buffer = ready + buffer, ""
                 _speak(ws, config, ready)
             elif kind == "flush":
                 _speak(ws, config, buffer)
@@ -162,6 +165,8 @@ def _speak(ws: Server, config: LiveConfig, text: str) -> None:
     if not text.strip():
         return
     s = services()
+    if g.get("owner"):
+        access.limit_rate(g.owner)  # each piece spoken is a request, as on /v1/audio/speech
     try:
         reader = open_speech(s, config.speaker, text, config.speed, alive=lambda: ws.connected)
     except ApiError as error:

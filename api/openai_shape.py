@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
+import redis
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError, field_validator
@@ -13,6 +15,8 @@ from engine.constants import MAX_SPEED, MIN_SPEED
 from ttsq.encoding import SPEECH_FORMATS
 
 from .errors import ApiError
+
+logger = logging.getLogger(__name__)
 
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 """Model names clients send; every one is accepted and means the same engine (the voice picks the speaker)."""
@@ -88,6 +92,12 @@ def use_openai_errors(bp: Blueprint) -> None:
     @bp.errorhandler(ApiError)
     def _api_error(error: ApiError) -> ResponseReturnValue:
         return jsonify(openai_error_body(error)), error.status, error.headers
+
+    @bp.errorhandler(redis.RedisError)
+    def _redis_down(error: redis.RedisError) -> ResponseReturnValue:
+        logger.error("Redis error: %s", error)
+        wrapped = ApiError(503, "redis_unavailable", "the job store is not reachable; try again shortly")
+        return jsonify(openai_error_body(wrapped)), 503
 
     @bp.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> ResponseReturnValue:

@@ -56,13 +56,24 @@ def create_speech() -> ResponseReturnValue:
     speaker = resolve_speaker(s, body.voice_name)
     _cut_off_stalled_writes(s.config.speech_idle_timeout_s)
     reader = open_speech(s, speaker, body.input, float(body.speed))
-    record_speech(s.redis, s.config.key_prefix, len(body.input))
-    content_type = SPEECH_FORMATS[body.response_format]
+    try:
+        encoder = StreamEncoder(body.response_format, reader.sample_rate)
+        record_speech(s.redis, s.config.key_prefix, len(body.input))
+    except BaseException:
+        reader.close()
+        raise
     if body.stream_format == "sse":
-        events = _sse(reader, StreamEncoder(body.response_format, reader.sample_rate), client_alive())
-        return Response(stream_with_context(events), mimetype="text/event-stream", headers=_NO_BUFFERING)
-    audio = _audio(reader, StreamEncoder(body.response_format, reader.sample_rate), client_alive())
-    return Response(stream_with_context(audio), content_type=content_type, headers=_NO_BUFFERING)
+        response = Response(
+            stream_with_context(_sse(reader, encoder, client_alive())),
+            mimetype="text/event-stream",
+            headers=_NO_BUFFERING,
+        )
+    else:
+        content_type = SPEECH_FORMATS[body.response_format]
+        audio = stream_with_context(_audio(reader, encoder, client_alive()))
+        response = Response(audio, content_type=content_type, headers=_NO_BUFFERING)
+    response.call_on_close(reader.close)  # also when the body is never read (close() runs once)
+    return response
 
 
 _NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -16,7 +16,6 @@ from engine.documents import (
     DocumentError,
     DocumentLimits,
     DocumentTooLargeError,
-    decode_text,
     format_for,
     read_document,
 )
@@ -102,7 +101,7 @@ def read_upload(config: Config) -> Upload:
     document = _read(data, fmt, config)
     fingerprint = {**body, "input_format": fmt, "upload_sha256": hashlib.sha256(data).hexdigest()}
     body["text"] = document.text
-    stored = decode_text(data, "the SSML document") if fmt == "ssml" else document.text
+    stored = _ssml_text(data) if fmt == "ssml" else document.text
     return Upload(body, fingerprint, document, fmt, stored)
 
 
@@ -148,3 +147,16 @@ def _form_value(name: str, raw: str) -> Any:
             raise ApiError(400, "invalid_metadata", "metadata must be a JSON object")
         return value
     return raw
+
+
+def _ssml_text(data: bytes) -> str:
+    """The SSML re-serialised as text without its XML declaration: stored as UTF-8, it must not still claim the
+    encoding it came in (UTF-16, Latin-1), or the worker could not read it back."""
+    from lxml import etree
+
+    from engine.documents.xmlsafe import parse_xml
+
+    try:
+        return str(etree.tostring(parse_xml(data, "the SSML document"), encoding="unicode"))
+    except DocumentError as error:
+        raise ApiError(400, "invalid_document", str(error)) from None

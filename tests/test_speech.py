@@ -100,6 +100,8 @@ def test_sdk_errors_carry_our_messages(stack: Stack) -> None:
     assert not_found.value.body["param"] == "voice"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError, match="unknown parameter 'bogus'"):
         stack.client().audio.speech.create(model="tts-1", voice="alloy", input="Hi.", extra_body={"bogus": 1})
+    with pytest.raises(openai.BadRequestError, match="nothing|no letters"):  # a 400, not an empty 200
+        stack.client().audio.speech.create(model="tts-1", voice="alloy", input="!!! ---")
     with pytest.raises(openai.BadRequestError, match="speed"):
         stack.client().audio.speech.create(model="tts-1", voice="alloy", input="Hi.", speed=9)
     too_long = "word " * 1000
@@ -149,6 +151,8 @@ def test_a_websocket_gets_each_sentence_before_the_next_is_sent(stack: Stack) ->
                 assert json.loads(more)["type"] == "audio"
         ws.send(json.dumps({"type": "nonsense"}))
         assert json.loads(ws.receive(timeout=10))["code"] == "unknown_type"  # an error, and the connection stays
+        ws.send(json.dumps({"type": "text", "text": "word " * 1000}))
+        assert json.loads(ws.receive(timeout=10))["code"] == "text_too_long"  # as long as /v1/audio/speech allows
         ws.send(json.dumps({"type": "text", "text": "And a last piece without an end"}))
         ws.send(json.dumps({"type": "end_of_stream"}))
         kinds = []

@@ -117,6 +117,23 @@ def test_a_request_nobody_takes_is_withdrawn(redis_client: redis.Redis) -> None:
     assert list(redis_client.scan_iter(match="ttsqtest:speech*")) == []
 
 
+def test_a_request_taken_and_dropped_is_not_waited_for_forever(redis_client: redis.Redis) -> None:
+    """Regression (review): a worker that took a request just after its deadline dropped it, and the API waited on,
+    extending the deadline again and again."""
+    from ttsq.speech import SpeechError
+
+    request = _request(deadline=time.time() + 0.3)
+    reader = SpeechReader(redis_client, KEYS, request, idle_timeout_s=0.5)
+    reader.submit()
+    assert redis_client.lpop(KEYS.speech_queue("joe"))  # a worker takes it and writes nothing
+    started = time.monotonic()
+    with pytest.raises(SpeechError, match="sent nothing") as error:
+        reader.wait_start()
+    assert error.value.code == "worker_silent" and time.monotonic() - started < 2.0
+    reader.close()
+    assert list(redis_client.scan_iter(match="ttsqtest:speech*")) == []
+
+
 # --- the route, in OpenAI's shape, without a worker ---------------------------------------------------------------
 
 

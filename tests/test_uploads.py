@@ -185,3 +185,21 @@ def test_an_upload_retried_with_its_idempotency_key_is_the_same_job(client, redi
     first = send(b"Hello there.").get_json()["id"]
     assert send(b"Hello there.").get_json()["id"] == first
     assert_error(send(b"Another text."), 409, "idempotency_conflict")
+
+
+def test_an_ssml_upload_in_another_encoding_is_narrated(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    """Regression (review): a Latin-1 SSML upload was a 500, a UTF-16 one failed at planning after its 202."""
+    for encoding in ("ISO-8859-1", "UTF-16"):
+        document = f'<?xml version="1.0" encoding="{encoding}"?><speak>Café au lait.</speak>'.encode(encoding)
+        answer = upload(client, document, "a.ssml", "application/ssml+xml")
+        assert answer.status_code == 202, answer.get_data(as_text=True)
+        assert run_to_end(runtime, answer.get_json()["id"]) == "succeeded", encoding
+
+
+def test_breaks_in_a_row_add_up_to_one_longest_break() -> None:
+    """Regression (review): 5,000 breaks in a row made one 50,000 s pause, allocated at once."""
+    from engine.documents.breaks import ssml_chunks
+    from engine.documents.ssml import MAX_BREAK_S
+
+    timed = ssml_chunks(("<speak>Hello." + '<break time="10s"/>' * 50 + "World.</speak>").encode())
+    assert [t.pause_s for t in timed] == [None, MAX_BREAK_S]

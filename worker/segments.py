@@ -52,7 +52,7 @@ def plan(runtime: Runtime, job: Job, token: str, text: str) -> tuple[Job, int]:
         pauses = [None] * len(chunks)
     if not any(c.spoken.strip() for c in chunks):
         raise InvalidInputError("text has nothing to speak once footnote marks and symbols are set aside")
-    _refuse_if_too_long(runtime, job, chunks)
+    _refuse_if_too_long(runtime, job, chunks, sum(p or 0.0 for p in pauses))
     segments: list[tuple[int, int]] = []
     first, size = 0, 0
     for index, chunk in enumerate(chunks):
@@ -72,10 +72,12 @@ def plan(runtime: Runtime, job: Job, token: str, text: str) -> tuple[Job, int]:
     return job.model_copy(update={"segments_total": len(segments), "progress": progress}), len(segments)
 
 
-def _refuse_if_too_long(runtime: Runtime, job: Job, chunks: list[Chunk]) -> None:
-    """Fail at once, not hours into synthesis, a text whose audio would surely pass TTSQ_MAX_AUDIO_S."""
+def _refuse_if_too_long(runtime: Runtime, job: Job, chunks: list[Chunk], breaks_s: float = 0.0) -> None:
+    """Fail at once, not hours into synthesis, a text whose audio would surely pass TTSQ_MAX_AUDIO_S (an SSML text's
+    breaks count in full)."""
     spoken = sum(len(c.spoken) for c in chunks)
     estimate_s = spoken / (FAST_SPOKEN_CHARS_PER_S * job.speed) + len(chunks) * runtime.config.sentence_silence_s
+    estimate_s += breaks_s
     limit_s = runtime.config.max_audio_s
     if estimate_s > limit_s:
         raise AudioTooLongError(

@@ -52,8 +52,12 @@ def _take_loop(runtime: Runtime, stop: threading.Event) -> None:
             stop.wait(RETRY_AFTER_REDIS_ERROR_S)
             continue
         failing = False
-        if request is not None:
+        if request is None:
+            continue
+        try:
             speak(runtime, request)
+        except Exception:  # Redis failing mid-error report, say: the thread must live on for the next request
+            logger.exception("speech %s: could not end the request cleanly", request.id)
 
 
 def speak(runtime: Runtime, request: SpeechRequest) -> None:
@@ -63,9 +67,13 @@ def speak(runtime: Runtime, request: SpeechRequest) -> None:
     started = time.monotonic()
     try:
         speaker = runtime.tts.speakers[request.speaker]
-        writer.start(speaker.sample_rate)
         sentences = speaker.stream(request.text, SynthesisOptions(speed=request.speed), Priority.interactive)
         with contextlib.closing(sentences):  # closing frees the voice at once when the client goes
+            # The first sentence before "start": a text with nothing to speak is then an error the API can still
+            # answer as a 400, not a 200 with no audio.
+            first = next(sentences)
+            writer.start(speaker.sample_rate)
+            writer.audio(first.audio.samples.tobytes())
             for chunk in sentences:
                 writer.audio(chunk.audio.samples.tobytes())
         writer.end()

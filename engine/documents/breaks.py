@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..text.split import Chunk, split_text
-from .ssml import SsmlBreak, parse_ssml
+from .ssml import MAX_BREAK_S, SsmlBreak, parse_ssml
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,15 +17,17 @@ class TimedChunk:
 
 
 def ssml_chunks(data: bytes) -> list[TimedChunk]:
-    """The chunks of an SSML document in order; breaks in a row add up, and go before the next chunk with something
-    to say (a break at the very end has nothing to precede and is left out). Each text piece starts a paragraph of
-    its own, numbered on from the pieces before it. ``prosody rate`` is not applied here (the job has one speed)."""
+    """The chunks of an SSML document in order. Breaks in a row add up (to at most MAX_BREAK_S) and go before the
+    next chunk with something to say (a break at the very end has nothing to precede and is left out). Each text
+    piece starts a paragraph of its own, numbered on from the pieces before it. ``prosody rate`` is not applied here
+    (the job has one speed)."""
     timed: list[TimedChunk] = []
     paragraphs = 0
     pending: float | None = None
     for piece in parse_ssml(data):
         if isinstance(piece, SsmlBreak):
-            pending = (pending or 0.0) + piece.seconds
+            # Breaks in a row add up, to at most one break's longest: a run of them is one pause, not hours of silence.
+            pending = min(MAX_BREAK_S, (pending or 0.0) + piece.seconds)
             continue
         chunks = split_text(piece.text)
         for chunk in chunks:

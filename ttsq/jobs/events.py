@@ -105,6 +105,9 @@ class JobEvents:
             except redis.RedisError as error:
                 logger.warning("job events: lost the Redis subscription (%s); reconnecting", error)
                 time.sleep(RECONNECT_S)
+            except Exception:  # the thread must not die: every later long poll would wait out its whole timeout
+                logger.exception("job events: unexpected error; subscribing again")
+                time.sleep(RECONNECT_S)
 
     def _wake(self, job_id: str) -> None:
         with self._lock:

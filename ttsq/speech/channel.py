@@ -43,6 +43,7 @@ class SpeechReader:
         self._payload = request.model_dump_json()
         self._last_id = "0-0"
         self._ended = False
+        self._closed = False
         self.sample_rate = 0
 
     def __enter__(self) -> SpeechReader:
@@ -57,6 +58,7 @@ class SpeechReader:
     def wait_start(self, alive: Callable[[], bool] = lambda: True) -> int:
         """Block until a worker has taken the request; its sample rate. NoWorkerError once the deadline passes
         with the request still queued (it is withdrawn, so no worker speaks it later)."""
+        extended = False
         while True:
             for entry in self._read(alive, until=self.request.deadline):
                 if entry.kind == EntryKind.start:
@@ -69,7 +71,11 @@ class SpeechReader:
                     f"no worker serving speaker {self.request.speaker!r} took the request within "
                     f"{self.request.deadline - self.request.created_at:.0f} s"
                 )
-            # Taken just now: its start entry is on the way.
+            if extended:  # taken, yet no start entry in a whole idle timeout: its worker dropped it (or died)
+                self._ended = True
+                raise SpeechError("the worker that took the request sent nothing", "worker_silent")
+            # Taken just now: its start entry is on the way (once).
+            extended = True
             self.request = self.request.model_copy(update={"deadline": time.time() + self.idle_timeout_s})
 
     def audio(self, alive: Callable[[], bool] = lambda: True) -> Iterator[bytes]:
@@ -99,7 +105,10 @@ class SpeechReader:
             messages: list[tuple[bytes, dict[bytes, bytes]]] = answer[0][1]
             ids = [message_id for message_id, _ in messages]
             self._last_id = ids[-1].decode()
-            self.client.xdel(self._stream, *ids)
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.xdel(self._stream, *ids)
+                pipe.pexpire(self._stream, int(self.idle_timeout_s * 1000))  # a slow reader keeps it alive too
+                pipe.execute()
             return [SpeechEntry.parse(fields) for _, fields in messages]
         return []
 
@@ -110,7 +119,11 @@ class SpeechReader:
 
     def close(self) -> None:
         """Remove the stream; if the request had not ended, cancel it: withdrawn while still queued, else flagged so
-        its worker stops within a sentence (the flag expires on its own, and the worker removes it sooner)."""
+        its worker stops within a sentence (the flag expires on its own, and the worker removes it sooner). Runs once
+        however often it is called."""
+        if self._closed:
+            return
+        self._closed = True
         if not self._ended and not self.client.lrem(self.keys.speech_queue(self.request.speaker), 1, self._payload):
             with self.client.pipeline() as pipe:
                 pipe.set(
@@ -181,8 +194,9 @@ class SpeechWriter:
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.xlen(stream)
                 pipe.exists(cancel_flag)
-                backlog, canceled = pipe.execute()
-            if canceled:
+                pipe.exists(stream)
+                backlog, canceled, present = pipe.execute()
+            if canceled or not present:  # canceled, or the stream expired with nobody reading
                 raise SpeechGone("the client went away")
             if backlog <= MAX_BACKLOG // 2:
                 return
