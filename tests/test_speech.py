@@ -100,7 +100,7 @@ def test_sdk_errors_carry_our_messages(stack: Stack) -> None:
     assert not_found.value.body["param"] == "voice"  # type: ignore[index]
     with pytest.raises(openai.BadRequestError, match="unknown parameter 'bogus'"):
         stack.client().audio.speech.create(model="tts-1", voice="alloy", input="Hi.", extra_body={"bogus": 1})
-    with pytest.raises(openai.BadRequestError, match="nothing|no letters"):  # a 400, not an empty 200
+    with pytest.raises(openai.BadRequestError, match=r"nothing|no letters"):  # a 400, not an empty 200
         stack.client().audio.speech.create(model="tts-1", voice="alloy", input="!!! ---")
     with pytest.raises(openai.BadRequestError, match="speed"):
         stack.client().audio.speech.create(model="tts-1", voice="alloy", input="Hi.", speed=9)
