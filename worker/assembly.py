@@ -10,6 +10,8 @@ a writer fenced by the run's lock, and committed only if the run still holds it.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import tempfile
 import time
@@ -153,16 +155,22 @@ def _cues(runtime: Runtime, job: Job, records: list[SegmentRecord]) -> Iterator[
 
 
 def _write_captions(runtime: Runtime, job: Job, token: str, records: list[SegmentRecord]) -> dict[str, str]:
-    """The captions in every format, each a fenced object; format -> storage key."""
+    """The captions in every format, each a fenced object, written side by side from one read of the plan (a book's
+    plan is read once, not once a format); format -> storage key."""
     fence = partial(runtime.store.holds_lock, job.id, token)
-    keys = {}
-    for fmt in CAPTION_FORMATS:
-        key = caption_key(job.id, fmt)
-        lines = vtt_lines(_cues(runtime, job, records)) if fmt == "vtt" else srt_lines(_cues(runtime, job, records))
-        with runtime.storage.writer(key, tag=token, fence=fence) as sink:
-            for line in lines:
-                sink.write(line.encode("utf-8"))
-        keys[fmt] = key
+    keys = {fmt: caption_key(job.id, fmt) for fmt in CAPTION_FORMATS}
+    makers = {"vtt": vtt_lines, "srt": srt_lines}
+    # One cue stream teed to both formats, written in step, so the tee never holds more than a cue or two.
+    streams = itertools.tee(_cues(runtime, job, records), len(keys))
+    lines = {fmt: makers[fmt](stream) for fmt, stream in zip(keys, streams, strict=True)}
+    with contextlib.ExitStack() as files:
+        sinks = {
+            fmt: files.enter_context(runtime.storage.writer(key, tag=token, fence=fence)) for fmt, key in keys.items()
+        }
+        for row in itertools.zip_longest(*lines.values()):
+            for fmt, line in zip(lines, row, strict=True):
+                if line is not None:
+                    sinks[fmt].write(line.encode("utf-8"))
     return keys
 
 
