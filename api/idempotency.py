@@ -16,7 +16,8 @@ from .services import services
 HEADER = "Idempotency-Key"
 MAX_KEY_CHARS = 255
 CLAIM_TTL_S = 60
-"""A claim whose request died before recording its job frees the key after this (not after the retention)."""
+"""A claim whose request died before recording its job frees the key after this; recording the job keeps the key as
+long as the job (JobStore.create, in the same step)."""
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,6 @@ def claim(body: Any, new_job_id: str) -> Claim | None:
     if earlier["fingerprint"] != fingerprint:
         raise ApiError(409, "idempotency_conflict", f"this {HEADER} was already used with a different request body")
     return Claim(redis_key, fingerprint, job_id=earlier["job_id"])
-
-
-def confirm(held: Claim | None) -> None:
-    """The job is recorded and queued: keep the key as long as the job is kept (a retry after that is new)."""
-    if held is not None and held.job_id is None:
-        services().redis.expire(held.redis_key, services().config.retention_s)
 
 
 def release(held: Claim | None) -> None:

@@ -6,7 +6,6 @@ import logging
 import time
 from typing import Any
 
-import redis
 from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
 
@@ -14,7 +13,6 @@ from engine.chapters import CAPTION_FORMATS
 from ttsq.config import DEFAULT_SPEAKER
 from ttsq.links import result_link
 from ttsq.logs import job_context
-from ttsq.metrics.record import record_job_created
 from ttsq.models import Job, JobStatus, is_job_id, iso, new_job_id
 from ttsq.queue import enqueue_synthesis, job_ended
 from ttsq.storage.base import StorageError, cover_key, mime_type
@@ -84,15 +82,11 @@ def create_job() -> ResponseReturnValue:
     if held is not None and held.job_id is not None:
         return _replay(held.job_id)
     try:
-        _enqueue(job, upload.stored_text if upload is not None else req.text, document.cover if document else None)
+        text = upload.stored_text if upload is not None else req.text
+        _enqueue(job, text, document.cover if document else None, held.redis_key if held else None)
     except BaseException:
         idempotency.release(held)
         raise
-    idempotency.confirm(held)
-    try:
-        record_job_created(s.redis, s.config.key_prefix)
-    except redis.RedisError as error:  # the job is queued: a failed count must not turn it into an error
-        logger.warning("%s: could not count the job: %s", job.id, error)
     with job_context(job.id):
         logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
     response = jsonify(job_view(job, None, waiting_for_worker(s, job)))
@@ -100,24 +94,25 @@ def create_job() -> ResponseReturnValue:
     return response, 202
 
 
-def _enqueue(job: Job, text: str, cover: bytes | None = None) -> None:
-    """Record the job, count it against its key's limit, then queue it; on any refusal nothing is left behind."""
+def _enqueue(job: Job, text: str, cover: bytes | None = None, idempotency_key: str | None = None) -> None:
+    """Record the job (its Idempotency-Key kept with it), count it against its key's limit, then queue it; on any
+    refusal nothing is left behind."""
     s = services()
     if cover is not None:  # for the output's tags; the job's files go with the job
         with s.storage.writer(cover_key(job.id)) as sink:
             sink.write(cover)
     try:
-        s.store.create(job, text)  # before the slot, so the limit script sees the job as queued
+        s.store.create(job, text, idempotency_key, s.config.retention_s)  # before the slot: the limit sees it queued
         access.reserve_job_slot(job.id)
     except BaseException:
-        s.store.delete(job.id)
+        s.store.withdraw(job)
         if cover is not None:
             s.storage.delete(cover_key(job.id))
         raise
     try:
         enqueue_synthesis(s.celery, job.id, job.queue)
     except Exception as error:  # kombu raises several unrelated types when the broker is away
-        s.store.delete(job.id)  # no job may stay queued with no message behind it
+        s.store.withdraw(job)  # no job may stay queued with no message behind it
         access.release_job_slot(job.id)
         if cover is not None:
             s.storage.delete(cover_key(job.id))

@@ -25,5 +25,11 @@ def remove_job_files(
             raise
         logger.warning("%s: could not remove its files (retention will try again): %s", job_id, error)
         return False
-    runtime.plans.delete(job_id)
+    try:
+        runtime.plans.delete(job_id)
+    except Exception as error:  # Redis away just after the job ended: retention removes the plan with the job
+        if strict:
+            raise
+        logger.warning("%s: could not remove its plan (retention will): %s", job_id, error)
+        return False
     return True

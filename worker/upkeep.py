@@ -10,6 +10,7 @@ import kombu.exceptions
 import redis
 
 from ttsq import presence
+from ttsq.metrics.collect import kombu_queue_keys
 from ttsq.models import JobStatus
 from ttsq.queue import enqueue_synthesis
 
@@ -32,21 +33,40 @@ def announce(runtime: Runtime) -> None:
 
 
 def requeue_orphans(runtime: Runtime) -> list[str]:
-    """Send again every running job whose lock expired: its worker was killed before it could finish."""
+    """Send again every running job whose lock expired (its worker was killed before it could finish), and every
+    job left queued with no message (see ``JobStore.requeue_if_orphaned``)."""
+    store, stale_s = runtime.store, runtime.config.visibility_timeout_s
+    idle = idle_queues(runtime)
     requeued = []
-    for job_id in runtime.store.active_ids():
-        job = runtime.store.requeue_if_orphaned(job_id, stale_after_s=runtime.config.visibility_timeout_s)
+    for job_id in store.active_ids():
+        job = store.requeue_if_orphaned(job_id, stale_after_s=stale_s, idle_queues=idle)
         if job is None:
             continue
         try:
             enqueue_synthesis(runtime.celery, job_id, job.queue)
         except Exception:
             # Put it back as it was, so the next sweep tries again instead of leaving a queued job with no message.
-            runtime.store.update_if(job_id, (JobStatus.queued,), status=JobStatus.running.value)
+            store.update_if(job_id, (JobStatus.queued,), status=job.status.value, heartbeat_at=job.heartbeat_at)
             raise
-        logger.warning("%s: its worker (%s) stopped refreshing the job lock; requeued", job_id, job.worker)
+        if job.status == JobStatus.queued:
+            logger.warning("%s: queued over %d s with no message in its queue; sent again", job_id, stale_s)
+        else:
+            logger.warning("%s: its worker (%s) stopped refreshing the job lock; requeued", job_id, job.worker)
         requeued.append(job_id)
     return requeued
+
+
+def idle_queues(runtime: Runtime) -> set[str]:
+    """This worker's speaker queues that hold no message (every priority list empty): a job still queued for one
+    of them after the visibility timeout has lost its message."""
+    queues = [runtime.config.keys.speaker_queue(name) for name in runtime.tts.names]
+    with runtime.store.redis.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            for key in kombu_queue_keys(queue):
+                pipe.llen(key)
+        lengths = pipe.execute()
+    steps = len(lengths) // max(1, len(queues))
+    return {queue for i, queue in enumerate(queues) if not any(lengths[i * steps : (i + 1) * steps])}
 
 
 class Outage:

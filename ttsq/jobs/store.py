@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Collection
 from typing import Any
 
 import redis
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 
 from ttsq import scripts
 from ttsq.keys import DEFAULT_PREFIX, Keys
-from ttsq.metrics.record import record_job_finished
+from ttsq.metrics.record import record_job_created, record_job_finished
 from ttsq.models import JOB_ID, Job, JobResult, JobStatus, Progress, decode_job, encode_fields
 
 from . import locks
@@ -37,12 +38,27 @@ class JobStore:
         return self.keys.lock(job_id)
 
     # --- records --------------------------------------------------------------------------------------------------
-    def create(self, job: Job, text: str) -> None:
+    def create(self, job: Job, text: str, idempotency_key: str | None = None, keep_s: int = 0) -> None:
+        """Record the job, counted in the metrics in the same step (a job that exists is counted, whatever happens
+        to the request next); an Idempotency-Key's claim is kept ``keep_s`` with it, as long as the job is."""
         with self.redis.pipeline() as pipe:
             pipe.set(self.keys.text(job.id), text.encode("utf-8"))
             pipe.hset(self.keys.job(job.id), mapping=encode_fields(job.model_dump(mode="json")))
             pipe.sadd(self.keys.active, job.id)
             pipe.zadd(self.keys.owner_jobs(job.owner), {job.id: job.created_at})
+            record_job_created(pipe, self.keys.prefix)
+            if idempotency_key is not None:
+                pipe.expire(idempotency_key, keep_s)
+            pipe.execute()
+
+    def withdraw(self, job: Job) -> None:
+        """Undo ``create`` for a job refused right after it was recorded (over its key's limit, no broker): neither
+        kept nor counted."""
+        with self.redis.pipeline() as pipe:
+            pipe.delete(self.keys.job(job.id), self.keys.text(job.id))
+            pipe.srem(self.keys.active, job.id)
+            pipe.zrem(self.keys.owner_jobs(job.owner), job.id)
+            record_job_created(pipe, self.keys.prefix, -1)
             pipe.execute()
 
     def delete(self, job_id: str) -> None:
@@ -164,23 +180,31 @@ class JobStore:
         keys = (self.keys.lock(job_id), self.keys.job(job_id))
         return bool(self.redis.eval(scripts.HAND_OFF, 2, *keys, token, fields["in_task"], fields["attempts"]))
 
-    def requeue_if_orphaned(self, job_id: str, stale_after_s: float = float("inf")) -> Job | None:
+    def requeue_if_orphaned(
+        self, job_id: str, stale_after_s: float = float("inf"), idle_queues: Collection[str] = ()
+    ) -> Job | None:
         """Move a running job whose lock has expired (its worker died) back to queued; None if it is not orphaned.
 
         A job between tasks (``in_task`` false) has its next message in the queue; it counts as orphaned only when
-        nothing has happened to it for ``stale_after_s`` (that message was lost)."""
+        nothing has happened to it for ``stale_after_s`` (that message was lost). So does a queued job whose queue
+        is one of ``idle_queues`` (it holds no message at all): its message was lost too, say by an API process
+        killed between recording the job and queueing it (issue 17). The job returned is as it was read; its
+        ``heartbeat_at`` is moved on, so the caller sends it again at most once per ``stale_after_s``."""
         key, lock = self.keys.job(job_id), self.keys.lock(job_id)
         with self.redis.pipeline() as pipe:
             try:
                 pipe.watch(key, lock)
                 job = self.get(job_id)
-                if job is None or job.status != JobStatus.running or pipe.exists(lock):
+                if job is None or pipe.exists(lock):
                     return None
                 idle_s = time.time() - (job.heartbeat_at or job.created_at)
-                if not job.in_task and idle_s < stale_after_s:
+                if job.status == JobStatus.queued:
+                    if job.queue not in idle_queues or idle_s < stale_after_s:
+                        return None
+                elif job.status != JobStatus.running or (not job.in_task and idle_s < stale_after_s):
                     return None
                 pipe.multi()
-                pipe.hset(key, mapping=encode_fields({"status": JobStatus.queued.value}))
+                pipe.hset(key, mapping=encode_fields({"status": JobStatus.queued.value, "heartbeat_at": time.time()}))
                 pipe.execute()
             except redis.WatchError:
                 return None

@@ -87,9 +87,10 @@ def histogram_key(prefix: str, spec: HistogramSpec) -> str:
 # --- recording (API and workers), inside the callers' transactions where they have one ---------------------------
 
 
-def record_job_created(client: redis.Redis, prefix: str) -> None:
-    """One job accepted. ``client`` may be a pipeline in MULTI mode, so the count commits with the record."""
-    client.hincrby(counters_key(prefix), JOBS_CREATED, 1)
+def record_job_created(client: redis.Redis, prefix: str, jobs: int = 1) -> None:
+    """One job accepted (-1: one withdrawn again). ``client`` may be a pipeline in MULTI mode, so the count commits
+    with the record."""
+    client.hincrby(counters_key(prefix), JOBS_CREATED, jobs)
 
 
 def record_job_finished(

@@ -1,0 +1,50 @@
+"""A queued job whose message was lost is sent again by worker upkeep (issue 17, found by the chaos suite)."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import run_to_end
+from test_worker import make_job
+
+from ttsq.models import JobStatus
+from ttsq.queue import enqueue_synthesis
+from worker.upkeep import requeue_orphans
+
+
+def _queued_long_ago(runtime) -> str:  # type: ignore[no-untyped-def]
+    """A job recorded an hour and more ago and never queued: what an API process killed between the two leaves."""
+    job_id = make_job(runtime)
+    runtime.store.update(job_id, created_at=time.time() - runtime.config.visibility_timeout_s - 60)
+    return job_id
+
+
+def test_a_queued_job_with_no_message_is_sent_again_once_per_visibility_timeout(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    """Regression: gunicorn killed mid-POST (after the record, before the message) left the job queued forever; the
+    client's retry with its Idempotency-Key was answered with that job, which never ran, ended or expired."""
+    job_id = _queued_long_ago(runtime)
+    queue = runtime.config.keys.speaker_queue("joe")
+    assert requeue_orphans(runtime) == [job_id]
+    assert redis_client.llen(queue) == 1
+    assert runtime.store.get(job_id).status == JobStatus.queued
+    redis_client.delete(queue)  # lost again at once: it waits another visibility timeout before the next send
+    assert requeue_orphans(runtime) == []
+    assert run_to_end(runtime, job_id) == "succeeded"
+
+
+def test_a_queued_job_is_left_alone_while_its_queue_holds_messages_or_it_is_recent(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    old = _queued_long_ago(runtime)
+    enqueue_synthesis(runtime.celery, make_job(runtime), runtime.config.keys.speaker_queue("joe"))
+    assert requeue_orphans(runtime) == []  # a backlog: its message may be in it, and no duplicates are made
+    redis_client.delete(runtime.config.keys.speaker_queue("joe"))
+    make_job(runtime)  # queued a moment ago: its message is on the way
+    assert requeue_orphans(runtime) == [old]
+
+
+def test_a_requeued_running_job_is_not_sent_twice(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    """A job whose worker died long ago is requeued once, and not again as a queued job with no message."""
+    job_id = make_job(runtime)
+    runtime.store.update(job_id, status="running", in_task=True, heartbeat_at=time.time() - 7200)
+    assert requeue_orphans(runtime) == [job_id]
+    redis_client.delete(runtime.config.keys.speaker_queue("joe"))
+    assert requeue_orphans(runtime) == []
