@@ -15,17 +15,22 @@ from typing import Any
 import pytest
 import schemathesis
 from flask import Flask
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import (
+    allow_header_conformance,
     content_type_conformance,
+    ignored_auth,
+    missing_required_header,
     negative_data_rejection,
     not_a_server_error,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
+    use_after_free,
 )
 from schemathesis.schemas import APIOperation
 from test_api import assert_error
@@ -53,8 +58,15 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
     negative_data_rejection,
+    missing_required_header,
+    unsupported_method,
+    allow_header_conformance,
+    ignored_auth,
+    use_after_free,
 ]
-"""Not positive_data_acceptance: the document cannot say that text must have something to speak (400 invalid_text)
+"""Every check of `schemathesis run --checks all` but one (ensure_resource_availability and object_level_authorization
+need a scenario: the stateful phase below runs the first; key isolation has tests of its own). Not
+positive_data_acceptance: the document cannot say that text must have something to speak (400 invalid_text)
 or that speaker must be configured (404 unknown_speaker), so schema-valid requests are rightly refused at times."""
 
 FUZZ_SETTINGS = settings(
@@ -202,6 +214,43 @@ def test_fuzz_operation(target: FuzzTarget, label: str) -> None:
         except Unsatisfiable:
             # Nothing in the operation can be made schema-invalid (no parameters, no body, free-form strings).
             assert mode == GenerationMode.NEGATIVE and cases == 0, (label, mode)
+
+
+STATEFUL_SETTINGS = settings(
+    max_examples=25,
+    stateful_step_count=6,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    # No shrinking: replays meet the job store as earlier runs left it, so hypothesis would call them flaky.
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+"""Scenarios of up to six calls chained by the links schemathesis infers (a job made, then read, canceled, its
+captions asked for...), every check but positive_data_acceptance (see CHECKS) on every step."""
+
+
+@pytest.mark.slow
+def test_fuzz_stateful(target: FuzzTarget) -> None:
+    """The stateful phase of `schemathesis run --checks all`: whatever a client does in sequence, every answer is as
+    documented, a deleted resource stays gone (use_after_free), a made one is there (ensure_resource_availability)."""
+    from schemathesis.checks import ensure_resource_availability
+
+    schema = schemathesis.openapi.from_dict(target.app.test_client().get("/openapi.json").get_json())
+    headers = {"Authorization": f"Bearer {FUZZ_KEY}"} if target.keyed else {}
+
+    class Scenario(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Case) -> dict[str, Any]:
+            return {"app": target.app, "headers": headers}
+
+        def validate_response(self, response: Any, case: Case, **kwargs: Any) -> None:
+            case.validate_response(response, checks=[*CHECKS, ensure_resource_availability], headers=headers)
+
+        def teardown(self) -> None:
+            # Each scenario starts from an empty store: what one left (jobs in a listing) must not steer the next.
+            services_of(target.app).redis.flushdb()
+
+    Scenario.run(settings=STATEFUL_SETTINGS)
 
 
 # --- regressions: 500s and non-JSON answers found while fuzzing, from bodies schemathesis does not send ------------
