@@ -246,20 +246,23 @@ def test_an_idempotency_claim_outlives_its_request_only_briefly(app, client, red
     assert 0 < redis_client.ttl(held.redis_key) <= idempotency.CLAIM_TTL_S
 
 
-def test_a_queued_job_keeps_its_idempotency_key_when_counting_it_fails(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import redis as redis_lib
+def test_a_job_is_counted_and_its_key_kept_in_the_step_that_records_it(client, redis_client, config) -> None:  # type: ignore[no-untyped-def]
+    """Regression (issue 17, chaos): the count and the key's lifetime were steps of their own after the job was
+    queued, so an API killed between them left a job uncounted, or a key that expired while its job lived on."""
+    import hashlib
 
-    import api.jobs
+    from api import idempotency
 
-    def broken(*args: object) -> None:
-        raise redis_lib.ConnectionError("metrics write lost")
-
-    monkeypatch.setattr(api.jobs, "record_job_created", broken)
-    headers = {"Idempotency-Key": "count-fails"}
+    headers = {"Idempotency-Key": "counted-once"}
     first = client.post("/v1/jobs", json={"text": "Once."}, headers=headers)
     assert first.status_code == 202
+    counters = config.keys.metrics_counters
+    assert redis_client.hget(counters, "ttsq_jobs_created") == b"1"
+    key = config.keys.idempotency("-", hashlib.sha256(b"counted-once").hexdigest())
+    assert redis_client.ttl(key) > idempotency.CLAIM_TTL_S
     again = client.post("/v1/jobs", json={"text": "Once."}, headers=headers)
     assert again.get_json()["id"] == first.get_json()["id"]
+    assert redis_client.hget(counters, "ttsq_jobs_created") == b"1"  # a replay is not a second job
 
 
 def test_retention_catches_up_on_a_backlog(client, runtime, config) -> None:  # type: ignore[no-untyped-def]
