@@ -36,6 +36,13 @@ use_openai_errors(bp)
 public = Blueprint("speech_listings", __name__, url_prefix="/v1")
 use_openai_errors(public)
 
+
+@public.before_request
+def _loopback_without_keys() -> None:
+    """Without keys the API answers its own host only, these listings too; with keys they answer anyone."""
+    if not services().config.api_keys:
+        access.authenticate()
+
 NO_WORKER_RETRY_S = 5
 
 

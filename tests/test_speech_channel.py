@@ -192,3 +192,11 @@ def test_voices_list_the_aliases_without_a_key(keyed_env) -> None:  # type: igno
     voices = app.test_client().get("/v1/audio/voices").get_json()["voices"]
     assert {"id": "narrator", "name": "narrator (joe)"} in voices
     assert json.dumps(voices).count('"alloy"') == 1
+
+
+def test_without_keys_the_public_listings_answer_this_host_only(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.get("/v1/audio/voices").status_code == 200
+    forwarded = client.get("/v1/audio/models", headers={"X-Forwarded-For": "203.0.113.9"})
+    _openai_error(forwarded, 401, "unauthorized")
+    remote = client.get("/v1/audio/voices", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    _openai_error(remote, 401, "unauthorized")

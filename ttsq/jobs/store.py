@@ -129,19 +129,6 @@ class JobStore:
         fields = {"progress": progress.model_dump(), "heartbeat_at": time.time()}
         return self.update_fenced(job_id, token, (JobStatus.running,), **fields)
 
-    def wait_for_change(self, job_id: str, timeout_s: float) -> Job | None:
-        """The job once it is finished or has changed, or as it stands after ``timeout_s``; None if unknown."""
-        deadline = time.monotonic() + timeout_s
-        with self.redis.pubsub(ignore_subscribe_messages=True) as events:
-            events.subscribe(self.keys.events(job_id))  # before reading, so no change can slip in between
-            job = self.get(job_id)
-            if job is None or job.status.terminal:
-                return job
-            while (remaining := deadline - time.monotonic()) > 0:
-                if events.get_message(timeout=remaining) is not None:
-                    break
-        return self.get(job_id)
-
     # --- a run's turn ---------------------------------------------------------------------------------------------
     # A per-job lock guarantees one execution at a time, whatever the broker redelivers.
     def acquire_lock(self, job_id: str, token: str, ttl_s: int) -> bool:
