@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+import dataclasses
+import itertools
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from .constants import MAX_SPEED, MIN_SPEED
 from .options import SynthesisOptions
 from .speaker import Speaker
 from .text.clean import display_text
@@ -47,6 +50,8 @@ class NarrationChunk:
     pause_s: float | None = None
     """Exactly this much silence before it (an SSML ``<break>``) instead of the pause ``pause_s()`` would choose;
     None for the usual pause."""
+    rate: float = 1.0
+    """Its speaking rate as a multiplier on the narration's speed (an SSML ``<prosody rate>``; > 1 is faster)."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,7 @@ def narrate(
     options = options or PauseOptions()
     rate = speaker.sample_rate
     position = round(offset_s * rate)
-    audio = speaker.stream_chunks((c.spoken for c in chunks), synthesis)
+    audio = _speech(speaker, chunks, synthesis or SynthesisOptions())
     for chunk, samples in zip(chunks, audio, strict=True):
         speech = trim_silence(samples, rate, options.edge_keep_s)
         if not len(speech):
@@ -123,3 +128,12 @@ def narrate(
         position = start + len(speech)
         previous = chunk
         yield NarratedChunk(np.concatenate([pause, speech]), mark, start / rate, position / rate)
+
+
+def _speech(speaker: Speaker, chunks: Sequence[NarrationChunk], synthesis: SynthesisOptions) -> Iterator[np.ndarray]:
+    """Each chunk's samples in order; a run of chunks at one rate is one pass of the speaker at the narration's speed
+    times that rate (within the speeds a voice takes), so an SSML ``<prosody rate>`` is heard as written."""
+    for rate, run in itertools.groupby(chunks, key=lambda chunk: chunk.rate):
+        speed = min(MAX_SPEED, max(MIN_SPEED, synthesis.speed * rate))
+        options = synthesis if speed == synthesis.speed else dataclasses.replace(synthesis, speed=speed)
+        yield from speaker.stream_chunks((chunk.spoken for chunk in run), options)

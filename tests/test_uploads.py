@@ -95,6 +95,21 @@ def test_an_ssml_break_is_that_much_exact_silence(client, runtime) -> None:  # t
     assert job["input_format"] == "ssml" and job["text_chars"] < len(ssml("1.5s"))
 
 
+
+def test_an_ssml_prosody_rate_is_heard(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    def seconds(rate: str) -> float:
+        words = f'<prosody rate="{rate}">And welcome home, all of you.</prosody>'
+        body = {"text": f"<speak><p>Hello there.</p><p>{words}</p></speak>", "input_format": "ssml", "marks": True}
+        job = finished(client, runtime, client.post("/v1/jobs", json={**body, **DETERMINISTIC}))
+        marks = job["result"]["marks"]
+        return job["result"]["duration_s"] - marks[1]["start_s"]  # the second paragraph: the prosody's words
+
+    normal, slow, fast = seconds("100%"), seconds("50%"), seconds("x-fast")
+    # Piper's length scale stretches the phonemes, not the trimmed edges: close to 2x and 1/1.5x, not exactly.
+    assert slow / normal == pytest.approx(2.0, rel=0.15)
+    assert fast / normal == pytest.approx(1 / 1.5, rel=0.15)
+
+
 def zip_bomb() -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -10,9 +10,9 @@ from dataclasses import asdict
 from functools import partial
 
 from engine import InvalidInputError, SynthesisOptions
-from engine.documents.breaks import ssml_chunks
+from engine.documents.breaks import TimedChunk, ssml_chunks
 from engine.narration import NarrationChunk, PauseOptions, narrate
-from engine.text.split import Chunk, split_text
+from engine.text.split import split_text
 from ttsq.jobs.plans import SegmentRecord
 from ttsq.models import Job, JobStatus, Progress
 from ttsq.storage.base import segment_key
@@ -43,16 +43,14 @@ def cue_entry(chunk: int, start_s: float, end_s: float) -> dict[str, float]:
 def plan(runtime: Runtime, job: Job, token: str, text: str) -> tuple[Job, int]:
     """Split the text into chunks and group them into segments of about TTSQ_SEGMENT_CHARS characters; the job as
     the plan left it, and the number of segments (so the run reads neither back)."""
-    pauses: list[float | None]
-    if job.input_format == "ssml":  # kept as written until now, for its exact breaks
+    if job.input_format == "ssml":  # kept as written until now, for its exact breaks and rates
         timed = ssml_chunks(text.encode("utf-8"))
-        chunks, pauses = [t.chunk for t in timed], [t.pause_s for t in timed]
     else:
-        chunks = split_text(text)
-        pauses = [None] * len(chunks)
+        timed = [TimedChunk(chunk) for chunk in split_text(text)]
+    chunks = [t.chunk for t in timed]
     if not any(c.spoken.strip() for c in chunks):
         raise InvalidInputError("text has nothing to speak once footnote marks and symbols are set aside")
-    _refuse_if_too_long(runtime, job, chunks, sum(p or 0.0 for p in pauses))
+    _refuse_if_too_long(runtime, job, timed)
     segments: list[tuple[int, int]] = []
     first, size = 0, 0
     for index, chunk in enumerate(chunks):
@@ -62,9 +60,9 @@ def plan(runtime: Runtime, job: Job, token: str, text: str) -> tuple[Job, int]:
         size += len(chunk.source)
     segments.append((first, len(chunks)))
     # The source goes with each chunk for its mark (issue 16: a mark shows the text as written, not the spoken form).
-    # The level makes chapters of "# " headings, the pause is an SSML break's (issue 14).
+    # The level makes chapters of "# " headings, the pause and rate are an SSML break's and prosody's (issue 14).
     keep = ("spoken", "paragraph", "heading", "source", "continues", "level")
-    records = [{**{name: getattr(c, name) for name in keep}, "pause_s": p} for c, p in zip(chunks, pauses, strict=True)]
+    records = [{**{name: getattr(t.chunk, name) for name in keep}, "pause_s": t.pause_s, "rate": t.rate} for t in timed]
     progress = Progress(chunks_done=0, chunks_total=len(chunks))
     fields = {"segments_total": len(segments), "progress": progress.model_dump()}
     if not runtime.plans.save(job.id, token, records, segments, fields):
@@ -72,12 +70,12 @@ def plan(runtime: Runtime, job: Job, token: str, text: str) -> tuple[Job, int]:
     return job.model_copy(update={"segments_total": len(segments), "progress": progress}), len(segments)
 
 
-def _refuse_if_too_long(runtime: Runtime, job: Job, chunks: list[Chunk], breaks_s: float = 0.0) -> None:
+def _refuse_if_too_long(runtime: Runtime, job: Job, timed: list[TimedChunk]) -> None:
     """Fail at once, not hours into synthesis, a text whose audio would surely pass TTSQ_MAX_AUDIO_S (an SSML text's
-    breaks count in full)."""
-    spoken = sum(len(c.spoken) for c in chunks)
-    estimate_s = spoken / (FAST_SPOKEN_CHARS_PER_S * job.speed) + len(chunks) * runtime.config.sentence_silence_s
-    estimate_s += breaks_s
+    breaks count in full, its prosody rates as written)."""
+    spoken = sum(len(t.chunk.spoken) for t in timed)
+    estimate_s = sum(len(t.chunk.spoken) / (FAST_SPOKEN_CHARS_PER_S * job.speed * t.rate) for t in timed)
+    estimate_s += len(timed) * runtime.config.sentence_silence_s + sum(t.pause_s or 0.0 for t in timed)
     limit_s = runtime.config.max_audio_s
     if estimate_s > limit_s:
         raise AudioTooLongError(
