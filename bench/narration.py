@@ -14,7 +14,6 @@ import os
 import secrets
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -32,6 +31,7 @@ import requests
 import soundfile
 
 from bench import stack as kit
+from bench.rss import MB, RSS_PERIOD_S, RssSampler, proc_status_bytes, reset_peak_rss, rss_curve
 from ttsq.client import wait_ready
 from ttsq.config import load_config
 from ttsq.jobs.store import JobStore
@@ -51,10 +51,6 @@ THROUGHPUT_TARGET = 0.10
 RSS_TARGET_MB = 50.0
 """The worker's peak RSS on the largest text may exceed its peak on the smallest by at most this many MB."""
 
-RSS_PERIOD_S = 0.5
-"""How often VmRSS of the worker is sampled during a job."""
-RSS_CURVE_PARTS = 10
-"""The sampled RSS is summarised as its maximum in each of this many equal parts of the job's wall time."""
 
 LONG_POLL_S = 25
 """Seconds the API may hold a GET /v1/jobs/<id> until the job changes."""
@@ -65,7 +61,6 @@ WARMUP_TIMEOUT_S = 120.0
 JOB_TIMEOUT_BASE_S = 300.0
 JOB_TIMEOUT_PER_CHAR_S = 0.01
 """A job may take JOB_TIMEOUT_BASE_S + this per character (400k: about 70 minutes, four times the expected)."""
-MB = 1e6
 
 WARMUP_TEXT = "Warming up. This is a short sentence, with a comma!"
 PASSAGE = (
@@ -98,69 +93,6 @@ def build_text(min_chars: int) -> str:
     """The passage repeated until it has at least ``min_chars`` characters: paragraphs and all."""
     repeats = -(-min_chars // len(PASSAGE))
     return (PASSAGE * repeats).strip()
-
-
-# --- the worker's memory, from /proc -------------------------------------------------------------------------------
-
-
-def proc_status_bytes(pid: int, field: str) -> int:
-    """A ``kB`` field of /proc/<pid>/status (VmRSS, VmHWM), in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) * 1024
-    raise kit.BenchError(f"/proc/{pid}/status has no {field} line")
-
-
-def reset_peak_rss(pid: int) -> bool:
-    """Set the process's VmHWM back to its current RSS (Linux 4.0+), so the next reading is the job's own peak."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-class RssSampler:
-    """Reads the worker's VmRSS every ``period_s`` on a thread, as (seconds since start, bytes) pairs."""
-
-    def __init__(self, pid: int, period_s: float = RSS_PERIOD_S) -> None:
-        self.pid = pid
-        self.period_s = period_s
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bench-rss", daemon=True)
-
-    def _run(self) -> None:
-        started = time.perf_counter()
-        while True:
-            try:
-                self.samples.append((time.perf_counter() - started, proc_status_bytes(self.pid, "VmRSS")))
-            except (OSError, kit.BenchError):
-                return  # the worker is gone; its log tells why
-            if self._stop.wait(self.period_s):
-                return
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def rss_curve(samples: Sequence[tuple[float, int]], parts: int = RSS_CURVE_PARTS) -> list[float | None]:
-    """The largest sample (MB) in each of ``parts`` equal spans of the sampled time; None for a span with none."""
-    if not samples:
-        return [None] * parts
-    span = samples[-1][0] or 1.0
-    curve: list[float | None] = [None] * parts
-    for at, rss in samples:
-        part = min(int(at / span * parts), parts - 1)
-        value = rss / MB
-        current = curve[part]
-        curve[part] = value if current is None else max(current, value)
-    return curve
 
 
 # --- the stack: embedded Redis, the API on a real HTTP server, one worker process per size -------------------------
