@@ -1,9 +1,11 @@
 """Narrate long texts through the whole stack: does time grow linearly with the text, and the worker's memory stay flat?
 
-Run from anywhere: ``python bench/narration.py [--sizes 20000,100000,400000] [--quick] [--json PATH]``. Each size is
-one job, sent through the API to a fresh worker process (embedded Redis, local storage, the worker's default
-settings); prints one table and the two targets of issue 3, and writes the figures as JSON (default
-``bench/results/narration.json``).
+Run from anywhere: ``python bench/narration.py [--sizes 20000,100000,400000] [--epub CHARS] [--quick] [--json PATH]``.
+Each size is one job, sent through the API to a fresh worker process (embedded Redis, local storage, the worker's
+default settings); prints one table and the two targets of issue 3, and writes the figures as JSON (default
+``bench/results/narration.json``). ``--epub`` adds issue 14's case: an EPUB of that many characters in ten
+chapters, uploaded and narrated to ``m4b``, against the very text it reads as (``read_document``) sent as plain WAV,
+each on a fresh worker: throughput within 10% of the WAV's, the worker's memory flat.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import logging
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +33,7 @@ import redis
 import requests
 import soundfile
 
+from bench import audiobook
 from bench import stack as kit
 from bench.rss import MB, RSS_PERIOD_S, RssSampler, proc_status_bytes, reset_peak_rss, rss_curve
 from ttsq.client import wait_ready
@@ -45,6 +49,10 @@ FORMAT = "wav"
 SIZES = (20_000, 100_000, 400_000)
 QUICK_SIZES = (5_000, 20_000)
 """Characters per text; each size is one job."""
+EPUB_CHARS = 200_000
+QUICK_EPUB_CHARS = 10_000
+"""The EPUB case's book (``--epub``): a few hundred thousand characters, as issue 14 asks; --quick a smoke run."""
+EPUB_FORMAT = "m4b"
 
 THROUGHPUT_TARGET = 0.10
 """The largest text's audio seconds per wall second may fall at most this fraction below the smallest text's."""
@@ -109,9 +117,32 @@ def stack_env(redis_url: str, data_dir: Path, max_text_chars: int) -> dict[str, 
 
 
 @dataclass(frozen=True)
-class Narration:
-    """One size: a job through the stack on a fresh worker, and that worker's memory."""
+class Work:
+    """One job to narrate: ``text`` sent as JSON, or an EPUB uploaded as a file."""
 
+    case: str
+    """``text`` (a size), ``epub-text`` (the EPUB's text as plain WAV) or ``epub``."""
+    text: str
+    """What is narrated (for an upload, the text the document reads as)."""
+    fmt: str = FORMAT
+    upload: bytes | None = None
+
+    def post(self, session: requests.Session, base_url: str) -> requests.Response:
+        if self.upload is None:
+            body = {"text": self.text, "speaker": SPEAKER, "format": self.fmt}
+            return session.post(f"{base_url}/v1/jobs", json=body, timeout=60)
+        files = {"file": ("book.epub", self.upload, "application/epub+zip")}
+        return session.post(
+            f"{base_url}/v1/jobs", files=files, data={"speaker": SPEAKER, "format": self.fmt}, timeout=60
+        )
+
+
+@dataclass(frozen=True)
+class Narration:
+    """One job through the stack on a fresh worker, and that worker's memory."""
+
+    case: str
+    format: str
     chars: int
     chunks: int
     segments: int
@@ -143,12 +174,12 @@ class Narration:
     """The largest sampled VmRSS in each tenth of the job's wall time."""
 
 
-def run_job(session: requests.Session, base_url: str, text: str, timeout_s: float) -> tuple[dict[str, Any], float, int]:
+def run_job(
+    session: requests.Session, base_url: str, work: Work, timeout_s: float
+) -> tuple[dict[str, Any], float, int]:
     """Send the job and long-poll it until it succeeds; return its last view, the wall seconds and the polls."""
     started = time.perf_counter()
-    response = session.post(
-        f"{base_url}/v1/jobs", json={"text": text, "speaker": SPEAKER, "format": FORMAT}, timeout=60
-    )
+    response = work.post(session, base_url)
     if response.status_code != 202:
         raise kit.BenchError(f"POST /v1/jobs answered {response.status_code}: {response.text[:300]}")
     job_id = response.json()["id"]
@@ -180,31 +211,40 @@ def run_job(session: requests.Session, base_url: str, text: str, timeout_s: floa
             shown_at = now
 
 
-def stored_audio_s(audio_dir: Path, job_id: str) -> float:
-    """The stored output's duration as a reader sees it; the file is removed after, the next size needs the disk."""
-    path = audio_dir / key_for(job_id, FORMAT)
+def stored_audio_s(audio_dir: Path, job_id: str, fmt: str = FORMAT) -> float:
+    """The stored output's duration as a reader sees it (soundfile for WAV; ffprobe for the rest, which honours
+    MP4's edit list: mutagen counts the AAC encoder's priming, 46 ms); the file is removed after, the next job needs
+    the disk."""
+    path = audio_dir / key_for(job_id, fmt)
     try:
-        info = soundfile.info(str(path))
-        return float(info.frames / info.samplerate)
+        if fmt == "wav":
+            info = soundfile.info(str(path))
+            return float(info.frames / info.samplerate)
+        command = ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)]
+        try:
+            return float(subprocess.run(command, check=True, capture_output=True, text=True, timeout=60).stdout)
+        except (OSError, subprocess.SubprocessError, ValueError) as error:
+            raise kit.BenchError(f"ffprobe (Debian's ffmpeg) cannot read the stored {fmt} output: {error}") from None
     finally:
         path.unlink(missing_ok=True)
 
 
-def narrate(base_url: str, env: dict[str, str], text: str, data_dir: Path) -> Narration:
-    """Start a fresh worker, warm it with one short job, then narrate ``text`` while watching the worker's memory."""
-    chars = len(text)
+def narrate(base_url: str, env: dict[str, str], work: Work, data_dir: Path) -> Narration:
+    """Start a fresh worker, warm it with one short job, then narrate ``work`` while watching the worker's memory."""
+    chars = len(work.text)
     config = load_config(env)
-    with kit.worker_process(env, data_dir / f"worker-{chars}.log") as worker, requests.Session() as session:
+    log = data_dir / f"worker-{work.case}-{chars}.log"
+    with kit.worker_process(env, log) as worker, requests.Session() as session:
         wait_ready(base_url, timeout_s=READY_TIMEOUT_S, alive=lambda: worker.poll() is None)
         # The warm-up job also waits for the worker to consume (/readyz only says it announced itself), so the
         # measured job's wall time holds no start-up.
-        warmup, _, _ = run_job(session, base_url, WARMUP_TEXT, WARMUP_TIMEOUT_S)
+        warmup, _, _ = run_job(session, base_url, Work("warm-up", WARMUP_TEXT), WARMUP_TIMEOUT_S)
         stored_audio_s(config.audio_dir, warmup["id"])
         rss_idle = proc_status_bytes(worker.pid, "VmRSS")
         start_peak = proc_status_bytes(worker.pid, "VmHWM")
         reset = reset_peak_rss(worker.pid)
         with RssSampler(worker.pid) as sampler:
-            job, wall_s, polls = run_job(session, base_url, text, JOB_TIMEOUT_BASE_S + JOB_TIMEOUT_PER_CHAR_S * chars)
+            job, wall_s, polls = run_job(session, base_url, work, JOB_TIMEOUT_BASE_S + JOB_TIMEOUT_PER_CHAR_S * chars)
             job_peak = proc_status_bytes(worker.pid, "VmHWM")  # before the worker stops
         if worker.poll() is not None:
             raise kit.BenchError(f"the worker exited (code {worker.returncode}) during the job")
@@ -217,6 +257,8 @@ def narrate(base_url: str, env: dict[str, str], text: str, data_dir: Path) -> Na
         raise kit.BenchError(f"job {job['id']} has no segment count in its record")
     audio_s = float(result["duration_s"])
     return Narration(
+        case=work.case,
+        format=work.fmt,
         chars=chars,
         chunks=int(job["progress"]["chunks_total"]),
         segments=record.segments_total,
@@ -227,7 +269,7 @@ def narrate(base_url: str, env: dict[str, str], text: str, data_dir: Path) -> Na
         worker_s=kit.timestamp(job["finished_at"]) - kit.timestamp(job["started_at"]),
         polls=polls,
         size_bytes=int(result["size_bytes"]),
-        file_audio_s=stored_audio_s(config.audio_dir, job["id"]),
+        file_audio_s=stored_audio_s(config.audio_dir, job["id"], work.fmt),
         rss_idle_mb=rss_idle / MB,
         rss_start_peak_mb=start_peak / MB,
         peak_rss_mb=max(start_peak, job_peak) / MB if reset else job_peak / MB,
@@ -238,17 +280,20 @@ def narrate(base_url: str, env: dict[str, str], text: str, data_dir: Path) -> Na
     )
 
 
-def bench_narration(sizes: Sequence[int]) -> list[Narration]:
-    texts = [build_text(size) for size in sizes]
+def bench_narration(sizes: Sequence[int], epub_chars: int | None) -> list[Narration]:
+    works = [Work("text", build_text(size)) for size in sizes]
+    if epub_chars:
+        book, text = audiobook.build_book(PASSAGE, epub_chars)
+        works += [Work("epub-text", text), Work("epub", text, EPUB_FORMAT, book)]
     results = []
     with tempfile.TemporaryDirectory(prefix="ttsq-bench-") as tmp, ExitStack() as stack:
         data_dir = Path(tmp)
         redis_url = stack.enter_context(kit.embedded_redis(data_dir))
-        env = stack_env(redis_url, data_dir, max(len(t) for t in texts))
+        env = stack_env(redis_url, data_dir, max(len(w.text) for w in works))
         base_url = stack.enter_context(kit.api_server(env))
-        for text in texts:
-            print(f"  {len(text)} chars on a fresh worker", file=sys.stderr, flush=True)
-            results.append(narrate(base_url, env, text, data_dir))
+        for work in works:
+            print(f"  {work.case}: {len(work.text)} chars to {work.fmt} on a fresh worker", file=sys.stderr, flush=True)
+            results.append(narrate(base_url, env, work, data_dir))
             done = results[-1]
             print(
                 f"    done: {done.audio_s:.0f} s of audio in {done.wall_s:.1f} s; peak RSS {done.peak_rss_mb:.0f} MB",
@@ -262,7 +307,8 @@ def bench_narration(sizes: Sequence[int]) -> list[Narration]:
 
 
 def targets(runs: Sequence[Narration]) -> dict[str, Any]:
-    """Issue 3's two targets, comparing the largest text with the smallest."""
+    """Issue 3's two targets, comparing the largest text with the smallest (the sizes' runs)."""
+    runs = [r for r in runs if r.case == "text"]
     small, large = min(runs, key=lambda r: r.chars), max(runs, key=lambda r: r.chars)
     ratio = large.x_realtime / small.x_realtime
     growth = large.peak_rss_mb - small.peak_rss_mb
@@ -293,6 +339,8 @@ def _verdict(met: bool | None) -> str:
 
 def report(runs: Sequence[Narration], segment_chars: int) -> str:
     headers = [
+        "case",
+        "format",
         "chars",
         "chunks",
         "segments",
@@ -306,6 +354,8 @@ def report(runs: Sequence[Narration], segment_chars: int) -> str:
     ]
     rows = [
         [
+            r.case,
+            r.format,
             str(r.chars),
             str(r.chunks),
             str(r.segments),
@@ -331,7 +381,9 @@ def report(runs: Sequence[Narration], segment_chars: int) -> str:
     ]
     for r in runs:
         curve = " ".join(_mb(v) for v in r.rss_curve_mb)
-        lines.append(f"  {r.chars:>7} chars: {curve}  (max {r.rss_sampled_max_mb:.0f}, {r.rss_samples} samples)")
+        lines.append(
+            f"  {r.case:>9} {r.chars:>7} chars: {curve}  (max {r.rss_sampled_max_mb:.0f}, {r.rss_samples} samples)"
+        )
     mismatched = [r for r in runs if abs(r.file_audio_s - r.audio_s) > 0.01]
     lines.append("")
     if mismatched:
@@ -343,8 +395,9 @@ def report(runs: Sequence[Narration], segment_chars: int) -> str:
         )
     else:
         lines.append("Stored files: each output's duration, read back with soundfile, matches the job's result.")
-    if len(runs) < 2:
-        return "\n".join([*lines, "Targets: need at least two sizes."])
+    lines += audiobook.report_lines(runs)
+    if len([r for r in runs if r.case == "text"]) < 2:
+        return "\n".join([*lines, "Size targets: need at least two sizes."])
     t = targets(runs)
     large, small = t["largest_chars"], t["smallest_chars"]
     lines += [
@@ -382,6 +435,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"characters per text, comma-separated ({','.join(map(str, SIZES))})",
     )
     parser.add_argument(
+        "--epub",
+        type=int,
+        nargs="?",
+        const=EPUB_CHARS,
+        default=None,
+        metavar="CHARS",
+        help=f"add the EPUB-to-m4b case, a book of CHARS characters ({EPUB_CHARS} without a number)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help=f"a smoke run on sizes {','.join(map(str, QUICK_SIZES))} (overrides --sizes)",
@@ -395,10 +457,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The werkzeug server logs every request; the polling would flood the terminal.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     sizes = QUICK_SIZES if args.quick else args.sizes
+    epub_chars = QUICK_EPUB_CHARS if args.quick and args.epub else args.epub
     segment_chars = load_config({}).segment_chars
     load_before = os.getloadavg()
     print(f"narration: sizes {', '.join(map(str, sizes))}", file=sys.stderr, flush=True)
-    runs = bench_narration(sizes)
+    runs = bench_narration(sizes, epub_chars)
     print()
     print(report(runs, segment_chars))
     env = kit.environment(load_before)
@@ -415,7 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "segment_chars": segment_chars,
             "rss_period_s": RSS_PERIOD_S,
             "runs": [asdict(r) for r in runs],
-            "targets": targets(runs) if len(runs) >= 2 else None,
+            "targets": targets(runs) if len([r for r in runs if r.case == "text"]) >= 2 else None,
+            "epub_targets": audiobook.targets(runs),
         },
     )
     print(f"\nwrote {args.json}")
