@@ -252,8 +252,14 @@ def test_event_carries_result_or_error_timestamps_and_metadata(store: JobStore) 
         "size_bytes": 66_244,
         "format": "wav",
         "sample_rate": 22050,
+        "chapters": [],
     }
     assert all(event[k].endswith("Z") for k in ("created_at", "started_at", "finished_at"))
+    # A book's chapters travel with the event, as in the job's result (issue 14).
+    chapters = [{"title": "One", "start_s": 0.0, "end_s": 0.9}, {"title": "Two", "start_s": 0.9, "end_s": 1.5}]
+    assert done.result is not None
+    book = done.model_copy(update={"result": done.result.model_copy(update={"chapters": chapters})})
+    assert build_event(book, *link(book))["result"]["chapters"] == chapters
 
     failed = build_event(ended_job(store, "https://hooks.example.com/x", JobStatus.failed))
     assert failed["type"] == "job.failed" and failed["result"] is None

@@ -35,6 +35,8 @@ class EventResult(BaseModel):
     size_bytes: int
     format: str
     sample_rate: int
+    chapters: list[dict[str, Any]] = []
+    """As in the job's result: ``[{title, start_s, end_s}]``, empty for a text without chapters."""
 
 
 class WebhookEvent(BaseModel):
@@ -66,6 +68,7 @@ def build_event(job: Job, result_url: str | None = None, url_expires_at: float |
             size_bytes=job.result.size_bytes,
             format=job.result.format,
             sample_rate=job.result.sample_rate,
+            chapters=job.result.chapters,
         )
     event = WebhookEvent(
         id=f"{job.id}.{job.status.value}",
