@@ -421,7 +421,7 @@ def parse_sizes(raw: str) -> tuple[int, ...]:
         sizes = tuple(int(part) for part in raw.split(",") if part.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"got {raw!r}; expected comma-separated character counts") from None
-    if not sizes or any(size < 1 for size in sizes):
+    if any(size < 1 for size in sizes):
         raise argparse.ArgumentTypeError(f"got {raw!r}; expected positive character counts")
     return sizes
 
@@ -432,7 +432,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--sizes",
         type=parse_sizes,
         default=SIZES,
-        help=f"characters per text, comma-separated ({','.join(map(str, SIZES))})",
+        help=f"characters per text, comma-separated ({','.join(map(str, SIZES))}; '' for none, with --epub)",
     )
     parser.add_argument(
         "--epub",
@@ -458,6 +458,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     sizes = QUICK_SIZES if args.quick else args.sizes
     epub_chars = QUICK_EPUB_CHARS if args.quick and args.epub else args.epub
+    if not sizes and not epub_chars:
+        print("narration: nothing to run (no --sizes and no --epub)", file=sys.stderr)
+        return 2
     segment_chars = load_config({}).segment_chars
     load_before = os.getloadavg()
     print(f"narration: sizes {', '.join(map(str, sizes))}", file=sys.stderr, flush=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -19,7 +18,7 @@ from .errors import EngineError, InvalidInputError
 from .options import Batching, SynthesisOptions
 from .phonemize import sentence_ids
 from .text.clean import check_speakable, clean_text
-from .turns import Priority, Turns
+from .turns import Priority, Slots, Turns
 
 Frontend = Callable[[str], list[list[int]]]
 """Text to model input ids, one list per sentence."""
@@ -47,9 +46,11 @@ class BatchVoice(Voice, Protocol):
 
 
 class Speaker:
-    """A named voice. Batch calls (the default) hold this speaker's lock while they run, so narrations of one voice
-    run one at a time; interactive calls do not. Every sentence, either kind, takes a turn at the voice
-    (``turns``), and an interactive sentence goes first: speech never waits behind a narration's whole segment."""
+    """A named voice with ``parallel`` inference streams. A batch call (the default) holds one of the speaker's
+    ``syntheses`` slots while it runs, so at most ``parallel`` narrations of one voice run at once (one, on the
+    default single-stream speaker); interactive calls hold none. Every sentence, either kind, takes a turn at one
+    of the streams (``turns``), and an interactive sentence goes first: speech never waits behind a narration's
+    whole segment."""
 
     def __init__(
         self,
@@ -67,11 +68,12 @@ class Speaker:
         if self.batching.batch_size > 1 and not isinstance(voice, BatchVoice):
             raise EngineError(f"{type(voice).__name__} cannot synthesize batches; use batch_size 1")
         self.sentence_ids: Frontend = frontend or partial(sentence_ids, config=voice.config)
-        # One batch synthesis at a time per speaker; different speakers run in parallel.
-        self.lock = threading.Lock()
-        # Within one synthesis, up to `parallel` sentences run at once on single-threaded sessions: on a CPU
-        # that beats one sentence on all cores (less synchronisation per operator), see bench/engine.py.
+        # Up to `parallel` sentences run at once on single-threaded sessions: on a CPU that beats one sentence on
+        # all cores (less synchronisation per operator), see bench/engine.py. They may be one synthesis's sentences
+        # or several syntheses' (jobs side by side: one job's Redis, storage and Python work between its sentences
+        # then overlaps the other's inference). Different speakers run in parallel.
         self.parallel = max(1, parallel)
+        self.syntheses = Slots(self.parallel)
         self.turns = Turns(self.parallel)
         # A pool per priority: an interactive sentence must not queue behind batch sentences already submitted.
         self._pools = {
@@ -130,8 +132,8 @@ class Speaker:
                 yield _join(parts)
 
     def _held(self, priority: Priority) -> contextlib.AbstractContextManager[object]:
-        """The speaker's lock for a batch call; nothing for an interactive one (its sentences take turns only)."""
-        return self.lock if priority == Priority.batch else contextlib.nullcontext()
+        """A synthesis slot for a batch call; nothing for an interactive one (its sentences take turns only)."""
+        return self.syntheses.hold() if priority == Priority.batch else contextlib.nullcontext()
 
     def _pipeline(self, work: Work, options: SynthesisOptions, priority: Priority) -> Iterator[tuple[int, np.ndarray]]:
         """Run phoneme-id lists on the pool, a bounded window ahead of the consumer, and yield them in order."""

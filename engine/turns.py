@@ -57,3 +57,31 @@ class Turns:
     @property
     def waiting(self) -> int:
         return len(self._waiting)
+
+
+class Slots:
+    """At most ``count`` holders at once, first come first served: a speaker's batch syntheses (narrations), so a
+    voice with two inference streams runs two jobs side by side, and a third waits for one of them."""
+
+    def __init__(self, count: int = 1) -> None:
+        self._count = max(1, count)
+        self._held = 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._changed:
+            while self._held >= self._count:
+                self._changed.wait()
+            self._held += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held -= 1
+                self._changed.notify()
+
+    @property
+    def held(self) -> int:
+        """Holders now (for tests and metrics)."""
+        return self._held

@@ -126,7 +126,7 @@ def test_closing_a_stream_early_waits_for_running_sentences(tts: TTS) -> None:
     first = next(stream)
     assert first.index == 0 and first.total == 12
     stream.close()
-    assert not speaker.lock.locked()
+    assert speaker.syntheses.held == 0
     assert speaker.generate("Still works.").duration_s > 0.3
 
 
@@ -143,9 +143,33 @@ def test_same_speaker_is_serial(tts: TTS) -> None:
     thread = threading.Thread(target=other)
     thread.start()
     assert not acquired.wait(0.5), "a second caller ran while the first stream held the speaker"
-    stream.close()  # closing early releases the lock
+    stream.close()  # closing early releases the speaker
     assert acquired.wait(30)
     thread.join()
+
+
+def test_a_two_stream_speaker_runs_two_syntheses_and_holds_back_a_third() -> None:
+    """Issue 12: two inference streams per speaker, across jobs as well as within one."""
+    tts = TTS(parallel_sentences=True, threads=2).load("joe").prepare(warmup=False)
+    speaker = tts.speakers["joe"]
+    assert speaker.parallel == 2
+    first, second = speaker.stream("One. Two. Three."), speaker.stream("Four. Five. Six.")
+    assert next(first).index == 0 and next(second).index == 0  # both hold a slot, neither waited for the other
+    assert speaker.syntheses.held == 2
+    third_done = threading.Event()
+
+    def third() -> None:
+        speaker.generate("Hello.")
+        third_done.set()
+
+    thread = threading.Thread(target=third)
+    thread.start()
+    assert not third_done.wait(0.5), "a third synthesis ran while two held the speaker's streams"
+    first.close()
+    assert third_done.wait(30)
+    second.close()
+    thread.join()
+    assert speaker.syntheses.held == 0
 
 
 def test_different_speakers_run_in_parallel() -> None:
@@ -156,9 +180,9 @@ def test_different_speakers_run_in_parallel() -> None:
     audio = tts.speakers["b"].generate("Hello.")
     assert isinstance(audio, Audio) and len(audio.samples) > 0
     assert time.monotonic() - started < 30
-    assert tts.speakers["a"].lock.locked()
+    assert tts.speakers["a"].syntheses.held == 1
     first.close()
-    assert not tts.speakers["a"].lock.locked()
+    assert tts.speakers["a"].syntheses.held == 0
 
 
 def test_batching_on_the_onnx_backend_is_refused_not_ignored(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -163,7 +163,7 @@ def test_cancel_a_running_job_between_sentences(config_env, tts, monkeypatch) ->
     assert job["status"] == "canceled" and job["progress"]["chunks_done"] == canceled_at[0]
     assert list(runtime.storage.root.iterdir()) == []  # partial segments removed
     assert not runtime.plans.has_plan(job_id)
-    assert not runtime.tts.speakers["joe"].lock.locked()  # the speaker is free
+    assert runtime.tts.speakers["joe"].syntheses.held == 0  # the speaker is free
 
 
 def test_cancel_unknown_and_finished_jobs(client, runtime) -> None:  # type: ignore[no-untyped-def]

@@ -101,8 +101,9 @@ def run_worker(config: Config) -> None:
                 *quiet,
                 "worker",
                 "--pool=threads",
-                # One thread per speaker: the speaker's lock keeps each voice serial.
-                f"--concurrency={len(runtime.tts.names)}",
+                # A thread per inference stream of each speaker: a speaker with two streams runs two jobs at once
+                # (its synthesis slots hold back a third), so one job's control plane overlaps the other's inference.
+                f"--concurrency={sum(runtime.tts.speakers[name].parallel for name in runtime.tts.names)}",
                 f"--queues={queues}",
                 f"--hostname={runtime.name}",
                 f"--loglevel={config.log_level}",
