@@ -146,6 +146,17 @@ def test_job_through_the_stack_lands_on_s3_and_its_url_downloads_it(s3_env, s3, 
     data, rate = soundfile.read(io.BytesIO(body), dtype="int16")
     assert len(data) / rate == pytest.approx(job["result"]["duration_s"], abs=0.01)
 
+    # The console plays this link: its page lets audio come from the storage's origin, and from nowhere else new.
+    from urllib.parse import urlsplit
+
+    page = client.get("/")
+    assert page.status_code == 200, page.get_data(as_text=True)[:300]
+    policy = page.headers["Content-Security-Policy"]
+    link = urlsplit(job["result"]["url"])
+    media = next(part.split()[1:] for part in policy.split("; ") if part.startswith("media-src "))
+    assert media == ["'self'", "blob:", f"{link.scheme}://{link.netloc}"]
+    assert "connect-src 'self';" in policy
+
 
 def test_job_fails_with_a_reason_when_the_upload_fails(s3_env, s3, tts) -> None:  # type: ignore[no-untyped-def]
     from api import create_app

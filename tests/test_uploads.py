@@ -95,7 +95,6 @@ def test_an_ssml_break_is_that_much_exact_silence(client, runtime) -> None:  # t
     assert job["input_format"] == "ssml" and job["text_chars"] < len(ssml("1.5s"))
 
 
-
 def test_an_ssml_prosody_rate_is_heard(client, runtime) -> None:  # type: ignore[no-untyped-def]
     def seconds(rate: str) -> float:
         words = f'<prosody rate="{rate}">And welcome home, all of you.</prosody>'
