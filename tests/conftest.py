@@ -187,17 +187,19 @@ def s3(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     _reset_moto(moto_endpoint)
 
 
-def worker_process(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """``ttsq worker`` as a process of its own, configured by ``env`` alone (no TTSQ_* of the caller's leaks in)."""
+def worker_process(env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    """``ttsq worker`` as a process of its own, configured by ``env`` alone (no TTSQ_* of the caller's leaks in);
+    its output goes to ``log`` where given, for a failing test to be read afterwards."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "ttsq", "worker"],
-        env={**clean, **env},
-        cwd=Path(__file__).resolve().parent.parent,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with open(log or os.devnull, "ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ttsq", "worker"],
+            env={**clean, **env},
+            cwd=Path(__file__).resolve().parent.parent,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def run_to_end(runtime, job_id: str, limit: int = 500) -> str:  # type: ignore[no-untyped-def]

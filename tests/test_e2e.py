@@ -44,11 +44,13 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture()
-def start_worker(config_env: dict[str, str]) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+def start_worker(config_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    """Workers logging at INFO to worker-N.log in the test's directory, where a failure can be read."""
     workers: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        process = worker_process({**config_env, **WORKER_ENV})
+        log = tmp_path / f"worker-{len(workers) + 1}.log"
+        process = worker_process({**config_env, **WORKER_ENV, "TTSQ_LOG_LEVEL": "INFO"}, log)
         workers.append(process)
         return process
 

@@ -48,3 +48,29 @@ def test_a_requeued_running_job_is_not_sent_twice(runtime, redis_client) -> None
     assert requeue_orphans(runtime) == [job_id]
     redis_client.delete(runtime.config.keys.speaker_queue("joe"))
     assert requeue_orphans(runtime) == []
+
+
+def _between_segments(runtime, idle_s: float) -> str:  # type: ignore[no-untyped-def]
+    """A job whose segment ended ``idle_s`` ago and was handed off: running, no lock, not in a task."""
+    job_id = make_job(runtime)
+    runtime.store.update(job_id, status="running", in_task=False, heartbeat_at=time.time() - idle_s)
+    return job_id
+
+
+def test_a_segment_a_killed_worker_had_prefetched_is_sent_again_after_a_lock_ttl(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    """Regression (CI, tests/test_e2e.py): a worker SIGKILLed just after a segment had already taken the next
+    segment's message (kombu's unacked hash, restored only after the hour-long visibility timeout), so the job sat
+    running, unlocked, between tasks, and no other worker picked it up for an hour."""
+    job_id = _between_segments(runtime, runtime.config.lock_ttl_s + 1)
+    assert requeue_orphans(runtime) == [job_id]
+    assert redis_client.llen(runtime.config.keys.speaker_queue("joe")) == 1
+    assert run_to_end(runtime, job_id) == "succeeded"
+
+
+def test_a_segment_handed_off_is_left_alone_while_its_message_waits_or_within_a_lock_ttl(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    waiting = _between_segments(runtime, runtime.config.lock_ttl_s + 1)
+    enqueue_synthesis(runtime.celery, waiting, runtime.config.keys.speaker_queue("joe"))
+    assert requeue_orphans(runtime) == []  # its message is in the queue: a worker will take it
+    redis_client.delete(runtime.config.keys.speaker_queue("joe"))
+    _between_segments(runtime, 0.5)  # just handed off: a live consumer is about to take the lock
+    assert requeue_orphans(runtime) == [waiting]

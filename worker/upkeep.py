@@ -33,13 +33,16 @@ def announce(runtime: Runtime) -> None:
 
 
 def requeue_orphans(runtime: Runtime) -> list[str]:
-    """Send again every running job whose lock expired (its worker was killed before it could finish), and every
-    job left queued with no message (see ``JobStore.requeue_if_orphaned``)."""
+    """Send again every running job whose lock expired (its worker was killed before it could finish), every job
+    between tasks whose next message a dead worker took, and every job left queued with no message (see
+    ``JobStore.requeue_if_orphaned``)."""
     store, stale_s = runtime.store, runtime.config.visibility_timeout_s
     idle = idle_queues(runtime)
     requeued = []
     for job_id in store.active_ids():
-        job = store.requeue_if_orphaned(job_id, stale_after_s=stale_s, idle_queues=idle)
+        job = store.requeue_if_orphaned(
+            job_id, stale_after_s=stale_s, idle_queues=idle, taken_after_s=runtime.config.lock_ttl_s
+        )
         if job is None:
             continue
         try:
@@ -50,6 +53,8 @@ def requeue_orphans(runtime: Runtime) -> list[str]:
             raise
         if job.status == JobStatus.queued:
             logger.warning("%s: queued over %d s with no message in its queue; sent again", job_id, stale_s)
+        elif not job.in_task:
+            logger.warning("%s: between segments, its next message was taken and never started; sent again", job_id)
         else:
             logger.warning("%s: its worker (%s) stopped refreshing the job lock; requeued", job_id, job.worker)
         requeued.append(job_id)

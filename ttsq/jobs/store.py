@@ -168,15 +168,22 @@ class JobStore:
         return bool(self.redis.eval(scripts.HAND_OFF, 2, *keys, token, fields["in_task"], fields["attempts"]))
 
     def requeue_if_orphaned(
-        self, job_id: str, stale_after_s: float = float("inf"), idle_queues: Collection[str] = ()
+        self,
+        job_id: str,
+        stale_after_s: float = float("inf"),
+        idle_queues: Collection[str] = (),
+        taken_after_s: float = float("inf"),
     ) -> Job | None:
         """Move a running job whose lock has expired (its worker died) back to queued; None if it is not orphaned.
 
-        A job between tasks (``in_task`` false) has its next message in the queue; it counts as orphaned only when
-        nothing has happened to it for ``stale_after_s`` (that message was lost). So does a queued job whose queue
-        is one of ``idle_queues`` (it holds no message at all): its message was lost too, say by an API process
+        A job between tasks (``in_task`` false) has its next message in the queue; it counts as orphaned when
+        nothing has happened to it for ``stale_after_s`` (that message was lost), or for ``taken_after_s`` while its
+        queue is one of ``idle_queues`` (holds no message): a consumer took the message and never took the lock, as
+        a worker killed just after a segment leaves the next one it had prefetched. A live consumer takes the lock
+        within moments of taking a message, and a duplicate is harmless (the lock lets one run at a time). A queued
+        job whose queue is idle is orphaned after ``stale_after_s``: its message was lost too, say by an API process
         killed between recording the job and queueing it (issue 17). The job returned is as it was read; its
-        ``heartbeat_at`` is moved on, so the caller sends it again at most once per ``stale_after_s``."""
+        ``heartbeat_at`` is moved on, so the caller sends it again at most once per period."""
         key, lock = self.keys.job(job_id), self.keys.lock(job_id)
         with self.redis.pipeline() as pipe:
             try:
@@ -188,7 +195,9 @@ class JobStore:
                 if job.status == JobStatus.queued:
                     if job.queue not in idle_queues or idle_s < stale_after_s:
                         return None
-                elif job.status != JobStatus.running or (not job.in_task and idle_s < stale_after_s):
+                elif job.status != JobStatus.running:
+                    return None
+                elif not job.in_task and idle_s < (taken_after_s if job.queue in idle_queues else stale_after_s):
                     return None
                 pipe.multi()
                 pipe.hset(key, mapping=encode_fields({"status": JobStatus.queued.value, "heartbeat_at": time.time()}))
