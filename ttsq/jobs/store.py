@@ -195,10 +195,10 @@ class JobStore:
                 if job.status == JobStatus.queued:
                     if job.queue not in idle_queues or idle_s < stale_after_s:
                         return None
-                elif job.status != JobStatus.running:
-                    return None
-                elif not job.in_task and idle_s < (taken_after_s if job.queue in idle_queues else stale_after_s):
-                    return None
+                else:
+                    lost_after_s = taken_after_s if job.queue in idle_queues else stale_after_s
+                    if job.status != JobStatus.running or (not job.in_task and idle_s < lost_after_s):
+                        return None
                 pipe.multi()
                 pipe.hset(key, mapping=encode_fields({"status": JobStatus.queued.value, "heartbeat_at": time.time()}))
                 pipe.execute()
