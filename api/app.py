@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import redis
 from celery import Celery
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from ttsq.config import Config, load_config
+from ttsq.connections import redis_client
 from ttsq.credentials import secret_key
 from ttsq.jobs.events import JobEvents
 from ttsq.jobs.store import JobStore
@@ -25,7 +25,8 @@ def create_app(config: Config | None = None, celery: Celery | None = None) -> Fl
     app.json.sort_keys = False  # type: ignore[attr-defined]
     # Refuse oversized bodies before reading them: JSON escapes take at most 6 bytes a character, plus slack.
     app.config["MAX_CONTENT_LENGTH"] = config.max_text_chars * 6 + 64 * 1024
-    client = redis.Redis.from_url(config.effective_redis_url, socket_connect_timeout=2, socket_timeout=5)
+    # Each thread holds at most one connection at a time (an open speech stream's blocking read, a long poll's).
+    client = redis_client(config.effective_redis_url, config.api_threads, socket_connect_timeout=2, socket_timeout=5)
     app.extensions["ttsq"] = Services(
         config=config,
         redis=client,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+import redis
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 from flask.typing import ResponseReturnValue
 
@@ -42,6 +43,7 @@ def _loopback_without_keys() -> None:
     """Without keys the API answers its own host only, these listings too; with keys they answer anyone."""
     if not services().config.api_keys:
         access.authenticate()
+
 
 NO_WORKER_RETRY_S = 5
 
@@ -164,6 +166,9 @@ def _audio(reader: SpeechReader, encoder: StreamEncoder, alive: Callable[[], boo
         except SpeechError as error:  # the status is sent already: the stream just ends early
             logger.warning("speech %s: ended early: %s", reader.request.id, error.message)
             return
+        except redis.RedisError as error:
+            logger.warning("speech %s: ended early: Redis: %s", reader.request.id, error)
+            return
         yield encoder.finish()
 
 
@@ -176,6 +181,12 @@ def _sse(reader: SpeechReader, encoder: StreamEncoder, alive: Callable[[], bool]
                     yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
         except SpeechError as error:
             yield _event({"type": "error", "error": {"code": error.code, "message": error.message}})
+            return
+        except redis.RedisError as error:
+            logger.warning("speech %s: ended early: Redis: %s", reader.request.id, error)
+            yield _event(
+                {"type": "error", "error": {"code": "redis_unavailable", "message": "the job store is not reachable"}}
+            )
             return
         if data := encoder.finish():
             yield _event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})

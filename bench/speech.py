@@ -153,16 +153,19 @@ def concurrency(url: str, api_pid: int, clients: int) -> dict[str, Any]:
     statuses: list[int] = []
     lock = threading.Lock()
     peak = [0]
+    errors: dict[str, int] = {}
     done = threading.Event()
 
     def one() -> None:
         try:
             ttsq_speech(url, "Hello there.")
-            status = 200
-        except (BenchError, requests.RequestException):
-            status = 0
+            status, error = 200, None
+        except (BenchError, requests.RequestException) as failure:
+            status, error = 0, f"{type(failure).__name__}: {str(failure)[:120]}"
         with lock:
             statuses.append(status)
+            if error:
+                errors[error] = errors.get(error, 0) + 1
 
     def watch_rss() -> None:
         while not done.wait(0.2):
@@ -183,6 +186,7 @@ def concurrency(url: str, api_pid: int, clients: int) -> dict[str, Any]:
         "clients": clients,
         "answered": statuses.count(200),
         "refused_or_failed": len(statuses) - statuses.count(200),
+        "errors": errors,
         "wall_s": time.perf_counter() - started,
         "api_rss_idle_mb": idle_rss / 1e6,
         "api_rss_peak_mb": peak[0] / 1e6,
@@ -291,6 +295,7 @@ def report(result: dict[str, Any]) -> str:
         f"{crowd['answered']} answered, {crowd['refused_or_failed']} refused or failed, in {crowd['wall_s']:.1f} s; "
         f"API RSS {crowd['api_rss_idle_mb']:.0f} MB idle, {crowd['api_rss_peak_mb']:.0f} MB at the peak"
     )
+    lines += [f"     {count} x {error}" for error, count in crowd.get("errors", {}).items()]
     return "\n".join(lines)
 
 

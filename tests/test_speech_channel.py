@@ -200,3 +200,21 @@ def test_without_keys_the_public_listings_answer_this_host_only(client) -> None:
     _openai_error(forwarded, 401, "unauthorized")
     remote = client.get("/v1/audio/voices", environ_base={"REMOTE_ADDR": "203.0.113.9"})
     _openai_error(remote, 401, "unauthorized")
+
+
+def test_a_reader_closed_while_redis_is_away_leaves_it_to_expire_and_does_not_raise() -> None:
+    """Regression: under 200 clients a Redis error in close() escaped the response generator as a 500."""
+    away = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens on port 1
+    reader = SpeechReader(away, KEYS, _request(), idle_timeout_s=1)
+    reader.close()  # logs a warning; the stream and the cancel flag would have expired on their own
+
+
+def test_the_api_has_a_redis_connection_for_each_of_its_threads(config_env) -> None:  # type: ignore[no-untyped-def]
+    """Regression: redis-py 8 caps a pool at 100 connections and raises past it, so an API holding a blocking read
+    per open speech stream answered half of 200 concurrent clients 503 (bench/speech.py)."""
+    from api import create_app
+    from ttsq.config import load_config
+
+    config = load_config({**config_env, "TTSQ_API_THREADS": "300"})
+    pool = create_app(config).extensions["ttsq"].redis.connection_pool
+    assert pool.max_connections >= 300

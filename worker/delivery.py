@@ -11,11 +11,11 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
-import redis
 from celery import Celery, shared_task
 
 from ttsq import links
 from ttsq.config import Config
+from ttsq.connections import redis_client
 from ttsq.credentials import secret_key, webhook_secret
 from ttsq.jobs.store import WEBHOOK_GRACE_S, JobStore
 from ttsq.logs import job_context
@@ -60,7 +60,7 @@ held: Holder[WebhookRuntime] = Holder("the webhook runtime", "start the consumer
 def build_webhook_runtime(config: Config, settings: WebhookSettings | None = None) -> WebhookRuntime:
     return WebhookRuntime(
         config=config,
-        store=JobStore(redis.Redis.from_url(config.effective_redis_url), config.key_prefix),
+        store=JobStore(redis_client(config.effective_redis_url, WEBHOOK_CONCURRENCY), config.key_prefix),
         storage=open_storage(config),
         celery=create_celery(config),
         settings=settings or settings_from_config(config),

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 
-import redis
 from celery.signals import worker_ready
 
 from engine import TTS
 from ttsq import presence
 from ttsq.config import Config
+from ttsq.connections import redis_client
 from ttsq.jobs.plans import PlanStore
 from ttsq.jobs.store import JobStore
 from ttsq.logs import install_celery_job_context
@@ -67,16 +67,23 @@ def build_engine(config: Config) -> TTS:
 
 
 def build_runtime(config: Config, tts: TTS | None = None) -> Runtime:
-    client = redis.Redis.from_url(config.effective_redis_url)
+    engine = tts or build_engine(config)
+    # Celery's threads (one per inference stream), the speech threads, and a lock keeper beside each running task.
+    client = redis_client(config.effective_redis_url, 2 * celery_threads(engine) + config.speech_threads)
     return Runtime(
         config=config,
-        tts=tts or build_engine(config),
+        tts=engine,
         store=JobStore(client, config.key_prefix),
         plans=PlanStore(client, config.key_prefix),
         storage=open_storage(config),
         celery=create_celery(config, include=["worker.tasks"]),
         name=config.worker_id,
     )
+
+
+def celery_threads(tts: TTS) -> int:
+    """A Celery thread per inference stream of each speaker."""
+    return sum(tts.speakers[name].parallel for name in tts.names)
 
 
 def run_worker(config: Config) -> None:
@@ -103,7 +110,7 @@ def run_worker(config: Config) -> None:
                 "--pool=threads",
                 # A thread per inference stream of each speaker: a speaker with two streams runs two jobs at once
                 # (its synthesis slots hold back a third), so one job's control plane overlaps the other's inference.
-                f"--concurrency={sum(runtime.tts.speakers[name].parallel for name in runtime.tts.names)}",
+                f"--concurrency={celery_threads(runtime.tts)}",
                 f"--queues={queues}",
                 f"--hostname={runtime.name}",
                 f"--loglevel={config.log_level}",

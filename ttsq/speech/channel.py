@@ -124,6 +124,12 @@ class SpeechReader:
         if self._closed:
             return
         self._closed = True
+        try:
+            self._remove()
+        except redis.RedisError as error:  # both keys expire on their own; a worker still writing times out
+            logger.warning("speech %s: could not clean up in Redis: %s", self.request.id, error)
+
+    def _remove(self) -> None:
         if not self._ended and not self.client.lrem(self.keys.speech_queue(self.request.speaker), 1, self._payload):
             with self.client.pipeline() as pipe:
                 pipe.set(
