@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -217,3 +219,27 @@ def test_the_api_says_at_start_when_redis_does_not_answer(config_env) -> None:  
         port = str(probe.getsockname()[1])
     line = _first_line_with(["api", "--port", port], env, "is not answering")
     assert "Redis at redis://127.0.0.1:1/0 is not answering" in line and "the API will keep trying" in line, line
+
+
+def test_a_worker_on_jemalloc_runs_on_it(config_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--allocator jemalloc re-executes the worker with libjemalloc preloaded; the start-up log says which malloc
+    the process has mapped. (Its voice then is not found, so the worker stops before it consumes anything.)"""
+    from ttsq.cli.allocator import find_jemalloc
+
+    if find_jemalloc() is None:
+        pytest.skip("Debian's libjemalloc2 is missing (.ci/run installs it)")
+    refused = {**config_env, "TTSQ_SPEAKERS": f"joe=file://{tmp_path}/missing", "TTSQ_LOG_LEVEL": "INFO"}
+    done = ttsq("worker", "--allocator", "jemalloc", env=refused)
+    assert "worker malloc: jemalloc" in done.stderr, done.stderr
+    assert done.returncode != 0 and done.stderr.strip().splitlines()[-1].startswith("ttsq worker: ")
+    system = ttsq("worker", env=refused)
+    assert "worker malloc: the system's" in system.stderr, system.stderr
+
+
+def test_jemalloc_asked_for_but_missing_is_one_line(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ttsq.cli import allocator
+
+    monkeypatch.setattr(allocator, "JEMALLOC_DIRS", (str(tmp_path),))
+    with pytest.raises(SystemExit) as stopped:
+        allocator.use_allocator("jemalloc", ["worker"])
+    assert "libjemalloc.so.2 is not installed (Debian: apt-get install libjemalloc2)" in str(stopped.value)

@@ -55,6 +55,7 @@ ENV_VARS: dict[str, str] = {
     "TTSQ_S3_PART_SIZE": "s3_part_size",
     "TTSQ_THREADS": "threads",
     "TTSQ_PARALLEL_SENTENCES": "parallel_sentences",
+    "TTSQ_ALLOCATOR": "allocator",
     "TTSQ_LOG_LEVEL": "log_level",
     "TTSQ_LOG_FORMAT": "log_format",
     "TTSQ_API_KEYS": "api_keys",
@@ -143,6 +144,9 @@ class Config(BaseModel):
     threads: int | None = Field(None, ge=1, le=256)
     parallel_sentences: bool = False
     """On CPUs, synthesize sentences side by side: more throughput, much more memory (see engine.TTS)."""
+    allocator: str = Field("system", pattern="^(system|jemalloc)$")
+    """The worker's malloc: ``jemalloc`` (Debian's libjemalloc2, preloaded) gives freed memory back; see
+    ttsq/cli/allocator.py."""
     log_level: str = "INFO"
     log_format: str = "plain"
     """``plain`` lines for people, ``json`` lines for log collectors (each with the job id when there is one)."""

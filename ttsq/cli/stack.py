@@ -19,6 +19,7 @@ from ..config import DEFAULT_HOST, Config
 from ..credentials import secret_key
 from ..logs import setup_logging
 from ..procinfo import stop_process
+from .allocator import jemalloc_loaded, use_allocator
 from .common import _config, probe_redis
 from .remote import cmd_submit
 
@@ -85,7 +86,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = _config(**_worker_overrides(args))
     if config.redis_url is None:
         sys.exit("ttsq: TTSQ_REDIS_URL is not set; run `ttsq serve` for the embedded stack, or point it at your Redis")
+    use_allocator(config.allocator, _worker_argv(args, config.allocator))  # before anything allocates much
     setup_logging(config.log_level, config.log_format)
+    logger.info("worker malloc: %s", "jemalloc" if jemalloc_loaded() else "the system's (TTSQ_ALLOCATOR=system)")
     _exit_with_parent(args.parent_pid)
     probe_redis(config, "worker")
     from engine import EngineError
@@ -98,9 +101,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker_argv(args: argparse.Namespace, allocator: str) -> list[str]:
+    """This worker's command line again, for running it on another allocator."""
+    flags = {"--device": args.device, "--backend": args.backend, "--parent-pid": args.parent_pid}
+    return ["worker", *(f"{flag}={value}" for flag, value in flags.items() if value), f"--allocator={allocator}"]
+
+
 def _worker_overrides(args: argparse.Namespace) -> dict[str, str]:
-    """--device and --backend override their variables; a worker per GPU gets a name of its own."""
-    overrides = {"TTSQ_DEVICE": args.device, "TTSQ_BACKEND": args.backend}
+    """--device, --backend and --allocator override their variables; a worker per GPU gets a name of its own."""
+    overrides = {"TTSQ_DEVICE": args.device, "TTSQ_BACKEND": args.backend, "TTSQ_ALLOCATOR": args.allocator}
     overrides = {name: value for name, value in overrides.items() if value}
     device = overrides.get("TTSQ_DEVICE") or os.environ.get("TTSQ_DEVICE", "")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
