@@ -17,6 +17,8 @@ from .options import SynthesisOptions
 logger = logging.getLogger(__name__)
 
 Provider = str | tuple[str, dict[str, object]]
+ARENA_SHRINKAGE = "memory.enable_memory_arena_shrinkage"
+"""onnxruntime's run option: the listed devices' arenas give free blocks back when the run ends."""
 
 
 def session_options(threads: int | None = None) -> onnxruntime.SessionOptions:
@@ -55,6 +57,8 @@ class OnnxVoice:
                 "for CUDA install onnxruntime-gpu"
             )
         self._input_names = {i.name for i in self.session.get_inputs()}
+        self._shrink = onnxruntime.RunOptions()
+        self._shrink.add_run_config_entry(ARENA_SHRINKAGE, "cpu:0")
 
     @property
     def sample_rate(self) -> int:
@@ -81,3 +85,25 @@ class OnnxVoice:
             sid = config.default_speaker_id if options.speaker_id is None else options.speaker_id
             inputs["sid"] = np.array([sid], dtype=np.int64)
         return self.session.run(None, inputs)[0].squeeze()
+
+    def release_memory(self) -> None:
+        """Hand what the session's CPU arena holds beyond its first block back to the system.
+
+        The arena keeps every block it ever grew for the longest sentences seen (a worker's RSS climbed from
+        ~0.3 to ~1 GB over long jobs, never to come down); onnxruntime shrinks it only at the end of a run that
+        asks, so this is one run of a few ids that does. Per sentence it would cost ~11% of the throughput; once
+        per narration it costs a few milliseconds (bench/memory.py)."""
+        ids = self._silence_ids()
+        inputs: dict[str, np.ndarray] = {
+            "input": np.array([ids], dtype=np.int64),
+            "input_lengths": np.array([len(ids)], dtype=np.int64),
+            "scales": np.array([0.0, 1.0, 0.0], dtype=np.float32),
+        }
+        if "sid" in self._input_names:
+            inputs["sid"] = np.array([self.config.default_speaker_id or 0], dtype=np.int64)
+        self.session.run(None, inputs, self._shrink)
+
+    def _silence_ids(self) -> list[int]:
+        """Begin, pad and end: the smallest input a Piper model takes."""
+        id_map = self.config.phoneme_id_map
+        return [next(iter(id_map.get(symbol, [0]))) for symbol in ("^", "_", "$")]

@@ -39,6 +39,13 @@ class Voice(Protocol):
 
 
 @runtime_checkable
+class ArenaVoice(Voice, Protocol):
+    """A voice whose runtime keeps freed memory for itself until told (OnnxVoice: onnxruntime's CPU arena)."""
+
+    def release_memory(self) -> None: ...
+
+
+@runtime_checkable
 class BatchVoice(Voice, Protocol):
     """A voice that can synthesize several sentences in one padded batch (TorchVoice)."""
 
@@ -133,7 +140,19 @@ class Speaker:
 
     def _held(self, priority: Priority) -> contextlib.AbstractContextManager[object]:
         """A synthesis slot for a batch call; nothing for an interactive one (its sentences take turns only)."""
-        return self.syntheses.hold() if priority == Priority.batch else contextlib.nullcontext()
+        return self._batch_call() if priority == Priority.batch else contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def _batch_call(self) -> Iterator[None]:
+        """Hold a slot; at the end, the memory the call's longest sentences grew goes back (so a worker's RSS is
+        the same after each narration segment, not the most any sentence ever needed). Speech calls are short and
+        latency-bound: they leave it."""
+        with self.syntheses.hold():
+            try:
+                yield
+            finally:
+                if isinstance(self.voice, ArenaVoice):
+                    self.voice.release_memory()
 
     def _pipeline(self, work: Work, options: SynthesisOptions, priority: Priority) -> Iterator[tuple[int, np.ndarray]]:
         """Run phoneme-id lists on the pool, a bounded window ahead of the consumer, and yield them in order."""

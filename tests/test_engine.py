@@ -192,3 +192,30 @@ def test_batching_on_the_onnx_backend_is_refused_not_ignored(tmp_path) -> None: 
     tts = TTS(device="cpu", cache_dir=tmp_path, backend="onnx", torch_options=TorchOptions(Batching(batch_size=4)))
     with pytest.raises(EngineError, match="torch backend option"):
         tts.load("joe").prepare(warmup=False)
+
+
+def _rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/status") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
+
+
+@pytest.mark.slow
+def test_a_narration_gives_back_the_memory_its_longest_sentences_grew() -> None:
+    """Issue 12: onnxruntime's CPU arena kept every block it grew, so a worker's RSS climbed with each long text
+    and never came down. A batch call now shrinks the arena as it ends; an interactive one (short, latency-bound)
+    leaves it, which is the control here."""
+    from engine import Priority
+
+    speaker = TTS(device="cpu").load("joe").prepare(warmup=True).speakers["joe"]
+    text = " ".join(
+        f"Sentence {n} of a long and winding paragraph, with clauses, asides and lists of places, people and "
+        "things, runs on well past the length of any ordinary line." for n in range(16)
+    )
+    before = _rss_mb()
+    for _ in speaker.stream(text, priority=Priority.interactive):
+        pass
+    grown = _rss_mb()
+    assert grown - before > 150, f"the control did not grow the arena: {before:.0f} -> {grown:.0f} MB"
+    assert sum(len(samples) for samples in speaker.stream_chunks([text])) > 0
+    after = _rss_mb()
+    assert after - before < 100, f"RSS {before:.0f} MB before, {grown:.0f} grown, {after:.0f} after the narration"
