@@ -232,7 +232,8 @@ def test_a_worker_on_jemalloc_runs_on_it(config_env, tmp_path: Path) -> None:  #
     done = ttsq("worker", "--allocator", "jemalloc", env=refused)
     assert "worker malloc: jemalloc" in done.stderr, done.stderr
     assert done.returncode != 0 and done.stderr.strip().splitlines()[-1].startswith("ttsq worker: ")
-    system = ttsq("worker", env=refused)
+    assert "worker malloc: jemalloc" in ttsq("worker", env=refused).stderr  # auto, the default: it is installed
+    system = ttsq("worker", "--allocator", "system", env=refused)
     assert "worker malloc: the system's" in system.stderr, system.stderr
 
 
@@ -240,6 +241,8 @@ def test_jemalloc_asked_for_but_missing_is_one_line(tmp_path: Path, monkeypatch)
     from ttsq.cli import allocator
 
     monkeypatch.setattr(allocator, "JEMALLOC_DIRS", (str(tmp_path),))
+    monkeypatch.setattr(allocator, "jemalloc_loaded", lambda: False)
     with pytest.raises(SystemExit) as stopped:
         allocator.use_allocator("jemalloc", ["worker"])
     assert "libjemalloc.so.2 is not installed (Debian: apt-get install libjemalloc2)" in str(stopped.value)
+    allocator.use_allocator("auto", ["worker"])  # auto stays on the system's malloc: returns, no exec

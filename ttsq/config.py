@@ -144,9 +144,9 @@ class Config(BaseModel):
     threads: int | None = Field(None, ge=1, le=256)
     parallel_sentences: bool = False
     """On CPUs, synthesize sentences side by side: more throughput, much more memory (see engine.TTS)."""
-    allocator: str = Field("system", pattern="^(system|jemalloc)$")
-    """The worker's malloc: ``jemalloc`` (Debian's libjemalloc2, preloaded) gives freed memory back; see
-    ttsq/cli/allocator.py."""
+    allocator: str = Field("auto", pattern="^(auto|system|jemalloc)$")
+    """The worker's malloc: ``jemalloc`` (Debian's libjemalloc2, preloaded; fails without it), ``system``, or
+    ``auto``: jemalloc where installed (the images), else the system's. See ttsq/cli/allocator.py."""
     log_level: str = "INFO"
     log_format: str = "plain"
     """``plain`` lines for people, ``json`` lines for log collectors (each with the job id when there is one)."""

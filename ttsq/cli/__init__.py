@@ -37,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (TTSQ_DEVICE); run one worker per GPU")
     p.add_argument("--backend", choices=["onnx", "torch"], default=None, help="default: onnx on cpu, torch on cuda")
     p.add_argument(
-        "--allocator", choices=["system", "jemalloc"], default=None, help="malloc of the worker (TTSQ_ALLOCATOR)"
+        "--allocator",
+        choices=["auto", "system", "jemalloc"],
+        default=None,
+        help="malloc of the worker (TTSQ_ALLOCATOR; auto: jemalloc where installed)",
     )
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_worker)

@@ -1,9 +1,11 @@
-"""``ttsq worker --allocator jemalloc``: the worker on jemalloc, preloaded before Python starts.
+"""The worker on jemalloc (``TTSQ_ALLOCATOR``, by default wherever Debian's libjemalloc2 is installed).
 
-onnxruntime allocates and frees a sentence's tensors by the megabyte; glibc's malloc keeps much of what was freed
-(per-thread arenas, fragmentation), so a worker's RSS climbs over long jobs. jemalloc returns freed pages to the
-system after a short decay. The dynamic loader reads ``LD_PRELOAD`` only when a process starts, so the command
-executes itself again with it set (same PID, so ``ttsq serve`` and process managers see one process)."""
+onnxruntime allocates and frees tensors by the megabyte, loading a voice as much as running it; glibc's malloc
+keeps much of what was freed (per-thread arenas, fragmentation). On jemalloc, which returns freed pages after a
+short decay, each added speaker cost 81 MB of RSS instead of 170 and a worker sat at 232 MB between jobs instead
+of 304, at the same speed (bench/memory.py). The dynamic loader reads ``LD_PRELOAD`` only when a process starts, so
+the command executes itself again with it set (same PID, so ``ttsq serve`` and process managers see one
+process)."""
 
 from __future__ import annotations
 
@@ -32,11 +34,13 @@ def jemalloc_loaded() -> bool:
 
 
 def use_allocator(allocator: str, argv: list[str]) -> None:
-    """Return when this process runs on ``allocator``; else execute ``python -m ttsq *argv`` again on it, or exit
-    with one line when it is not installed."""
+    """Return when this process runs on ``allocator``; else execute ``python -m ttsq *argv`` again on it. Asked for
+    jemalloc where it is not installed: one line and an exit; ``auto`` then stays on the system's."""
     if allocator == "system" or jemalloc_loaded():
         return
     library = find_jemalloc()
+    if library is None and allocator == "auto":
+        return
     if library is None:
         sys.exit(
             f"ttsq worker: TTSQ_ALLOCATOR=jemalloc, but {JEMALLOC} is not installed (Debian: apt-get install "

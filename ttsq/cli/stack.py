@@ -88,7 +88,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         sys.exit("ttsq: TTSQ_REDIS_URL is not set; run `ttsq serve` for the embedded stack, or point it at your Redis")
     use_allocator(config.allocator, _worker_argv(args, config.allocator))  # before anything allocates much
     setup_logging(config.log_level, config.log_format)
-    logger.info("worker malloc: %s", "jemalloc" if jemalloc_loaded() else "the system's (TTSQ_ALLOCATOR=system)")
+    logger.info("worker malloc: %s", "jemalloc" if jemalloc_loaded() else "the system's")
     _exit_with_parent(args.parent_pid)
     probe_redis(config, "worker")
     from engine import EngineError
