@@ -80,7 +80,7 @@ def test_a_worker_per_gpu_is_named_after_its_gpu(monkeypatch: pytest.MonkeyPatch
     """CUDA_VISIBLE_DEVICES=N ttsq worker --device cuda: every such worker sees "cuda", so N tells them apart."""
     monkeypatch.delenv("TTSQ_WORKER_NAME", raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
-    args = argparse.Namespace(device="cuda", backend=None)
+    args = argparse.Namespace(device="cuda", backend=None, allocator=None)
     assert _worker_overrides(args) == {"TTSQ_DEVICE": "cuda", "TTSQ_WORKER_NAME": f"ttsq-gpu3@{socket.gethostname()}"}
     host = socket.gethostname()
     # Whatever CUDA_VISIBLE_DEVICES holds (a list, a UUID), two workers on different GPUs get different names.
@@ -91,10 +91,13 @@ def test_a_worker_per_gpu_is_named_after_its_gpu(monkeypatch: pytest.MonkeyPatch
         ("GPU-3b2f0c1d", "cuda", f"ttsq-gpuGPU-3b2f0c1d@{host}"),
     ]:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
-        assert _worker_overrides(argparse.Namespace(device=device, backend=None))["TTSQ_WORKER_NAME"] == name
+        assert (
+            _worker_overrides(argparse.Namespace(device=device, backend=None, allocator=None))["TTSQ_WORKER_NAME"]
+            == name
+        )
     # Without CUDA_VISIBLE_DEVICES, cuda:N names itself (ttsq-cudaN@host); an explicit name is kept.
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    assert _worker_overrides(argparse.Namespace(device="cuda:1", backend="torch")) == {
+    assert _worker_overrides(argparse.Namespace(device="cuda:1", backend="torch", allocator=None)) == {
         "TTSQ_DEVICE": "cuda:1",
         "TTSQ_BACKEND": "torch",
     }
