@@ -59,6 +59,7 @@ class OnnxVoice:
         self._input_names = {i.name for i in self.session.get_inputs()}
         self._shrink = onnxruntime.RunOptions()
         self._shrink.add_run_config_entry(ARENA_SHRINKAGE, "cpu:0")
+        self._release_inputs = self._smallest_inputs()
 
     @property
     def sample_rate(self) -> int:
@@ -93,7 +94,12 @@ class OnnxVoice:
         ~0.3 to ~1 GB over long jobs, never to come down); onnxruntime shrinks it only at the end of a run that
         asks, so this is one run of a few ids that does. Per sentence it would cost ~11% of the throughput; once
         per narration it costs a few milliseconds (bench/memory.py)."""
-        ids = self._silence_ids()
+        self.session.run(None, self._release_inputs, self._shrink)
+
+    def _smallest_inputs(self) -> dict[str, np.ndarray]:
+        """Begin, pad and end, at zero noise: the smallest input a Piper model takes."""
+        id_map = self.config.phoneme_id_map
+        ids = [next(iter(id_map.get(symbol, [0]))) for symbol in ("^", "_", "$")]
         inputs: dict[str, np.ndarray] = {
             "input": np.array([ids], dtype=np.int64),
             "input_lengths": np.array([len(ids)], dtype=np.int64),
@@ -101,9 +107,4 @@ class OnnxVoice:
         }
         if "sid" in self._input_names:
             inputs["sid"] = np.array([self.config.default_speaker_id or 0], dtype=np.int64)
-        self.session.run(None, inputs, self._shrink)
-
-    def _silence_ids(self) -> list[int]:
-        """Begin, pad and end: the smallest input a Piper model takes."""
-        id_map = self.config.phoneme_id_map
-        return [next(iter(id_map.get(symbol, [0]))) for symbol in ("^", "_", "$")]
+        return inputs
