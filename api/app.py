@@ -11,6 +11,7 @@ from ttsq.connections import redis_client
 from ttsq.credentials import secret_key
 from ttsq.jobs.events import JobEvents
 from ttsq.jobs.store import JobStore
+from ttsq.presence import ServedVoices
 from ttsq.queue import create_celery
 from ttsq.storage import open_storage
 
@@ -35,6 +36,7 @@ def create_app(config: Config | None = None, celery: Celery | None = None) -> Fl
         storage=open_storage(config),
         secret=secret_key(config),
         events=JobEvents(client, config.keys),
+        served=ServedVoices(client, config.keys),
     )
     if config.trusted_proxies:
         n = config.trusted_proxies

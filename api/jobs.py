@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
@@ -50,7 +51,7 @@ def create_job() -> ResponseReturnValue:
     text = document.text if document is not None else req.text
     if document is not None:
         check_text(text)
-    known = sorted(known_speakers(s))
+    known = sorted(known_speakers(s, req.speaker))
     speaker = req.speaker or (DEFAULT_SPEAKER if DEFAULT_SPEAKER in known else known[0])
     if speaker not in known:
         raise ApiError(
@@ -149,7 +150,7 @@ def cancel_job(job_id: str) -> ResponseReturnValue:
         raise ApiError(409, "job_finished", f"the job already ended as {job.status.value}")
     with job_context(job_id):
         logger.info("%s: canceled", job_id)
-    job_ended(s.celery, s.redis, s.config, job_id)
+    job_ended(s.celery, s.config, job)
     return jsonify(job_view(s.store.get(job_id) or job, None)), 202
 
 
@@ -171,10 +172,14 @@ def get_job(job_id: str) -> ResponseReturnValue:
     """``?wait=S`` (at most 30) holds the answer until the job changes or ends: progress without busy polling."""
     s = services()
     wait_s = _wait_seconds(request.args.getlist("wait")) if _can_hold_requests() else 0.0
-    # Ownership first: another key's job must answer 404 at once, like a job that does not exist.
-    job = _own_job(s.store.get(job_id) if is_job_id(job_id) else None, job_id)
+    # Ownership first (admit): another key's job must answer 404 at once, like a job that does not exist.
+    admit = partial(_own_job, job_id=job_id)
+    if not is_job_id(job_id):
+        admit(None)  # raises: 404
     if wait_s:
-        job = _own_job(s.events.wait_for_change(s.store, job_id, wait_s), job_id)
+        job = _own_job(s.events.wait_for_change(s.store, job_id, wait_s, admit), job_id)
+    else:
+        job = admit(s.store.get(job_id))
     link = _result_link(job) if job.status == JobStatus.succeeded else None
     return jsonify(job_view(job, link, waiting_for_worker(s, job)))
 

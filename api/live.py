@@ -146,7 +146,7 @@ def _configure(ws: Server, message: dict[str, Any], needs_key: bool) -> LiveConf
     if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not MIN_SPEED <= speed <= MAX_SPEED:
         raise LiveError("invalid_speed", f"speed must be a number from {MIN_SPEED} to {MAX_SPEED}; got {speed!r}")
     speaker = resolve_speaker(s, voice)
-    announced = served(s).get(speaker)
+    announced = served(s, speaker).get(speaker)
     if announced is None:
         raise LiveError("no_worker", f"no worker serving speaker {speaker!r} is running")
     ws.send(json.dumps({"type": "ready", "sample_rate": announced.sample_rate}))

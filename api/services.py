@@ -11,6 +11,7 @@ from flask import current_app
 from ttsq.config import Config
 from ttsq.jobs.events import JobEvents
 from ttsq.jobs.store import JobStore
+from ttsq.presence import ServedVoices
 from ttsq.storage import Storage
 
 
@@ -24,6 +25,8 @@ class Services:
     secret: str
     events: JobEvents
     """The process's one subscription that wakes long polls."""
+    served: ServedVoices
+    """Which speakers live workers serve, read at most about once a second."""
 
 
 def services() -> Services:

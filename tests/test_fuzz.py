@@ -128,14 +128,15 @@ def seed(app: Flask, owner: str | None) -> Seeded:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
     s.store.acquire_lock(succeeded.id, token, 60)
-    s.store.mark_running(succeeded, "fuzz-worker", token)
+    running = s.store.mark_running(succeeded, "fuzz-worker", token)
+    assert running is not None
     marks = [{"paragraph": 0, "heading": False, "start_s": 0.0, "text": "Hello."}]
     result = JobResult(key=key, format="wav", duration_s=0.5, sample_rate=22050, size_bytes=20, marks=marks)
-    s.store.mark_succeeded(succeeded.id, token, result, Progress(chunks_done=1, chunks_total=1, audio_s=0.5))
+    s.store.mark_succeeded(running, token, result, Progress(chunks_done=1, chunks_total=1, audio_s=0.5))
     s.store.update(succeeded.id, webhook=WebhookState(attempts=1, last_status=500, last_error="HTTP 500").model_dump())
     failed = job()
     s.store.acquire_lock(failed.id, token, 60)
-    s.store.mark_failed(failed.id, token, "timeout", "the segment took too long")
+    s.store.mark_failed(failed, token, "timeout", "the segment took too long")
     removed = job()
     s.store.purge(removed.id, owner, 600)
     if owner is not None:

@@ -114,9 +114,10 @@ def test_terminal_jobs_are_not_run_again(runtime, status: JobStatus) -> None:  #
 def test_outcome_is_recorded_only_by_the_lock_holder(runtime) -> None:  # type: ignore[no-untyped-def]
     job_id = make_job(runtime)
     runtime.store.acquire_lock(job_id, "holder", 30)
-    assert not runtime.store.mark_failed(job_id, "someone-else", "x", "y")
+    job = runtime.store.get(job_id)
+    assert not runtime.store.mark_failed(job, "someone-else", "x", "y")
     assert runtime.store.get(job_id).status == JobStatus.queued
-    assert runtime.store.mark_failed(job_id, "holder", "x", "y")
+    assert runtime.store.mark_failed(job, "holder", "x", "y")
     assert runtime.store.get(job_id).status == JobStatus.failed
 
 

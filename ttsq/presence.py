@@ -52,13 +52,37 @@ def is_alive(client: redis.Redis, keys: Keys, name: str) -> bool:
 
 
 def live_workers(client: redis.Redis, keys: Keys) -> list[WorkerPresence]:
+    names = list(client.scan_iter(match=keys.worker("*"), count=100))
     workers = []
-    for key in client.scan_iter(match=keys.worker("*"), count=100):
-        raw = client.get(key)
+    for raw in client.mget(names) if names else []:
         if not raw:
             continue  # expired between the scan and the read
         try:
-            workers.append(WorkerPresence.model_validate_json(raw))  # type: ignore[arg-type]
+            workers.append(WorkerPresence.model_validate_json(raw))
         except ValidationError:
             continue  # not a worker of this version; it will expire
     return workers
+
+
+SERVED_MAX_AGE_S = 1.0
+"""How stale an API process's view of the served speakers may be (a job or speech request reads it)."""
+
+
+class ServedVoices:
+    """The speakers live workers serve, as this process last read them (a scan of the workers' keys): read again
+    when older than ``max_age_s``, or when asked about a speaker the last read did not list, so a worker that just
+    started is seen at once and one that just stopped within ``max_age_s``. Safe to share between threads (a
+    race reads twice)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, max_age_s: float = SERVED_MAX_AGE_S) -> None:
+        self._client, self._keys, self._max_age_s = client, keys, max_age_s
+        self._last: tuple[float, dict[str, AnnouncedVoice | None]] = (float("-inf"), {})
+
+    def get(self, speaker: str | None = None, fresh: bool = False) -> dict[str, AnnouncedVoice | None]:
+        read_at, served = self._last
+        recent = time.monotonic() - read_at < self._max_age_s
+        if recent and not fresh and (speaker is None or speaker in served):
+            return served
+        served = served_voices(live_workers(self._client, self._keys))
+        self._last = (time.monotonic(), served)
+        return served

@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import redis
 from celery import Celery
 
 from .config import Config
-from .jobs.store import JobStore
+from .models import Job
 
 logger = logging.getLogger(__name__)
 
@@ -69,12 +68,12 @@ def enqueue_webhook(
     celery.send_task(DELIVER_WEBHOOK_TASK, args=[job_id, attempt], queue=queue, countdown=countdown_s or None)
 
 
-def job_ended(celery: Celery, client: redis.Redis, config: Config, job_id: str) -> None:
+def job_ended(celery: Celery, config: Config, job: Job) -> None:
     """Queue the job's webhook, if it has one. Call it once, where the end was recorded (a worker finishing the
     job, the API canceling it). Never raises: the outcome is already recorded, and the outbox retries."""
+    if not job.webhook_url:
+        return
     try:
-        job = JobStore(client, config.key_prefix).get(job_id)
-        if job is not None and job.webhook_url:
-            enqueue_webhook(celery, config, job_id)
-    except Exception:  # the broker or Redis is away; the job's status still tells the outcome to pollers
-        logger.exception("%s: could not queue its webhook", job_id)
+        enqueue_webhook(celery, config, job.id)
+    except Exception:  # the broker is away; the job's status still tells the outcome to pollers
+        logger.exception("%s: could not queue its webhook", job.id)

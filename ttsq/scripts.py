@@ -126,3 +126,63 @@ return redis.call('xlen', KEYS[1])
 """KEYS: a speech request's stream, its cancel flag. ARGV: ttl ms, then the entry's field/value pairs. Appends only
 while the request stands (-1 once the client has gone, so a stream the API removed is never recreated); returns the
 entries not yet read, for the worker's back-pressure."""
+
+INCREMENTS = """
+local function add_metrics(from)
+  for i = from, #ARGV, 3 do
+    if string.find(ARGV[i + 2], '[.eE]') then
+      redis.call('hincrbyfloat', ARGV[i], ARGV[i + 1], ARGV[i + 2])
+    else
+      redis.call('hincrby', ARGV[i], ARGV[i + 1], ARGV[i + 2])
+    end
+  end
+end
+"""
+"""A script's trailing ARGV from index ``from``: (hash, field, amount) triples of metric increments (see
+``ttsq.metrics.record.script_args``); an amount with a point or an exponent is a float. The hashes are named by
+value, not in KEYS: fine on one Redis, not on Redis Cluster (as RESERVE_SLOT)."""
+
+CREATE_JOB = (
+    INCREMENTS
+    + """
+redis.call('set', KEYS[1], ARGV[1])
+local last = 5 + tonumber(ARGV[5])
+redis.call('hset', KEYS[2], unpack(ARGV, 6, last))
+redis.call('sadd', KEYS[3], ARGV[2])
+redis.call('zadd', KEYS[4], ARGV[3], ARGV[2])
+if KEYS[5] then redis.call('expire', KEYS[5], ARGV[4]) end
+add_metrics(last + 1)
+return 1
+"""
+)
+"""KEYS: text, record, active set, owner's jobs, and the Idempotency-Key's claim if any. ARGV: text, job id,
+created_at, seconds to keep the claim, the number of record items, the record's field/value pairs, then metric
+increments. Records a new job, counted, in one step."""
+
+END_JOB = (
+    INCREMENTS
+    + """
+if ARGV[1] ~= '' and redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+local status = redis.call('hget', KEYS[2], 'status')
+if not status then return 0 end
+local allowed = tonumber(ARGV[5])
+local ok = false
+for i = 6, 5 + allowed do if ARGV[i] == status then ok = true end end
+if not ok then return 0 end
+local first = 7 + allowed
+local last = 6 + allowed + tonumber(ARGV[6 + allowed])
+redis.call('hset', KEYS[2], unpack(ARGV, first, last))
+redis.call('srem', KEYS[3], ARGV[2])
+redis.call('zadd', KEYS[4], ARGV[3], ARGV[2])
+if ARGV[4] ~= '' then redis.call('zadd', KEYS[5], ARGV[4], ARGV[2]) end
+add_metrics(last + 1)
+redis.call('publish', KEYS[6], 'finished')
+if ARGV[1] ~= '' then redis.call('del', KEYS[1]) end
+return 1
+"""
+)
+"""KEYS: lock, record, active set, retention set, webhook outbox, events channel. ARGV: the run's lock token ('':
+not fenced, a cancel), job id, the end's time, when its webhook is due ('': no webhook), n and n encoded statuses
+the job may be in, the number of record items, the record's field/value pairs, then metric increments. The one
+end of a job: the outcome, out of the active set, into retention and the outbox, counted, told to waiters, and the
+run's lock dropped, all in one step; 0 (nothing written) if the lock or the status is not as given."""

@@ -15,7 +15,7 @@ import itertools
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -44,14 +44,21 @@ MAX_COVER_BYTES = 16 * 1024 * 1024
 """A stored cover larger than this is left out of the tags (the upload limit already bounds it)."""
 
 
-def assemble(runtime: Runtime, job: Job, token: str) -> Outcome:
-    """Join the finished segments into the output file, in the job's format, then drop the segments."""
-    records = runtime.plans.records(job.id)
+Chunks = Callable[[], Iterable[tuple[int, dict[str, Any]]]]
+"""Every chunk of the plan with its index, in order, each time it is called."""
+
+
+def assemble(
+    runtime: Runtime, job: Job, token: str, records: list[SegmentRecord], chunks: Chunks | None = None
+) -> Outcome:
+    """Join the finished segments into the output file, in the job's format, then drop the segments. ``chunks``:
+    the plan's, where it is not stored (a one-segment job)."""
+    chunks = chunks or partial(_plan_chunks, runtime, job.id)
     rate = runtime.tts.speakers[job.speaker].sample_rate
     total = sum(r.samples for r in records)
     duration_s = total / rate
     marks = [m for r in records for m in r.marks if CUE not in m]
-    chapters = chapters_from(_chapter_headings(runtime, job, marks), duration_s)
+    chapters = chapters_from(_chapter_headings(chunks, marks), duration_s)
     key = key_for(job.id, job.format)
     fence = partial(runtime.store.holds_lock, job.id, token)
     tags = BookTags(job.title, job.author, chapters, *_cover(runtime, job))
@@ -71,7 +78,7 @@ def assemble(runtime: Runtime, job: Job, token: str) -> Outcome:
                 while block := source.read(READ_BLOCK_BYTES):
                     sink.write(block)
                     sink.flush()
-    captions = _write_captions(runtime, job, token, records)
+    captions = _write_captions(runtime, job, token, records, chunks)
     public_marks = [asdict(Mark(**{k: m[k] for k in ("paragraph", "heading", "start_s", "text")})) for m in marks]
     result = JobResult(
         key=key,
@@ -89,7 +96,9 @@ def assemble(runtime: Runtime, job: Job, token: str) -> Outcome:
         audio_s=result.duration_s,
         eta_s=0.0,
     )
-    if not runtime.store.mark_succeeded(job.id, token, result, progress):
+    # What the one segment of an unstored plan would have recorded goes with the end.
+    fields = {"synth_s": job.synth_s} if job.segments_total is None else {}
+    if not runtime.store.mark_succeeded(job, token, result, progress, **fields):
         if runtime.store.status(job.id) == JobStatus.canceled:
             raise JobCanceledError  # canceled while the output was being written: it goes too
         raise LockLostError
@@ -103,7 +112,7 @@ def assemble(runtime: Runtime, job: Job, token: str) -> Outcome:
         time.time() - job.created_at,
     )
     # Best effort: the job has succeeded, whatever happens here.
-    remove_job_files(runtime, job.id, keep=(key, *captions.values()))
+    remove_job_files(runtime, job.id, keep=(key, *captions.values()), plan=job.segments_total is not None)
     return Outcome.succeeded
 
 
@@ -123,7 +132,8 @@ def _write_segments(
                 out.write(np.frombuffer(block, dtype=np.int16))
                 if sink is not None:
                     sink.flush()
-        if runtime.store.status(job.id) == JobStatus.canceled:
+        # A cancel is seen between segments; after the last one, the fenced end refuses it.
+        if index < len(records) - 1 and runtime.store.status(job.id) == JobStatus.canceled:
             raise JobCanceledError
 
 
@@ -134,34 +144,36 @@ def _plan_chunks(runtime: Runtime, job_id: str) -> Iterator[tuple[int, dict[str,
         yield from enumerate(chunks, start=first)
 
 
-def _chapter_headings(runtime: Runtime, job: Job, marks: list[dict[str, Any]]) -> list[tuple[str, float]]:
+def _chapter_headings(chunks: Chunks, marks: list[dict[str, Any]]) -> list[tuple[str, float]]:
     """(title, start) of each spoken level-1 heading: its whole paragraph as written (a mark holds 80 characters)."""
     starts = {m["paragraph"]: m["start_s"] for m in marks if m.get("heading") and m.get("level") == CHAPTER_LEVEL}
     if not starts:
         return []
     titles: dict[int, list[str]] = {}
-    for _, chunk in _plan_chunks(runtime, job.id):
+    for _, chunk in chunks():
         if chunk["paragraph"] in starts:
             titles.setdefault(chunk["paragraph"], []).append(display_text(chunk["source"] or chunk["spoken"]))
     return [(" ".join(titles.get(paragraph, [])), start) for paragraph, start in starts.items()]
 
 
-def _cues(runtime: Runtime, job: Job, records: list[SegmentRecord]) -> Iterator[Cue]:
+def _cues(chunks: Chunks, records: list[SegmentRecord]) -> Iterator[Cue]:
     """One cue per chunk with speech, in order: its times from the records, its text (as written) from the plan."""
     times = {m[CUE]: (m["start_s"], m["end_s"]) for r in records for m in r.marks if CUE in m}
-    for index, chunk in _plan_chunks(runtime, job.id):
+    for index, chunk in chunks():
         if index in times:
             yield Cue(*times[index], display_text(chunk["source"] or chunk["spoken"]))
 
 
-def _write_captions(runtime: Runtime, job: Job, token: str, records: list[SegmentRecord]) -> dict[str, str]:
+def _write_captions(
+    runtime: Runtime, job: Job, token: str, records: list[SegmentRecord], chunks: Chunks
+) -> dict[str, str]:
     """The captions in every format, each a fenced object, written side by side from one read of the plan (a book's
     plan is read once, not once a format); format -> storage key."""
     fence = partial(runtime.store.holds_lock, job.id, token)
     keys = {fmt: caption_key(job.id, fmt) for fmt in CAPTION_FORMATS}
     makers = {"vtt": vtt_lines, "srt": srt_lines}
     # One cue stream teed to both formats, written in step, so the tee never holds more than a cue or two.
-    streams = itertools.tee(_cues(runtime, job, records), len(keys))
+    streams = itertools.tee(_cues(chunks, records), len(keys))
     lines = {fmt: makers[fmt](stream) for fmt, stream in zip(keys, streams, strict=True)}
     with contextlib.ExitStack() as files:
         sinks = {

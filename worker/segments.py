@@ -6,8 +6,9 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import partial
+from typing import Any
 
 from engine import InvalidInputError, SynthesisOptions
 from engine.documents.breaks import TimedChunk, ssml_chunks
@@ -40,9 +41,28 @@ def cue_entry(chunk: int, start_s: float, end_s: float) -> dict[str, float]:
     return {CUE: chunk, "start_s": round(start_s, 4), "end_s": round(end_s, 4)}
 
 
-def plan(runtime: Runtime, job: Job, token: str, text: str) -> tuple[Job, int]:
+@dataclass(frozen=True)
+class Plan:
+    """The chunks of a job's text (as the plan stores them) and their grouping into segments [first, end)."""
+
+    chunks: list[dict[str, Any]]
+    segments: list[tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """What synthesizing one segment needs: the index of its first chunk, its chunks, and the segment before it."""
+
+    first: int
+    chunks: list[dict[str, Any]]
+    before: SegmentRecord | None
+
+
+def plan(runtime: Runtime, job: Job, token: str, text: str) -> tuple[Job, Plan]:
     """Split the text into chunks and group them into segments of about TTSQ_SEGMENT_CHARS characters; the job as
-    the plan left it, and the number of segments (so the run reads neither back)."""
+    the plan left it, and the plan (so the run reads nothing back). A plan of more than one segment is stored, so
+    a killed worker resumes from its last finished segment; one of a single segment (most short texts) is not:
+    it is spoken and assembled in this one task, and a killed worker's successor plans it again."""
     if job.input_format == "ssml":  # kept as written until now, for its exact breaks and rates
         timed = ssml_chunks(text.encode("utf-8"))
     else:
@@ -64,10 +84,12 @@ def plan(runtime: Runtime, job: Job, token: str, text: str) -> tuple[Job, int]:
     keep = ("spoken", "paragraph", "heading", "source", "continues", "level")
     records = [{**{name: getattr(t.chunk, name) for name in keep}, "pause_s": t.pause_s, "rate": t.rate} for t in timed]
     progress = Progress(chunks_done=0, chunks_total=len(chunks))
+    if len(segments) == 1:
+        return job.model_copy(update={"progress": progress}), Plan(records, segments)
     fields = {"segments_total": len(segments), "progress": progress.model_dump()}
     if not runtime.plans.save(job.id, token, records, segments, fields):
         raise _stopped(runtime, job.id)
-    return job.model_copy(update={"segments_total": len(segments), "progress": progress}), len(segments)
+    return job.model_copy(update={"segments_total": len(segments), "progress": progress}), Plan(records, segments)
 
 
 def _refuse_if_too_long(runtime: Runtime, job: Job, timed: list[TimedChunk]) -> None:
@@ -84,14 +106,22 @@ def _refuse_if_too_long(runtime: Runtime, job: Job, timed: list[TimedChunk]) -> 
         )
 
 
-def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: threading.Event) -> Job:
-    """Synthesize segment ``index`` into its own stored object and record it, once; the job as that left it."""
+def stored_piece(runtime: Runtime, job_id: str, index: int) -> Piece:
+    """Segment ``index`` of a stored plan."""
+    first, chunks = runtime.plans.segment_chunks(job_id, index)
+    return Piece(first, chunks, runtime.plans.record(job_id, index - 1))
+
+
+def run_segment(
+    runtime: Runtime, job: Job, index: int, part: Piece, token: str, lost: threading.Event
+) -> tuple[Job, SegmentRecord]:
+    """Synthesize segment ``index`` into its own stored object, and record it, once, in a stored plan; the job as
+    that left it, and the segment's record."""
     config, store = runtime.config, runtime.store
     speaker = runtime.tts.speakers[job.speaker]
     rate = speaker.sample_rate
-    first, raw_chunks = runtime.plans.segment_chunks(job.id, index)
+    first, raw_chunks, before = part.first, part.chunks, part.before
     chunks = [NarrationChunk(**c) for c in raw_chunks]
-    before = runtime.plans.record(job.id, index - 1)
     offset_s = before.end_s if before else 0.0
     previous = NarrationChunk(**before.last_chunk) if before and before.last_chunk else None
     pauses = PauseOptions(config.sentence_silence_s, config.paragraph_silence_s)
@@ -128,10 +158,11 @@ def run_segment(runtime: Runtime, job: Job, index: int, token: str, lost: thread
     segment_s = time.monotonic() - started
     final = _progress(job, first + len(chunks), end_s, segment_s)  # the segment's last progress goes with its end
     fields = {"synth_s": job.synth_s + segment_s, "progress": final.model_dump(), "heartbeat_at": time.time()}
-    if not runtime.plans.finish_segment(job.id, token, index, record, fields):
+    stored = job.segments_total is not None  # an unstored plan's one segment goes to assembly in this task
+    if stored and not runtime.plans.finish_segment(job.id, token, index, record, fields):
         runtime.storage.delete(key)  # ours alone (named after this run), and recorded nowhere
         raise _stopped(runtime, job.id)
-    return job.model_copy(update={"synth_s": fields["synth_s"], "progress": final})
+    return job.model_copy(update={"synth_s": fields["synth_s"], "progress": final}), record
 
 
 def _progress(job: Job, chunks_done: int, audio_s: float, segment_s: float) -> Progress:

@@ -22,9 +22,12 @@ from .assembly import assemble
 from .cleanup import remove_job_files
 from .outcomes import JobCanceledError, JobFailure, LockLostError, Outcome, as_failure
 from .runtime import Runtime
-from .segments import plan, run_segment
+from .segments import Piece, plan, run_segment, stored_piece
 
 logger = logging.getLogger(__name__)
+
+ENDED = (Outcome.succeeded, Outcome.failed)
+"""A run whose end was recorded: that step also dropped its lock."""
 
 
 def run_job(runtime: Runtime, job_id: str) -> Outcome:
@@ -46,7 +49,7 @@ def _run_job(runtime: Runtime, job_id: str) -> Outcome:
     )
     keeper.start()
     try:
-        outcome = _take(runtime, job_id, token, lost)
+        outcome, job = _take(runtime, job_id, token, lost)
         if outcome == Outcome.continued and not store.hand_off(job_id, token):
             outcome = Outcome.lock_lost
             if store.status(job_id) == JobStatus.canceled and (job := store.get(job_id)) is not None:
@@ -54,21 +57,27 @@ def _run_job(runtime: Runtime, job_id: str) -> Outcome:
     finally:
         stop.set()
         keeper.join()
-        store.release_lock(job_id, token)
-    if outcome == Outcome.continued:
-        _queue_next(runtime, job_id)
-    elif outcome in (Outcome.succeeded, Outcome.failed):
-        job_ended(runtime.celery, store.redis, config, job_id)
+        if outcome not in ENDED:
+            store.release_lock(job_id, token)
+    if outcome == Outcome.continued and job is not None:
+        _queue_next(runtime, job)
+    elif outcome in ENDED and job is not None:
+        job_ended(runtime.celery, config, job)
     return outcome
 
 
-def _take(runtime: Runtime, job_id: str, token: str, lost: threading.Event) -> Outcome:
-    store, config = runtime.store, runtime.config
+def _take(runtime: Runtime, job_id: str, token: str, lost: threading.Event) -> tuple[Outcome, Job | None]:
+    """What the run did, and the job as it read it (None if there is none)."""
     # Read only under the lock: a run that finished a moment ago must be seen as finished.
-    job = store.get(job_id)
+    job = runtime.store.get(job_id)
     if job is None:
         logger.warning("%s: no such job; dropping the task", job_id)
-        return Outcome.missing
+        return Outcome.missing, None
+    return _take_job(runtime, job, token, lost), job
+
+
+def _take_job(runtime: Runtime, job: Job, token: str, lost: threading.Event) -> Outcome:
+    store, config, job_id = runtime.store, runtime.config, job.id
     if job.status == JobStatus.canceled:
         return _discard(runtime, job)
     if job.status.terminal:
@@ -77,28 +86,32 @@ def _take(runtime: Runtime, job_id: str, token: str, lost: threading.Event) -> O
     if job.attempts >= config.max_attempts:
         message = f"the job was started {job.attempts} times and its worker died each time"
         return _fail(runtime, job, token, JobFailure(message, "worker_lost"))
-    if not store.mark_running(job, runtime.name, token):
+    running = store.mark_running(job, runtime.name, token)
+    if running is None:
         if store.status(job_id) == JobStatus.canceled:  # canceled since we read it
             return _discard(runtime, job)
         return Outcome.lock_lost  # our lock lapsed already: the job is another run's
-    return _advance(runtime, job, token, lost)
+    return _advance(runtime, running, token, lost)
 
 
 def _advance(runtime: Runtime, job: Job, token: str, lost: threading.Event) -> Outcome:
     job_id = job.id
     try:
-        if not runtime.plans.has_plan(job_id):
-            # Only planning needs the (long) text; what the plan wrote is known here, not read back.
-            job, total = plan(runtime, job, token, runtime.store.text(job_id) or "")
-            done = 0
+        if job.segments_total is None:  # not planned yet (or planned as one segment, which is not stored)
+            # Only planning needs the (long) text; what the plan holds is known here, not read back.
+            job, planned = plan(runtime, job, token, runtime.store.text(job_id) or "")
+            if len(planned.segments) == 1:
+                # Most short texts: planned, spoken and assembled in one task, nothing of the plan in Redis.
+                job, record = run_segment(runtime, job, 0, Piece(0, planned.chunks, None), token, lost)
+                return assemble(runtime, job, token, [record], lambda: enumerate(planned.chunks))
+            done, total = 0, len(planned.segments)
         else:
-            done, total = runtime.plans.done_count(job_id), runtime.plans.segment_count(job_id)
+            done, total = runtime.plans.done_count(job_id), job.segments_total
         if done < total:
-            job = run_segment(runtime, job, done, token, lost)
+            job, _ = run_segment(runtime, job, done, stored_piece(runtime, job_id, done), token, lost)
             if total > 1:
                 return Outcome.continued  # the next segment, or a long job's assembly, is a task of its own
-        # A one-segment job (most short texts) is planned, spoken and assembled in one task: no extra queue hops.
-        return assemble(runtime, job, token)
+        return assemble(runtime, job, token, runtime.plans.records(job_id))
     except (LockLostError, WriteFenced):
         logger.error("%s: lost its lock mid-run; leaving the job to the run that holds it", job_id)
         return Outcome.lock_lost
@@ -113,11 +126,9 @@ def _advance(runtime: Runtime, job: Job, token: str, lost: threading.Event) -> O
         return _fail(runtime, job, token, failure)
 
 
-def _queue_next(runtime: Runtime, job_id: str) -> None:
+def _queue_next(runtime: Runtime, job: Job) -> None:
     """Hand the job's next piece to the queue (after our lock is released, so that task can take it)."""
-    job = runtime.store.get(job_id)
-    if job is None:
-        return
+    job_id = job.id
     try:
         enqueue_synthesis(runtime.celery, job_id, job.queue)
     except Exception:
@@ -128,7 +139,7 @@ def _queue_next(runtime: Runtime, job_id: str) -> None:
 
 def _fail(runtime: Runtime, job: Job, token: str, failure: JobFailure) -> Outcome:
     logger.warning("%s: failed (%s): %s", job.id, failure.code, failure.message)
-    if runtime.store.mark_failed(job.id, token, failure.code, failure.message):
+    if runtime.store.mark_failed(job, token, failure.code, failure.message):
         remove_job_files(runtime, job.id)
         return Outcome.failed
     if runtime.store.status(job.id) == JobStatus.canceled:  # canceled while failing: it stays canceled

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from ttsq import scripts
 from ttsq.keys import DEFAULT_PREFIX, Keys
-from ttsq.metrics.record import record_job_created, record_job_finished
-from ttsq.models import JOB_ID, Job, JobResult, JobStatus, Progress, decode_job, encode_fields
+from ttsq.metrics import record as metrics
+from ttsq.models import ACTIVE_STATUSES, JOB_ID, Job, JobResult, JobStatus, Progress, decode_job, encode_fields
 
 from . import locks
 
@@ -41,15 +41,13 @@ class JobStore:
     def create(self, job: Job, text: str, idempotency_key: str | None = None, keep_s: int = 0) -> None:
         """Record the job, counted in the metrics in the same step (a job that exists is counted, whatever happens
         to the request next); an Idempotency-Key's claim is kept ``keep_s`` with it, as long as the job is."""
-        with self.redis.pipeline() as pipe:
-            pipe.set(self.keys.text(job.id), text.encode("utf-8"))
-            pipe.hset(self.keys.job(job.id), mapping=encode_fields(job.model_dump(mode="json")))
-            pipe.sadd(self.keys.active, job.id)
-            pipe.zadd(self.keys.owner_jobs(job.owner), {job.id: job.created_at})
-            record_job_created(pipe, self.keys.prefix)
-            if idempotency_key is not None:
-                pipe.expire(idempotency_key, keep_s)
-            pipe.execute()
+        keys = [self.keys.text(job.id), self.keys.job(job.id), self.keys.active, self.keys.owner_jobs(job.owner)]
+        if idempotency_key is not None:
+            keys.append(idempotency_key)
+        pairs = _pairs(job.model_dump(mode="json"))
+        args: list[bytes | str | int] = [text.encode("utf-8"), job.id, repr(job.created_at), keep_s, len(pairs), *pairs]
+        increments = metrics.script_args(metrics.job_created(self.prefix))
+        self.redis.eval(scripts.CREATE_JOB, len(keys), *keys, *args, *increments)
 
     def withdraw(self, job: Job) -> None:
         """Undo ``create`` for a job refused right after it was recorded (over its key's limit, no broker): neither
@@ -58,7 +56,7 @@ class JobStore:
             pipe.delete(self.keys.job(job.id), self.keys.text(job.id))
             pipe.srem(self.keys.active, job.id)
             pipe.zrem(self.keys.owner_jobs(job.owner), job.id)
-            record_job_created(pipe, self.keys.prefix, -1)
+            metrics.record_job_created(pipe, self.keys.prefix, -1)
             pipe.execute()
 
     def delete(self, job_id: str) -> None:
@@ -143,22 +141,23 @@ class JobStore:
     def release_lock(self, job_id: str, token: str) -> None:
         locks.release(self.redis, self.keys.lock(job_id), token)
 
-    def mark_running(self, job: Job, worker: str, token: str) -> bool:
-        """A task takes the job (its first segment, or a later one): started_at is the first start.
-        False if the job was canceled meanwhile (or the lock was lost already)."""
+    def mark_running(self, job: Job, worker: str, token: str) -> Job | None:
+        """A task takes the job (its first segment, or a later one): started_at is the first start. The job as
+        that left it; None if it was canceled meanwhile (or the lock was lost already)."""
         now = time.time()
-        return self.update_fenced(
-            job.id,
-            token,
-            (JobStatus.queued, JobStatus.running),
-            in_task=True,
-            status=JobStatus.running.value,
-            started_at=job.started_at or now,
-            heartbeat_at=now,
-            worker=worker,
-            attempts=job.attempts + 1,
-            restarts=job.restarts + (1 if job.attempts else 0),  # this task was started before and did not finish
-        )
+        fields = {
+            "in_task": True,
+            "status": JobStatus.running,
+            "started_at": job.started_at or now,
+            "heartbeat_at": now,
+            "worker": worker,
+            "attempts": job.attempts + 1,
+            "restarts": job.restarts + (1 if job.attempts else 0),  # this task was started before and did not finish
+        }
+        encoded = {**fields, "status": JobStatus.running.value}
+        if not self.update_fenced(job.id, token, (JobStatus.queued, JobStatus.running), **encoded):
+            return None
+        return job.model_copy(update=fields)
 
     def hand_off(self, job_id: str, token: str) -> bool:
         """End this task's turn: clear in_task and attempts and drop the lock in one step, so upkeep never sees
@@ -209,59 +208,42 @@ class JobStore:
     # --- the end --------------------------------------------------------------------------------------------------
     def cancel(self, job_id: str) -> bool:
         """Mark a job canceled unless it already ended; its worker notices between sentences and cleans up."""
-        key = self.keys.job(job_id)
-        with self.redis.pipeline() as pipe:
-            try:
-                pipe.watch(key)
-                job = self.get(job_id)
-                if job is None or job.status.terminal:
-                    return False
-                pipe.multi()
-                self._end(pipe, job, {"status": JobStatus.canceled.value})
-                pipe.execute()
-            except redis.WatchError:
-                return self.cancel(job_id)  # changed meanwhile (progress); look again
-        return True
-
-    def mark_succeeded(self, job_id: str, token: str, result: JobResult, progress: Progress) -> bool:
-        fields = {"status": JobStatus.succeeded.value, "result": result.model_dump(), "progress": progress.model_dump()}
-        return self._finish(job_id, token, fields, JobStatus.running)
-
-    def mark_failed(self, job_id: str, token: str, code: str, message: str) -> bool:
-        fields = {"status": JobStatus.failed.value, "error": {"code": code, "message": message}}
-        return self._finish(job_id, token, fields, JobStatus.running, JobStatus.queued)
-
-    def _finish(self, job_id: str, token: str, fields: dict[str, Any], *allowed: JobStatus) -> bool:
-        """Record the outcome only while holding the job's lock and while its status is one of ``allowed``
-        (a job canceled meanwhile stays canceled); False otherwise."""
-        lock = self.keys.lock(job_id)
         for _ in range(FINISH_TRIES):
-            with self.redis.pipeline() as pipe:
-                try:
-                    pipe.watch(lock, self.keys.job(job_id))
-                    job = self.get(job_id)
-                    if _text(pipe.get(lock) or b"") != token or job is None or job.status not in allowed:
-                        return False
-                    pipe.multi()
-                    self._end(pipe, job, fields)
-                    pipe.execute()
-                    return True
-                except redis.WatchError:
-                    continue  # the lock was refreshed (or the record changed): look again
+            job = self.get(job_id)
+            if job is None or job.status.terminal:
+                return False
+            if self._end(job, {"status": JobStatus.canceled.value}, None, ACTIVE_STATUSES):
+                return True
+            # Its status changed between the read and the end (it started, say): look again.
         return False
 
-    def _end(self, pipe: redis.client.Pipeline, job: Job, fields: dict[str, Any]) -> None:
-        """The one end-of-job transaction (inside the caller's MULTI): the outcome, out of the active set, into the
-        retention set and the webhook outbox, counted in the metrics, and told to waiters."""
+    def mark_succeeded(self, job: Job, token: str, result: JobResult, progress: Progress, **fields: Any) -> bool:
+        """Record the run's success, with ``fields`` of its own (its synthesis time, say), and drop its lock."""
+        ended = {"status": JobStatus.succeeded.value, "result": result.model_dump(), "progress": progress.model_dump()}
+        return self._end(job, {**fields, **ended}, token, (JobStatus.running,))
+
+    def mark_failed(self, job: Job, token: str, code: str, message: str) -> bool:
+        fields = {"status": JobStatus.failed.value, "error": {"code": code, "message": message}}
+        return self._end(job, fields, token, (JobStatus.running, JobStatus.queued))
+
+    def _end(self, job: Job, fields: dict[str, Any], token: str | None, allowed: Collection[JobStatus]) -> bool:
+        """The one end of a job, in one Lua step: the outcome, out of the active set, into the retention set and the
+        webhook outbox, counted in the metrics, told to waiters; for a run (``token``), only while it holds the
+        job's lock, which goes too. Only while the job's status is one of ``allowed`` (a job canceled meanwhile
+        stays canceled); False, and nothing written, otherwise. ``job`` is the caller's copy, for the metrics."""
         now = time.time()
-        pipe.hset(self.keys.job(job.id), mapping=encode_fields({**fields, "finished_at": now}))
-        pipe.srem(self.keys.active, job.id)
-        pipe.zadd(self.keys.finished, {job.id: now})
-        if job.webhook_url:
-            pipe.zadd(self.keys.webhooks_pending, {job.id: now + WEBHOOK_GRACE_S})
+        keys = self.keys
+        names = (keys.lock(job.id), keys.job(job.id), keys.active, keys.finished, keys.webhooks_pending)
+        statuses = [json.dumps(s.value) for s in allowed]
+        pairs = _pairs({**fields, "finished_at": now})
         audio_s = (fields.get("result") or {}).get("duration_s")
-        record_job_finished(pipe, self.prefix, job, fields["status"], now, audio_s)
-        pipe.publish(self.keys.events(job.id), "finished")
+        synth_s = fields.get("synth_s", job.synth_s)
+        ended = job.model_copy(update={"synth_s": synth_s})
+        increments = metrics.job_finished(self.prefix, ended, fields["status"], now, audio_s)
+        due = repr(now + WEBHOOK_GRACE_S) if job.webhook_url else ""
+        args: list[str | int] = [token or "", job.id, repr(now), due, len(statuses), *statuses, len(pairs), *pairs]
+        script_args = [*args, *metrics.script_args(increments)]
+        return bool(self.redis.eval(scripts.END_JOB, 6, *names, keys.events(job.id), *script_args))
 
     # --- the webhook outbox ---------------------------------------------------------------------------------------
     def webhook_due(self, job_id: str, at: float) -> None:
@@ -320,6 +302,10 @@ class JobStore:
                 job_id = name.removeprefix(base)
                 added += int(self.redis.zadd(self.keys.finished, {job_id: json.loads(finished_at)}, nx=True) or 0)
         return added
+
+
+def _pairs(fields: dict[str, Any]) -> list[str]:
+    return [item for pair in encode_fields(fields).items() for item in pair]
 
 
 def _text(value: bytes | str) -> str:

@@ -76,6 +76,7 @@ JOB_REALTIME_FACTOR = HistogramSpec(
 )
 HISTOGRAMS = (JOB_DURATION, JOB_RUN, JOB_AUDIO, JOB_REALTIME_FACTOR)
 
+
 def counters_key(prefix: str) -> str:
     return Keys(prefix).metrics_counters
 
@@ -87,10 +88,66 @@ def histogram_key(prefix: str, spec: HistogramSpec) -> str:
 # --- recording (API and workers), inside the callers' transactions where they have one ---------------------------
 
 
+@dataclass(frozen=True)
+class Increment:
+    """One metric field to add to: a job's writes carry these into their own transaction or Lua call."""
+
+    key: str
+    field: str
+    amount: int | float
+
+
+def job_created(prefix: str, jobs: int = 1) -> list[Increment]:
+    """One job accepted (-1: one withdrawn again)."""
+    return [Increment(counters_key(prefix), JOBS_CREATED, jobs)]
+
+
+def job_finished(
+    prefix: str,
+    job: Job,
+    status: JobStatus | str | None = None,
+    finished_at: float | None = None,
+    audio_s: float | None = None,
+) -> list[Increment]:
+    """One job ended: its status count and its histograms.
+
+    ``job`` supplies what is not given: ``status`` (default ``job.status``), ``finished_at`` (default
+    ``job.finished_at``, else now) and, for a succeeded job, ``audio_s`` (default ``job.result.duration_s``)."""
+    status = str(getattr(status, "value", status)) if status is not None else job.status.value
+    if status not in ENDED_STATUSES:
+        raise ValueError(f"got status {status!r}; expected one of: {', '.join(ENDED_STATUSES)}")
+    finished_at = finished_at if finished_at is not None else (job.finished_at or time.time())
+    if audio_s is None and job.result is not None:
+        audio_s = job.result.duration_s
+    adds = [Increment(counters_key(prefix), f"{JOBS_FINISHED}|{status}", 1)]
+    adds += _observe(prefix, JOB_DURATION, status, finished_at - job.created_at)
+    if job.started_at is not None:
+        adds += _observe(prefix, JOB_RUN, status, finished_at - job.started_at)
+    if status == "succeeded" and audio_s is not None:
+        adds += _observe(prefix, JOB_AUDIO, job.speaker, audio_s)
+        if job.synth_s > 0:
+            adds += _observe(prefix, JOB_REALTIME_FACTOR, job.speaker, audio_s / job.synth_s)
+    return adds
+
+
+def record(client: redis.Redis, increments: list[Increment]) -> None:
+    """Apply ``increments``: inside the caller's transaction when ``client`` is a pipeline after ``multi()``, else
+    in a transaction of their own."""
+    with _writer(client) as pipe:
+        for add in increments:
+            if isinstance(add.amount, int):
+                pipe.hincrby(add.key, add.field, add.amount)
+            else:
+                pipe.hincrbyfloat(add.key, add.field, add.amount)
+
+
+def script_args(increments: list[Increment]) -> list[str]:
+    """``increments`` as a Lua script's trailing arguments (see ``ttsq.scripts.INCREMENTS``)."""
+    return [item for add in increments for item in (add.key, add.field, repr(add.amount))]
+
+
 def record_job_created(client: redis.Redis, prefix: str, jobs: int = 1) -> None:
-    """One job accepted (-1: one withdrawn again). ``client`` may be a pipeline in MULTI mode, so the count commits
-    with the record."""
-    client.hincrby(counters_key(prefix), JOBS_CREATED, jobs)
+    record(client, job_created(prefix, jobs))
 
 
 def record_job_finished(
@@ -101,26 +158,8 @@ def record_job_finished(
     finished_at: float | None = None,
     audio_s: float | None = None,
 ) -> None:
-    """One job ended: its status count and its histograms, all in one transaction.
-
-    ``job`` supplies what is not given: ``status`` (default ``job.status``), ``finished_at`` (default
-    ``job.finished_at``, else now) and, for a succeeded job, ``audio_s`` (default ``job.result.duration_s``).
-    Given a pipeline (after ``multi()``), the commands join the caller's transaction instead."""
-    status = str(getattr(status, "value", status)) if status is not None else job.status.value
-    if status not in ENDED_STATUSES:
-        raise ValueError(f"got status {status!r}; expected one of: {', '.join(ENDED_STATUSES)}")
-    finished_at = finished_at if finished_at is not None else (job.finished_at or time.time())
-    if audio_s is None and job.result is not None:
-        audio_s = job.result.duration_s
-    with _writer(client) as pipe:
-        pipe.hincrby(counters_key(prefix), f"{JOBS_FINISHED}|{status}", 1)
-        _observe(pipe, prefix, JOB_DURATION, status, finished_at - job.created_at)
-        if job.started_at is not None:
-            _observe(pipe, prefix, JOB_RUN, status, finished_at - job.started_at)
-        if status == "succeeded" and audio_s is not None:
-            _observe(pipe, prefix, JOB_AUDIO, job.speaker, audio_s)
-            if job.synth_s > 0:
-                _observe(pipe, prefix, JOB_REALTIME_FACTOR, job.speaker, audio_s / job.synth_s)
+    """``job_finished``'s increments, applied (in one transaction, or the caller's)."""
+    record(client, job_finished(prefix, job, status, finished_at, audio_s))
 
 
 def record_speech(client: redis.Redis, prefix: str, characters: int) -> None:
@@ -149,11 +188,9 @@ def _writer(client: redis.Redis) -> Iterator[Any]:
         pipe.execute()
 
 
-def _observe(pipe: Any, prefix: str, spec: HistogramSpec, label: str, value: float) -> None:
+def _observe(prefix: str, spec: HistogramSpec, label: str, value: float) -> list[Increment]:
     key = histogram_key(prefix, spec)
     value = max(0.0, value)  # clocks of different hosts may disagree by a little
     bound = next((b for b in spec.buckets if value <= b), None)
-    if bound is not None:
-        pipe.hincrby(key, f"{label}|{floatToGoString(bound)}", 1)
-    pipe.hincrby(key, f"{label}|count", 1)
-    pipe.hincrbyfloat(key, f"{label}|sum", value)
+    adds = [] if bound is None else [Increment(key, f"{label}|{floatToGoString(bound)}", 1)]
+    return [*adds, Increment(key, f"{label}|count", 1), Increment(key, f"{label}|sum", float(value))]

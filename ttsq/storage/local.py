@@ -24,10 +24,11 @@ class LocalStorage:
     def writer(self, key: str, tag: str = "", fence: Fence | None = None) -> Iterator[BinaryIO]:
         final = self.path(key)
         self.root.mkdir(parents=True, exist_ok=True)
-        if fence is not None and not fence():
+        stale = list(self.root.glob(f".{final.name}.*.part"))  # left by a run that was killed
+        if stale and fence is not None and not fence():  # only the lock's holder may remove them
             raise WriteFenced(f"{key}: this run may no longer write it")
-        for stale in self.root.glob(f".{final.name}.*.part"):
-            stale.unlink(missing_ok=True)  # left by a run that was killed; the fence says we hold the job's lock
+        for path in stale:
+            path.unlink(missing_ok=True)
         partial = final.with_name(f".{final.name}.{tag or os.getpid()}.part")
         try:
             with open(partial, "w+b") as handle:
