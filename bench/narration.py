@@ -172,6 +172,8 @@ class Narration:
     rss_samples: int
     rss_curve_mb: list[float | None]
     """The largest sampled VmRSS in each tenth of the job's wall time."""
+    rss_floor_mb: list[float | None]
+    """The smallest in each tenth: what the worker keeps between segments, not a segment's passing peak."""
 
 
 def run_job(
@@ -277,6 +279,7 @@ def narrate(base_url: str, env: dict[str, str], work: Work, data_dir: Path) -> N
         rss_sampled_max_mb=max((rss for _, rss in samples), default=0) / MB,
         rss_samples=len(samples),
         rss_curve_mb=rss_curve(samples),
+        rss_floor_mb=rss_curve(samples, pick=min),
     )
 
 
@@ -377,13 +380,15 @@ def report(runs: Sequence[Narration], segment_chars: int) -> str:
         "idle RSS: the warmed worker before the job; job peak: VmHWM reset before the job, read after it;",
         "peak RSS: the worker's VmHWM right after the job, start-up included.",
         "",
-        f"Worker VmRSS sampled every {RSS_PERIOD_S} s, max in each tenth of the job's wall time (MB):",
+        f"Worker VmRSS sampled every {RSS_PERIOD_S} s, max and min in each tenth of the job's wall time (MB):",
     ]
     for r in runs:
         curve = " ".join(_mb(v) for v in r.rss_curve_mb)
+        floor = " ".join(_mb(v) for v in r.rss_floor_mb)
         lines.append(
-            f"  {r.case:>9} {r.chars:>7} chars: {curve}  (max {r.rss_sampled_max_mb:.0f}, {r.rss_samples} samples)"
+            f"  {r.case:>9} {r.chars:>7} chars: max {curve}  (max {r.rss_sampled_max_mb:.0f}, {r.rss_samples} samples)"
         )
+        lines.append(f"  {'':>9} {'':>7}        min {floor}")
     mismatched = [r for r in runs if abs(r.file_audio_s - r.audio_s) > 0.01]
     lines.append("")
     if mismatched:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bench.stack import BenchError
@@ -62,8 +62,11 @@ class RssSampler:
         self._thread.join()
 
 
-def rss_curve(samples: Sequence[tuple[float, int]], parts: int = RSS_CURVE_PARTS) -> list[float | None]:
-    """The largest sample (MB) in each of ``parts`` equal spans of the sampled time; None for a span with none."""
+def rss_curve(
+    samples: Sequence[tuple[float, int]], parts: int = RSS_CURVE_PARTS, pick: Callable[[float, float], float] = max
+) -> list[float | None]:
+    """The largest sample (MB) in each of ``parts`` equal spans of the sampled time (``pick=min``: the smallest);
+    None for a span with none."""
     if not samples:
         return [None] * parts
     span = samples[-1][0] or 1.0
@@ -72,5 +75,5 @@ def rss_curve(samples: Sequence[tuple[float, int]], parts: int = RSS_CURVE_PARTS
         part = min(int(at / span * parts), parts - 1)
         value = rss / MB
         current = curve[part]
-        curve[part] = value if current is None else max(current, value)
+        curve[part] = value if current is None else pick(current, value)
     return curve

@@ -19,6 +19,10 @@ logger = logging.getLogger(__name__)
 Provider = str | tuple[str, dict[str, object]]
 ARENA_SHRINKAGE = "memory.enable_memory_arena_shrinkage"
 """onnxruntime's run option: the listed devices' arenas give free blocks back when the run ends."""
+RELEASE_ABOVE_IDS = 256
+"""Give the arena back only after a sentence of more phoneme ids than this (about 110 characters): what shorter
+ones grow is small and bounded, while the release run (~12 ms) would be most of a one-sentence job's overhead
+(issue 12)."""
 
 
 def session_options(threads: int | None = None) -> onnxruntime.SessionOptions:
@@ -60,6 +64,9 @@ class OnnxVoice:
         self._shrink = onnxruntime.RunOptions()
         self._shrink.add_run_config_entry(ARENA_SHRINKAGE, "cpu:0")
         self._release_inputs = self._smallest_inputs()
+        self._longest_ids = 0
+        """The most phoneme ids of a sentence run since the arena was last given back (a race only misjudges one
+        release)."""
 
     @property
     def sample_rate(self) -> int:
@@ -77,6 +84,7 @@ class OnnxVoice:
             dtype=np.float32,
         )
         ids = np.array([phoneme_ids], dtype=np.int64)
+        self._longest_ids = max(self._longest_ids, len(phoneme_ids))
         inputs: dict[str, np.ndarray] = {
             "input": ids,
             "input_lengths": np.array([ids.shape[1]], dtype=np.int64),
@@ -93,7 +101,10 @@ class OnnxVoice:
         The arena keeps every block it ever grew for the longest sentences seen (a worker's RSS climbed from
         ~0.3 to ~1 GB over long jobs, never to come down); onnxruntime shrinks it only at the end of a run that
         asks, so this is one run of a few ids that does. Per sentence it would cost ~11% of the throughput; once
-        per narration it costs a few milliseconds (bench/memory.py)."""
+        per narration it costs a few milliseconds (bench/memory.py), and nothing after short sentences alone."""
+        if self._longest_ids <= RELEASE_ABOVE_IDS:
+            return
+        self._longest_ids = 0
         self.session.run(None, self._release_inputs, self._shrink)
 
     def _smallest_inputs(self) -> dict[str, np.ndarray]:

@@ -67,13 +67,17 @@ def test_peak_memory_does_not_grow_with_the_output(s3) -> None:  # type: ignore[
     storage = S3Storage("audio", "", part_size=PART)
     with storage.writer(KEY) as sink:  # first use: boto3's lazy imports and caches are not the upload's memory
         write_wav(sink, 2)
-    peaks = {}
-    for seconds in (20, 160):  # ~0.9 MB and ~7 MB of WAV
-        tracemalloc.start()
-        with storage.writer(KEY) as sink:
-            write_wav(sink, seconds)
-        peaks[seconds] = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+    peaks: dict[int, int] = {}
+    # The least of three tries each: memory that grows with the output shows in every try, while buffers that come
+    # and go with a loaded host's timing (CI once saw +530 KB in one try) do not.
+    for _ in range(3):
+        for seconds in (20, 160):  # ~0.9 MB and ~7 MB of WAV
+            tracemalloc.start()
+            with storage.writer(KEY) as sink:
+                write_wav(sink, seconds)
+            peak = tracemalloc.get_traced_memory()[1]
+            peaks[seconds] = min(peaks.get(seconds, peak), peak)
+            tracemalloc.stop()
     size = s3.head_object(Bucket="audio", Key=KEY)["ContentLength"]
     assert size > 7_000_000
     # Two parts in memory (the first is kept for the header) plus a chunk and the request in flight.

@@ -48,6 +48,8 @@ def _run_job(runtime: Runtime, job_id: str) -> Outcome:
         target=contextvars.copy_context().run, args=(_keep_lock, runtime, job_id, token, stop, lost), daemon=True
     )
     keeper.start()
+    outcome: Outcome | None = None  # stays None if the run raises: its lock is released all the same
+    job: Job | None = None
     try:
         outcome, job = _take(runtime, job_id, token, lost)
         if outcome == Outcome.continued and not store.hand_off(job_id, token):
