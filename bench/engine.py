@@ -100,8 +100,9 @@ def long_text(min_chars: int = LONG_TEXT_CHARS) -> str:
     return (PASSAGE * repeats).strip()
 
 
-def load_speaker() -> Speaker:
-    return TTS(device="cpu").load(SPEAKER).prepare(warmup=True).speakers[SPEAKER]
+def load_speaker(parallel_sentences: bool = False) -> Speaker:
+    tts = TTS(device="cpu", parallel_sentences=parallel_sentences)
+    return tts.load(SPEAKER).prepare(warmup=True).speakers[SPEAKER]
 
 
 def ttsq_synthesizer(speaker: Speaker) -> Synthesize:
@@ -180,12 +181,13 @@ def bench_engine(speaker: Speaker, rounds: int) -> dict[str, Any]:
 # --- the stack: embedded Redis, a worker process, the API on a real HTTP server ------------------------------------
 
 
-def stack_env(redis_url: str, data_dir: Path) -> dict[str, str]:
+def stack_env(redis_url: str, data_dir: Path, parallel_sentences: bool = False) -> dict[str, str]:
     return {
         "TTSQ_REDIS_URL": redis_url,
         "TTSQ_SECRET_KEY": secrets.token_hex(16),
         "TTSQ_DATA_DIR": str(data_dir),
         "TTSQ_LOG_LEVEL": "WARNING",
+        "TTSQ_PARALLEL_SENTENCES": "1" if parallel_sentences else "0",
     }
 
 
@@ -290,10 +292,11 @@ def bench_raw_celery(redis_url: str, count: int) -> list[float]:
 
 
 def bench_queue(speaker: Speaker, count: int) -> dict[str, Any]:
+    """The worker runs the engine as ``speaker`` does (parallel sentences or not), so synthesis compares alike."""
     with tempfile.TemporaryDirectory(prefix="ttsq-bench-") as tmp, ExitStack() as stack:
         data_dir = Path(tmp)
         redis_url = stack.enter_context(embedded_redis(data_dir))
-        env = stack_env(redis_url, data_dir)
+        env = stack_env(redis_url, data_dir, speaker.parallel > 1)
         worker = stack.enter_context(worker_process(env, data_dir / "worker.log"))
         base_url = stack.enter_context(api_server(env))
         print("  waiting for the worker to be ready", file=sys.stderr, flush=True)
@@ -474,6 +477,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the figures ({DEFAULT_JSON})")
     parser.add_argument(
+        "--parallel-sentences",
+        action="store_true",
+        help="run ttsq's engine, and the queue section's worker, with TTSQ_PARALLEL_SENTENCES (a single-thread "
+        "stream per core) instead of one stream on all cores",
+    )
+    parser.add_argument(
         "--sections",
         default=",".join(SECTIONS),
         help=f"comma-separated, any of {', '.join(SECTIONS)} (default: all; backends is skipped without torch)",
@@ -491,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown section(s) {', '.join(unknown)}; expected any of: {', '.join(SECTIONS)}")
     load_before = os.getloadavg()
-    speaker = load_speaker()
+    speaker = load_speaker(args.parallel_sentences)
     results: dict[str, Any] = {"quick": args.quick}
     reports: list[str] = []
     if "engine" in sections:

@@ -147,7 +147,7 @@ def run_cell(
     )
 
 
-def run(client_counts: Sequence[int], jobs_per_client: dict[str, int]) -> dict[str, Any]:
+def run(client_counts: Sequence[int], jobs_per_client: dict[str, int], parallel: bool = False) -> dict[str, Any]:
     load_before = os.getloadavg()
     cells: list[Cell] = []
     with tempfile.TemporaryDirectory(prefix="ttsq-bench-load-") as tmp, ExitStack() as stack:
@@ -160,6 +160,7 @@ def run(client_counts: Sequence[int], jobs_per_client: dict[str, int]) -> dict[s
             "TTSQ_LOG_LEVEL": "WARNING",
             "TTSQ_RATE_LIMIT_PER_MIN": "0",
             "TTSQ_MAX_ACTIVE_JOBS": "0",
+            "TTSQ_PARALLEL_SENTENCES": "1" if parallel else "0",
         }
         worker = stack.enter_context(worker_process(env, root / "worker.log"))
         port, piper_port = _port(), _port()
@@ -237,6 +238,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="fewer jobs per client")
     parser.add_argument("--clients", default=",".join(map(str, CLIENTS)), help="client counts, comma-separated")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument(
+        "--parallel-sentences", action="store_true", help="the worker runs with TTSQ_PARALLEL_SENTENCES=1"
+    )
     return parser.parse_args(argv)
 
 
@@ -244,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     counts = [int(n) for n in args.clients.split(",") if n.strip()]
     try:
-        result = run(counts, QUICK_JOBS_PER_CLIENT if args.quick else JOBS_PER_CLIENT)
+        result = run(counts, QUICK_JOBS_PER_CLIENT if args.quick else JOBS_PER_CLIENT, args.parallel_sentences)
     except BenchError as error:
         print(f"bench/load.py: {error}", file=sys.stderr)
         return 1
