@@ -207,7 +207,7 @@ def api_rss_bytes(pid: int) -> int:
     return total
 
 
-def run(rounds: int, clients: int) -> dict[str, Any]:
+def run(rounds: int, clients: int, parallel: bool = False) -> dict[str, Any]:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="ttsq-bench-speech-") as tmp, ExitStack() as stack:
         root = Path(tmp)
@@ -219,6 +219,7 @@ def run(rounds: int, clients: int) -> dict[str, Any]:
             "TTSQ_LOG_LEVEL": "WARNING",
             "TTSQ_SPEECH_START_TIMEOUT_S": "240",  # 200 clients queue for a worker's speech threads
             "TTSQ_RATE_LIMIT_PER_MIN": "0",
+            "TTSQ_PARALLEL_SENTENCES": "1" if parallel else "0",
         }
         stack.enter_context(worker_process(env, root / "worker.log"))
         port, piper_port = _port(), _port()
@@ -231,7 +232,7 @@ def run(rounds: int, clients: int) -> dict[str, Any]:
         url, piper_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{piper_port}"
         wait_ready(url, alive=lambda: api.poll() is None)
         _wait_http(piper_url, piper)
-        tts = TTS(device="cpu").load("joe").prepare(warmup=True)
+        tts = TTS(device="cpu", parallel_sentences=parallel).load("joe").prepare(warmup=True)
         measure(url, piper_url, tts, 1, narrating=False)  # warm every path once, unmeasured
         idle = measure(url, piper_url, tts, rounds, narrating=False)
         job = requests.post(f"{url}/v1/jobs", json={"text": NARRATION}, timeout=30).json()
@@ -305,6 +306,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--clients", type=int, default=None)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument(
+        "--parallel-sentences", action="store_true", help="the worker runs with TTSQ_PARALLEL_SENTENCES=1"
+    )
     return parser.parse_args(argv)
 
 
@@ -313,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rounds = args.rounds or (QUICK_ROUNDS if args.quick else ROUNDS)
     clients = args.clients or (QUICK_CLIENTS if args.quick else CLIENTS)
     try:
-        result = run(rounds, clients)
+        result = run(rounds, clients, args.parallel_sentences)
     except BenchError as error:
         print(f"bench/speech.py: {error}", file=sys.stderr)
         return 1
