@@ -20,7 +20,8 @@ Provider = str | tuple[str, dict[str, object]]
 ARENA_SHRINKAGE = "memory.enable_memory_arena_shrinkage"
 """onnxruntime's run option: the listed devices' arenas give free blocks back when the run ends."""
 RELEASE_ABOVE_IDS = 256
-"""Give the arena back only after a sentence of more phoneme ids than this (about 110 characters): what shorter
+"""Give the arena back only after a sentence of more phoneme ids than this (about 110 characters at speed 1; fewer
+when slower): what shorter
 ones grow is small and bounded, while the release run (~12 ms) would be most of a one-sentence job's overhead
 (issue 12)."""
 
@@ -65,8 +66,8 @@ class OnnxVoice:
         self._shrink.add_run_config_entry(ARENA_SHRINKAGE, "cpu:0")
         self._release_inputs = self._smallest_inputs()
         self._longest_ids = 0
-        """The most phoneme ids of a sentence run since the arena was last given back (a race only misjudges one
-        release)."""
+        """The most phoneme ids of a sentence run since the arena was last given back, scaled by its speech's
+        length scale against the voice's own (a race only misjudges one release)."""
 
     @property
     def sample_rate(self) -> int:
@@ -84,7 +85,8 @@ class OnnxVoice:
             dtype=np.float32,
         )
         ids = np.array([phoneme_ids], dtype=np.int64)
-        self._longest_ids = max(self._longest_ids, len(phoneme_ids))
+        # What the arena grows with is the audio's length: slow speech stretches the same ids.
+        self._longest_ids = max(self._longest_ids, round(len(phoneme_ids) * scales[1] / (config.length_scale or 1.0)))
         inputs: dict[str, np.ndarray] = {
             "input": ids,
             "input_lengths": np.array([ids.shape[1]], dtype=np.int64),

@@ -43,6 +43,29 @@ def test_lock_is_released_after_the_job(runtime) -> None:  # type: ignore[no-unt
 LONG = "This sentence is one of many in a text of two segments. " * 90
 
 
+def test_a_one_segment_job_keeps_its_plan_in_memory_and_ends_in_one_step(runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: a short text's plan is never stored (no Redis round trips for it), and the end that records the
+    outcome also drops the run's lock, counted once in the metrics."""
+    from ttsq.metrics.record import JOBS_FINISHED, counters_key
+
+    def no_plan(*args, **kwargs) -> bool:  # type: ignore[no-untyped-def]
+        raise AssertionError("a one-segment plan was stored")
+
+    monkeypatch.setattr(runtime.plans, "save", no_plan)
+    monkeypatch.setattr(runtime.plans, "finish_segment", no_plan)
+    released: list[str] = []
+    monkeypatch.setattr(runtime.store, "release_lock", lambda job_id, token: released.append(job_id))
+    job_id = make_job(runtime, "One short sentence. And a second one.")
+    assert run_to_end(runtime, job_id) == "succeeded"
+    job = runtime.store.get(job_id)
+    assert job.result is not None and job.result.duration_s > 0 and job.synth_s > 0
+    assert job.progress.chunks_total and job.progress.chunks_done == job.progress.chunks_total
+    assert not runtime.store.redis.exists(runtime.store.lock_key(job_id))  # dropped by the end itself
+    assert released == []
+    key = counters_key(runtime.store.prefix)
+    assert int(runtime.store.redis.hget(key, f"{JOBS_FINISHED}|succeeded") or 0) == 1
+
+
 def test_orphaned_running_job_is_requeued_once(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
     job_id = make_job(runtime, LONG)
     runtime.store.acquire_lock(job_id, "dead-run", 30)

@@ -175,9 +175,9 @@ redis.call('hset', KEYS[2], unpack(ARGV, first, last))
 redis.call('srem', KEYS[3], ARGV[2])
 redis.call('zadd', KEYS[4], ARGV[3], ARGV[2])
 if ARGV[4] ~= '' then redis.call('zadd', KEYS[5], ARGV[4], ARGV[2]) end
-add_metrics(last + 1)
 redis.call('publish', KEYS[6], 'finished')
 if ARGV[1] ~= '' then redis.call('del', KEYS[1]) end
+add_metrics(last + 1)
 return 1
 """
 )
@@ -185,4 +185,5 @@ return 1
 not fenced, a cancel), job id, the end's time, when its webhook is due ('': no webhook), n and n encoded statuses
 the job may be in, the number of record items, the record's field/value pairs, then metric increments. The one
 end of a job: the outcome, out of the active set, into retention and the outbox, counted, told to waiters, and the
-run's lock dropped, all in one step; 0 (nothing written) if the lock or the status is not as given."""
+run's lock dropped, all in one step; 0 (nothing written) if the lock or the status is not as given. The metrics go
+last: Lua does not roll back, so a bad increment could cost a count, never the end itself."""

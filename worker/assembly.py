@@ -132,8 +132,8 @@ def _write_segments(
                 out.write(np.frombuffer(block, dtype=np.int16))
                 if sink is not None:
                     sink.flush()
-        # A cancel is seen between segments; after the last one, the fenced end refuses it.
-        if index < len(records) - 1 and runtime.store.status(job.id) == JobStatus.canceled:
+        # A cancel is seen after each segment (a one-segment job's fenced end refuses it: one read fewer).
+        if len(records) > 1 and runtime.store.status(job.id) == JobStatus.canceled:
             raise JobCanceledError
 
 

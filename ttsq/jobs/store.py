@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from ttsq import scripts
 from ttsq.keys import DEFAULT_PREFIX, Keys
 from ttsq.metrics import record as metrics
-from ttsq.models import ACTIVE_STATUSES, JOB_ID, Job, JobResult, JobStatus, Progress, decode_job, encode_fields
+from ttsq.models import JOB_ID, Job, JobResult, JobStatus, Progress, decode_job, encode_fields
 
 from . import locks
 
@@ -212,9 +212,10 @@ class JobStore:
             job = self.get(job_id)
             if job is None or job.status.terminal:
                 return False
-            if self._end(job, {"status": JobStatus.canceled.value}, None, ACTIVE_STATUSES):
+            # Only from the status read: one that changed meanwhile (the job started, say) is read again, so the
+            # metrics see the job as it ended.
+            if self._end(job, {"status": JobStatus.canceled.value}, None, (job.status,)):
                 return True
-            # Its status changed between the read and the end (it started, say): look again.
         return False
 
     def mark_succeeded(self, job: Job, token: str, result: JobResult, progress: Progress, **fields: Any) -> bool:
