@@ -209,13 +209,18 @@ def test_a_narration_gives_back_the_memory_its_longest_sentences_grew() -> None:
     speaker = TTS(device="cpu").load("joe").prepare(warmup=True).speakers["joe"]
     text = " ".join(
         f"Sentence {n} of a long and winding paragraph, with clauses, asides and lists of places, people and "
-        "things, runs on well past the length of any ordinary line." for n in range(16)
+        "things, runs on well past the length of any ordinary line."
+        for n in range(16)
     )
     before = _rss_mb()
     for _ in speaker.stream(text, priority=Priority.interactive):
         pass
     grown = _rss_mb()
-    assert grown - before > 150, f"the control did not grow the arena: {before:.0f} -> {grown:.0f} MB"
+    # The control's growth varies with the process: one CI run saw 146 MB, after other tests had loaded torch.
+    assert grown - before > 100, f"the control did not grow the arena: {before:.0f} -> {grown:.0f} MB"
     assert sum(len(samples) for samples in speaker.stream_chunks([text])) > 0
     after = _rss_mb()
-    assert after - before < 100, f"RSS {before:.0f} MB before, {grown:.0f} grown, {after:.0f} after the narration"
+    # Without the release the narration would keep at least what the control grew.
+    assert after - before < (grown - before) / 2, (
+        f"RSS {before:.0f} MB before, {grown:.0f} grown, {after:.0f} after the narration"
+    )
