@@ -75,10 +75,11 @@ class Speaker:
         if self.batching.batch_size > 1 and not isinstance(voice, BatchVoice):
             raise EngineError(f"{type(voice).__name__} cannot synthesize batches; use batch_size 1")
         self.sentence_ids: Frontend = frontend or partial(sentence_ids, config=voice.config)
-        # Up to `parallel` sentences run at once on single-threaded sessions: on a CPU that beats one sentence on
-        # all cores (less synchronisation per operator), see bench/engine.py. They may be one synthesis's sentences
-        # or several syntheses' (jobs side by side: one job's Redis, storage and Python work between its sentences
-        # then overlaps the other's inference). Different speakers run in parallel.
+        # Up to `parallel` sentences run at once (TTS.CPU_STREAMS on one session, or one per single-threaded
+        # session in the parallel-sentences mode): on a CPU two side by side beat one on all cores (less
+        # synchronisation per operator), see bench/engine.py. They may be one synthesis's sentences or several
+        # syntheses' (jobs side by side: one job's Redis, storage and Python work between its sentences then overlaps
+        # the other's inference). Different speakers run in parallel.
         self.parallel = max(1, parallel)
         self.syntheses = Slots(self.parallel)
         self.turns = Turns(self.parallel)

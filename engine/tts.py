@@ -13,6 +13,7 @@ from typing import Any
 
 from .constants import DEFAULT_SOURCE, SPEAKER_NAME
 from .errors import EngineError, NotPreparedError, UnknownSpeakerError
+from .graph import cpu_model
 from .onnx_voice import OnnxVoice, Provider
 from .options import TorchOptions
 from .sources import Source, find_voice_files, parse_source
@@ -23,6 +24,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ttsq"
 DEVICES = ("cpu", "cuda", "cuda:N")
 BACKENDS = ("onnx", "torch")
+CPU_STREAMS = 2
+"""Sentences a CPU speaker runs at once on its one session (by default): a lone sentence has every core, two overlap
+(two jobs', or two of one job's), and a job's Python, Redis and storage work runs beside another's inference
+(issue 12: ~1.2x the throughput of one at a time, bench/load.py). One session: no second copy of the weights."""
 TORCH_INSTALL_HINT = "the torch backend needs torch and transformers: pip install 'ttsq[gpu]'"
 
 
@@ -92,12 +97,14 @@ class TTS:
         parallel_sentences: bool = False,
         backend: str | None = None,
         torch_options: TorchOptions | None = None,
+        rewrite_convolutions: bool = True,
     ) -> None:
-        """``threads``: CPU threads per speaker (default: all cores). By default one sentence runs on all of them,
-        as piper does (bit-identical output, and memory bounded by the longest sentence). With
-        ``parallel_sentences`` (CPU only) that many sentences run at once, one thread each: ~15-25% more throughput
-        on long texts, output within one int16 step of piper's, but onnxruntime's arena then grows towards two
-        long sentences' worth (~1.1 GB against ~0.4 GB for the joe voice); see the notes in bench/.
+        """``threads``: CPU threads per speaker (default: all cores). By default a CPU speaker runs up to
+        ``CPU_STREAMS`` sentences at once on one session with that many threads: a lone sentence on all of them, two
+        side by side. With ``parallel_sentences`` (CPU only) the session has one thread and runs ``threads``
+        sentences at once: the most throughput, but a lone sentence on one core. On the CPU the voice's 1-D
+        convolutions run as 2-D ones (``rewrite_convolutions``, engine/graph.py: ~20% less CPU; the audio within one
+        int16 step of piper's); without it the model runs as it is, sample for sample piper's.
 
         ``backend``: ``onnx`` or ``torch`` (default: onnx on cpu, torch on cuda). The torch backend loads Piper voices
         (converted once into ``cache_dir/torch``) and MMS-TTS VitsModel directories, and batches the sentences of a
@@ -111,6 +118,7 @@ class TTS:
         self.torch_options = torch_options or TorchOptions()
         self.cache_dir = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
         self.threads = threads
+        self.rewrite_convolutions = rewrite_convolutions and device == "cpu" and self.backend == "onnx"
         self._sources: dict[str, Source] = {}
         self._prepared: dict[str, Speaker] = {}
         self.info: dict[str, SpeakerInfo] = {}
@@ -138,6 +146,7 @@ class TTS:
                 continue
             model, _config = find_voice_files(source.fetch(self.cache_dir))
             found[name] = model
+            self._run_model(model)  # the CPU rewrite too, so an image carries it
             logger.info("speaker %s: %s ready at %s", name, source.uri, model)
         return found
 
@@ -181,10 +190,16 @@ class TTS:
         if batching is not None and batching.batch_size > 1:
             raise EngineError("batching is a torch backend option; the onnx backend runs one sentence at a time")
         model, config = find_voice_files(source.fetch(self.cache_dir))
+        run = self._run_model(model)
         if self.parallel_sentences:
-            voice = OnnxVoice(model, config, self._providers, threads=1)
+            voice = OnnxVoice(run, config, self._providers, threads=1)
             return Speaker(name, voice, parallel=self.threads or os.cpu_count() or 1), model
-        return Speaker(name, OnnxVoice(model, config, self._providers, self.threads)), model
+        streams = CPU_STREAMS if self.device == "cpu" else 1
+        return Speaker(name, OnnxVoice(run, config, self._providers, self.threads), parallel=streams), model
+
+    def _run_model(self, model: Path) -> Path:
+        """The model file onnxruntime runs: on the CPU, its rewrite (made once, into the cache)."""
+        return cpu_model(model, self.cache_dir) if self.rewrite_convolutions else model
 
     def _torch_speaker(self, name: str, source: Source) -> tuple[Speaker, Path]:
         torch_voice = self._torch()
