@@ -291,12 +291,12 @@ def bench_raw_celery(redis_url: str, count: int) -> list[float]:
     return times
 
 
-def bench_queue(speaker: Speaker, count: int) -> dict[str, Any]:
+def bench_queue(speaker: Speaker, count: int, parallel_sentences: bool = False) -> dict[str, Any]:
     """The worker runs the engine as ``speaker`` does (parallel sentences or not), so synthesis compares alike."""
     with tempfile.TemporaryDirectory(prefix="ttsq-bench-") as tmp, ExitStack() as stack:
         data_dir = Path(tmp)
         redis_url = stack.enter_context(embedded_redis(data_dir))
-        env = stack_env(redis_url, data_dir, speaker.parallel > 1)
+        env = stack_env(redis_url, data_dir, parallel_sentences)
         worker = stack.enter_context(worker_process(env, data_dir / "worker.log"))
         base_url = stack.enter_context(api_server(env))
         print("  waiting for the worker to be ready", file=sys.stderr, flush=True)
@@ -514,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             reports.append(backends_report(backends, backends["device"]))
     if "queue" in sections:
         print("queue overhead", file=sys.stderr, flush=True)
-        results["queue"] = bench_queue(speaker, jobs)
+        results["queue"] = bench_queue(speaker, jobs, args.parallel_sentences)
         reports.append(queue_report(results["queue"]))
     for report in reports:
         print()
