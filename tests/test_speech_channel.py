@@ -73,6 +73,26 @@ def test_audio_goes_through_in_order_and_nothing_stays(redis_client: redis.Redis
     assert list(redis_client.scan_iter(match="ttsqtest:speech*")) == []
 
 
+def test_audio_written_before_the_reader_saw_the_start_is_not_lost(redis_client: redis.Redis) -> None:
+    """Issue 12: a short text's start, audio and end can all be in the stream by the API's first read (a fast
+    worker, a busy API); the entries read with the start were deleted and dropped, and the client waited out the
+    idle timeout for audio already sent (2 of 200 concurrent clients hung 30 s in bench/speech.py)."""
+    request = _request()
+    with SpeechReader(redis_client, KEYS, request, idle_timeout_s=5) as reader:
+        reader.submit()
+        taken = take_request(redis_client, KEYS, ["joe"], 1)
+        assert taken is not None
+        writer = SpeechWriter(redis_client, KEYS, taken.id, idle_timeout_s=5)
+        writer.start(22050)
+        writer.audio(b"spoken")
+        writer.end()
+        assert reader.wait_start() == 22050
+        started = time.monotonic()
+        assert b"".join(reader.audio()) == b"spoken"
+        assert time.monotonic() - started < 1
+    assert list(redis_client.scan_iter(match="ttsqtest:speech*")) == []
+
+
 def test_a_reader_that_stops_reading_bounds_the_stream_and_the_writer_gives_up(redis_client: redis.Redis) -> None:
     request = _request()
     writer = SpeechWriter(redis_client, KEYS, request.id, idle_timeout_s=0.5)

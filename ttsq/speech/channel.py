@@ -42,6 +42,8 @@ class SpeechReader:
         self._stream = keys.speech_stream(request.id)
         self._payload = request.model_dump_json()
         self._last_id = "0-0"
+        self._pending: list[SpeechEntry] = []
+        """Entries read with the start entry, in the same batch: the audio's beginning (or all of it)."""
         self._ended = False
         self._closed = False
         self.sample_rate = 0
@@ -60,9 +62,12 @@ class SpeechReader:
         with the request still queued (it is withdrawn, so no worker speaks it later)."""
         extended = False
         while True:
-            for entry in self._read(alive, until=self.request.deadline):
+            entries = self._read(alive, until=self.request.deadline)
+            for position, entry in enumerate(entries):
                 if entry.kind == EntryKind.start:
                     self.sample_rate = entry.sample_rate
+                    # A short text's audio and end can come in the same read (they are deleted from the stream).
+                    self._pending = entries[position + 1 :]
                     return entry.sample_rate
                 self._raise_if_error(entry)
             if self.client.lrem(self.keys.speech_queue(self.request.speaker), 1, self._payload):
@@ -83,7 +88,8 @@ class SpeechReader:
         the client goes (``alive`` says so) or the worker falls silent for the idle timeout."""
         while not self._ended:
             got = False
-            for entry in self._read(alive, until=time.time() + self.idle_timeout_s):
+            entries, self._pending = self._pending or self._read(alive, until=time.time() + self.idle_timeout_s), []
+            for entry in entries:
                 got = True
                 if entry.kind == EntryKind.audio:
                     yield entry.pcm
