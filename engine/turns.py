@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import IntEnum
@@ -17,15 +18,30 @@ class Priority(IntEnum):
     batch = 1
 
 
+SPEECH_RESERVE_S = 10.0
+"""For this long after its last interactive sentence, a speaker with several slots keeps one free of batch work:
+speech comes in bursts (a voice agent's turns), and its next sentence then starts at once instead of waiting for a
+narration's sentence to end."""
+
+
 class Turns:
     """A counting gate over a speaker's inference slots, handed out by priority, then first come first served.
 
     A plain lock would let a narration keep the voice for a whole segment; here every sentence takes a turn, so
-    an interactive request waiting for the voice gets the next free slot ahead of any batch sentence."""
+    an interactive request waiting for the voice gets the next free slot ahead of any batch sentence. And no batch
+    sentence starts while an interactive one runs: the slots share the cores, and a listener is waiting for that
+    sentence. And for ``reserve_s`` after an interactive sentence, batch sentences leave one slot free (when there is
+    more than one). Issue 12, bench/speech.py: a sentence's first audio during a narration 514 -> ~300 ms on two
+    slots."""
 
-    def __init__(self, slots: int = 1) -> None:
+    def __init__(self, slots: int = 1, reserve_s: float = SPEECH_RESERVE_S) -> None:
         self._slots = max(1, slots)
+        self._reserve_s = reserve_s
+        self._spoke_at = -reserve_s
+        """When an interactive sentence last started or ended (monotonic)."""
         self._busy = 0
+        self._interactive = 0
+        """Interactive sentences running now."""
         self._waiting: list[tuple[int, int]] = []
         self._tickets = itertools.count()
         self._changed = threading.Condition()
@@ -36,10 +52,14 @@ class Turns:
         with self._changed:
             ticket = (int(priority), next(self._tickets))
             heapq.heappush(self._waiting, ticket)
-            while self._busy >= self._slots or self._waiting[0] != ticket:
-                self._changed.wait()
+            while self._busy >= self._slots or self._waiting[0] != ticket or self._held_back(priority):
+                # A batch turn held back by the reservation is free to go once it lapses: no event tells that.
+                self._changed.wait(self._reserve_left() or None)
             heapq.heappop(self._waiting)
             self._busy += 1
+            if priority == Priority.interactive:
+                self._interactive += 1
+                self._spoke_at = time.monotonic()
             if self._busy < self._slots:
                 self._changed.notify_all()  # another slot is free: the next in line may take it now
         try:
@@ -47,7 +67,21 @@ class Turns:
         finally:
             with self._changed:
                 self._busy -= 1
+                if priority == Priority.interactive:
+                    self._interactive -= 1
+                    self._spoke_at = time.monotonic()
                 self._changed.notify_all()
+
+    def _held_back(self, priority: Priority) -> bool:
+        """A batch turn waits while an interactive sentence runs, and leaves a slot free within the reservation."""
+        if priority != Priority.batch:
+            return False
+        if self._interactive:
+            return True
+        return self._slots > 1 and self._busy >= self._slots - 1 and self._reserve_left() > 0
+
+    def _reserve_left(self) -> float:
+        return max(0.0, self._spoke_at + self._reserve_s - time.monotonic()) if self._slots > 1 else 0.0
 
     @property
     def busy(self) -> int:

@@ -52,6 +52,58 @@ def test_an_interactive_turn_goes_before_every_waiting_batch_turn() -> None:
     assert turns.busy == 0
 
 
+def test_no_batch_turn_starts_beside_a_running_interactive_one() -> None:
+    """Issue 12: two slots share the cores; while a listener's sentence runs, a narration's next one waits."""
+    turns = Turns(2)
+    speaking, done = threading.Event(), threading.Event()
+    started: list[str] = []
+
+    def speak() -> None:
+        with turns.take(Priority.interactive):
+            speaking.set()
+            done.wait(10)
+
+    def narrate() -> None:
+        with turns.take(Priority.batch):
+            started.append("batch")
+
+    speech = threading.Thread(target=speak)
+    speech.start()
+    assert speaking.wait(10)
+    narration = threading.Thread(target=narrate)
+    narration.start()
+    deadline = time.monotonic() + 10
+    while turns.waiting < 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert turns.busy == 1 and turns.waiting == 1 and started == []  # a slot is free, yet the batch turn waits
+    done.set()
+    for thread in (speech, narration):
+        thread.join(10)
+    assert started == ["batch"] and turns.busy == 0
+
+
+def test_after_speech_batch_turns_leave_a_slot_free_until_the_reservation_lapses() -> None:
+    """Issue 12: a speaker that spoke lately keeps a slot for the next interactive sentence, so it starts at once."""
+    turns = Turns(2, reserve_s=0.5)
+    with turns.take(Priority.interactive):
+        pass
+    spoke = time.monotonic()
+    with turns.take(Priority.batch):  # one batch sentence may run
+        second: list[float] = []
+
+        def take_second() -> None:
+            with turns.take(Priority.batch):
+                second.append(time.monotonic())
+
+        thread = threading.Thread(target=take_second)
+        thread.start()
+        with turns.take(Priority.interactive):  # the kept slot: no wait
+            assert turns.busy == 2
+        thread.join(10)
+    assert second and second[0] - spoke >= 0.5  # the second batch sentence waited out the reservation
+    assert turns.busy == 0
+
+
 def _request(**fields: object) -> SpeechRequest:
     return SpeechRequest(**{"speaker": "joe", "text": "Hello.", "deadline": time.time() + 5, **fields})  # type: ignore[arg-type]
 
