@@ -112,14 +112,15 @@ class OnnxVoice:
             inputs["sid"] = np.array([sid], dtype=np.int64)
         return self.session.run(None, inputs)[0].squeeze()
 
-    def release_memory(self) -> None:
+    def release_memory(self, always: bool = False) -> None:
         """Hand what the session's CPU arena holds beyond its first block back to the system.
 
         The arena keeps every block it ever grew for the longest sentences seen (a worker's RSS climbed from
         ~0.3 to ~1 GB over long jobs, never to come down); onnxruntime shrinks it only at the end of a run that
         asks, so this is one run of a few ids that does. Per sentence it would cost ~11% of the throughput; once
-        per narration it costs a few milliseconds (bench/memory.py), and nothing after short sentences alone."""
-        if self._longest_ids <= RELEASE_ABOVE_IDS:
+        per narration it costs a few milliseconds (bench/memory.py), and nothing after short sentences alone.
+        ``always``: whatever the sentences run since (after the warmup)."""
+        if self._longest_ids <= RELEASE_ABOVE_IDS and not always:
             return
         self._longest_ids = 0
         self.session.run(None, self._release_inputs, self._shrink)

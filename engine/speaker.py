@@ -42,7 +42,7 @@ class Voice(Protocol):
 class ArenaVoice(Voice, Protocol):
     """A voice whose runtime keeps freed memory for itself until told (OnnxVoice: onnxruntime's CPU arena)."""
 
-    def release_memory(self) -> None: ...
+    def release_memory(self, always: bool = False) -> None: ...
 
 
 @runtime_checkable
@@ -54,10 +54,10 @@ class BatchVoice(Voice, Protocol):
 
 class Speaker:
     """A named voice with ``parallel`` inference streams. A batch call (the default) holds one of the speaker's
-    ``syntheses`` slots while it runs, so at most ``parallel`` narrations of one voice run at once (one, on the
-    default single-stream speaker); interactive calls hold none. Every sentence, either kind, takes a turn at one
-    of the streams (``turns``), and an interactive sentence goes first: speech never waits behind a narration's
-    whole segment."""
+    ``syntheses`` slots while it runs, so at most ``parallel`` narrations of one voice run at once (two, on the
+    default CPU speaker); interactive calls hold none. Every sentence, either kind, takes a turn at one of the
+    streams (``turns``), and an interactive sentence goes first: speech never waits behind a narration's whole
+    segment."""
 
     def __init__(
         self,
@@ -235,9 +235,13 @@ class Speaker:
             return infer(*args)
 
     def warmup(self, rounds: int = 2) -> None:
-        """Run a few short syntheses so the first real request pays no allocation or cache cost."""
+        """Run a few short syntheses so the first real request pays no kernel set-up or cache cost. What they grew
+        of the runtime's working memory goes back (a worker's requests grow what they need): two sentences at once
+        left ~90 MB in onnxruntime's arena, most of an added speaker's cost at start (issue 12: 175 -> 82 MB)."""
         for _ in range(rounds):
             self.generate("Warming up. This is a short sentence, with a comma!")
+        if isinstance(self.voice, ArenaVoice):
+            self.voice.release_memory(always=True)
 
 
 def plan_batches(lengths: Sequence[int], batching: Batching) -> list[list[int]]:

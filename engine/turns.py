@@ -1,4 +1,4 @@
-"""Whose sentence a speaker synthesizes next: interactive speech before batch narration, one sentence at a time."""
+"""Whose sentence a speaker synthesizes next: interactive speech before batch narration, a sentence a turn."""
 
 from __future__ import annotations
 
