@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -118,7 +118,7 @@ def _as_2d(node: onnx.NodeProto, prefix: str) -> list[onnx.NodeProto]:
     """Unsqueeze the input to [N, C, 1, T], convolve with a 1 x k kernel, squeeze the height back out."""
     from onnx import helper
 
-    attributes: dict[str, object] = {}
+    attributes: dict[str, Any] = {}
     for attribute in node.attribute:
         value = helper.get_attribute_value(attribute)
         if attribute.name in _PER_AXIS:
@@ -138,7 +138,8 @@ def _has_auto_pad(node: onnx.NodeProto) -> bool:
     """SAME_* padding would pad the new height axis too; such a convolution is left as it is."""
     from onnx import helper
 
-    return any(a.name == "auto_pad" and helper.get_attribute_value(a) not in (b"NOTSET", b"VALID") for a in node.attribute)
+    padding = [helper.get_attribute_value(a) for a in node.attribute if a.name == "auto_pad"]
+    return any(value not in (b"NOTSET", b"VALID") for value in padding)
 
 
 def main(argv: list[str]) -> int:

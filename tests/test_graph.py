@@ -97,6 +97,6 @@ def test_a_model_without_1d_convolutions_runs_as_it_is(tmp_path: Path) -> None:
 def test_a_file_that_is_no_model_fails_in_one_line(tmp_path: Path) -> None:
     source = tmp_path / "broken.onnx"
     source.write_bytes(b"not a model")
-    with pytest.raises(EngineError, match="could not rewrite .*broken.onnx"):
+    with pytest.raises(EngineError, match=r"could not rewrite .*broken\.onnx"):
         cpu_model(source, tmp_path / "cache")
     assert not list((tmp_path / "cache" / "onnx").iterdir())  # no partial file left behind
