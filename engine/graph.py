@@ -78,7 +78,11 @@ def cpu_model(model_path: Path, cache_dir: Path) -> Path:
         return target
     if unchanged.is_file():
         return model_path
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a read-only cache the image did not bake the rewrite into: slower, not broken
+        logger.warning("%s: runs as it is, without the CPU rewrite: cannot write %s (%s)", model_path, target, error)
+        return model_path
     partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
     command = [sys.executable, "-m", "engine.graph", str(model_path), str(partial)]
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=_ROOT)

@@ -100,3 +100,12 @@ def test_a_file_that_is_no_model_fails_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(EngineError, match=r"could not rewrite .*broken\.onnx"):
         cpu_model(source, tmp_path / "cache")
     assert not list((tmp_path / "cache" / "onnx").iterdir())  # no partial file left behind
+
+
+def test_an_unwritable_cache_runs_the_model_as_it_is(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    source = tmp_path / "voice.onnx"
+    onnx.save(conv_model(), str(source))
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache directory should be")
+    assert cpu_model(source, blocked) == source
+    assert "without the CPU rewrite" in caplog.text
