@@ -82,10 +82,8 @@ def build_runtime(config: Config, tts: TTS | None = None) -> Runtime:
 
 
 def celery_threads(tts: TTS) -> int:
-    """A Celery thread per inference stream of each speaker, and one more per speaker: while a job's synthesis
-    runs on each stream, the next job reads its record and waits for a stream, and takes it the moment one ends
-    (the ending job's storage and Redis work then overlaps it)."""
-    return sum(tts.speakers[name].parallel + 1 for name in tts.names)
+    """A Celery thread per inference stream of each speaker."""
+    return sum(tts.speakers[name].parallel for name in tts.names)
 
 
 def run_worker(config: Config) -> None:
@@ -110,8 +108,8 @@ def run_worker(config: Config) -> None:
                 *quiet,
                 "worker",
                 "--pool=threads",
-                # A thread per inference stream of each speaker and one more: a speaker with two streams runs two jobs
-                # at once (its synthesis slots hold back a third, ready to go), so control planes overlap inference.
+                # A thread per inference stream of each speaker: a speaker with two streams runs two jobs at once
+                # (its synthesis slots hold back a third), so one job's control plane overlaps the other's inference.
                 f"--concurrency={celery_threads(runtime.tts)}",
                 f"--queues={queues}",
                 f"--hostname={runtime.name}",
