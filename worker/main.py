@@ -82,8 +82,13 @@ def build_runtime(config: Config, tts: TTS | None = None) -> Runtime:
 
 
 def celery_threads(tts: TTS) -> int:
-    """A Celery thread per inference stream of each speaker."""
-    return sum(tts.speakers[name].parallel for name in tts.names)
+    """A Celery thread per speaker: its streams run the job's sentences (two at a time on a CPU speaker).
+
+    Issue 12 tried a thread per stream (+1): two short jobs side by side, ~1.2-1.3x piper's jobs/s under load, but
+    in the chaos suite a worker with several Celery threads died on a Redis restart (kombu restoring unacked
+    messages on a connection it had already released: "'NoneType' object has no attribute 'hostname'"), so it waits
+    for that to be understood."""
+    return len(tts.names)
 
 
 def run_worker(config: Config) -> None:
