@@ -113,8 +113,7 @@ def run_worker(config: Config) -> None:
                 *quiet,
                 "worker",
                 "--pool=threads",
-                # A thread per inference stream of each speaker: a speaker with two streams runs two jobs at once
-                # (its synthesis slots hold back a third), so one job's control plane overlaps the other's inference.
+                # A thread per speaker (celery_threads says why): its streams run a job's sentences two at a time.
                 f"--concurrency={celery_threads(runtime.tts)}",
                 f"--queues={queues}",
                 f"--hostname={runtime.name}",
