@@ -18,6 +18,7 @@ from ttsq.procinfo import rss_bytes
 from ttsq.queue import SYNTHESIZE_TASK, create_celery
 from ttsq.storage import open_storage
 
+from .consumer import CONSUMER
 from .runtime import Runtime, held
 from .speech import start_speech
 from .upkeep import start_upkeep
@@ -68,27 +69,26 @@ def build_engine(config: Config) -> TTS:
 
 def build_runtime(config: Config, tts: TTS | None = None) -> Runtime:
     engine = tts or build_engine(config)
-    # Celery's threads (one per inference stream), the speech threads, and a lock keeper beside each running task.
+    # Celery's threads (celery_threads), the speech threads, and a lock keeper beside each running task.
     client = redis_client(config.effective_redis_url, 2 * celery_threads(engine) + config.speech_threads)
+    celery = create_celery(config, include=["worker.tasks"])
+    celery.conf.worker_consumer = CONSUMER
     return Runtime(
         config=config,
         tts=engine,
         store=JobStore(client, config.key_prefix),
         plans=PlanStore(client, config.key_prefix),
         storage=open_storage(config),
-        celery=create_celery(config, include=["worker.tasks"]),
+        celery=celery,
         name=config.worker_id,
     )
 
 
 def celery_threads(tts: TTS) -> int:
-    """A Celery thread per speaker: its streams run the job's sentences (two at a time on a CPU speaker).
-
-    Issue 12 tried a thread per stream (+1): two short jobs side by side, ~1.2-1.3x piper's jobs/s under load, but
-    in the chaos suite a worker with several Celery threads died on a Redis restart (kombu restoring unacked
-    messages on a connection it had already released: "'NoneType' object has no attribute 'hostname'"), so it waits
-    for that to be understood."""
-    return len(tts.names)
+    """A Celery thread per inference stream of each speaker, and one more per speaker: while a job's synthesis
+    runs on each stream, the next job reads its record and waits for a stream, and takes it the moment one ends
+    (the ending job's storage and Redis work then overlaps it)."""
+    return sum(tts.speakers[name].parallel + 1 for name in tts.names)
 
 
 def run_worker(config: Config) -> None:
@@ -113,7 +113,8 @@ def run_worker(config: Config) -> None:
                 *quiet,
                 "worker",
                 "--pool=threads",
-                # A thread per speaker (celery_threads says why): its streams run a job's sentences two at a time.
+                # A thread per inference stream of each speaker and one more: a speaker with two streams runs two jobs
+                # at once (its synthesis slots hold back a third, ready to go), so control planes overlap inference.
                 f"--concurrency={celery_threads(runtime.tts)}",
                 f"--queues={queues}",
                 f"--hostname={runtime.name}",

@@ -238,12 +238,29 @@ def test_api_killed_mid_request(stack: Stack, ledger: Ledger) -> None:
     )
 
 
+def frozen_mid_task(stack: Stack, job_id: str) -> tuple[str, int]:
+    """Stop (SIGSTOP) the worker whose task is running the job, mid-task: (that worker, its log's length then).
+    The record is read again while the worker is frozen, so what is done to it next never lands between two
+    segments (a worker with several Celery threads may have taken the next segment's message and not started it:
+    a fault then hits no task)."""
+    for _ in range(20):
+        victim, _ = mid_job(stack, job_id)
+        mark = len(stack.services[victim].log_text())
+        stack.services[victim].signal(signal.SIGSTOP)
+        if stack.running_on(job_id) == victim:
+            return victim, mark
+        stack.services[victim].signal(signal.SIGCONT)  # caught between two segments: wait for the next one
+    raise AssertionError(f"{job_id}: never caught mid-task")
+
+
 def _worker_fault(stack: Stack, ledger: Ledger, case: str, signum: int) -> tuple[str, str, float, int]:
     job_id = submit(stack, ledger, LONG, case)
-    victim, _ = mid_job(stack, job_id)
-    mark = len(stack.services[victim].log_text())
-    stack.services[victim].signal(signum)
-    return job_id, victim, time.monotonic(), mark
+    victim, mark = frozen_mid_task(stack, job_id)
+    at = time.monotonic()
+    if signum != signal.SIGSTOP:
+        stack.services[victim].signal(signum)  # a stopped process takes SIGTERM once continued, SIGKILL at once
+        stack.services[victim].signal(signal.SIGCONT)
+    return job_id, victim, at, mark
 
 
 def test_worker_sigkill_mid_job(stack: Stack, ledger: Ledger) -> None:
@@ -367,9 +384,9 @@ def test_network_cut_of_the_worker_running_the_long_job(stack: Stack, ledger: Le
     shorts = [submit(stack, ledger, text, "network cut") for text in SHORTS * 2]
     # Looked up again just before the cut: while the shorts were sent a segment may have ended and the next one
     # gone to the other worker (a CI run saw it), and the victim is whichever runs the job now.
-    victim, _ = mid_job(stack, job_id)
-    mark = len(stack.services[victim].log_text())
+    victim, mark = frozen_mid_task(stack, job_id)
     stack.network.cut(stack.hosts[victim])
+    stack.services[victim].signal(signal.SIGCONT)
     cut_at = time.monotonic()
     try:
         # What the record said as the cable was pulled: the victim's run holds the job, mid-way.
