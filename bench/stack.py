@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 import threading
@@ -80,6 +81,23 @@ def worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.P
         raise
     finally:
         stop_process(process, WORKER_STOP_TIMEOUT_S)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A server process (``ttsq api``, piper's), its output to ``log``, stopped on the way out."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        stop_process(process)
 
 
 @contextmanager

@@ -16,10 +16,11 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 
@@ -49,10 +50,15 @@ Chunks = Callable[[], Iterable[tuple[int, dict[str, Any]]]]
 
 
 def assemble(
-    runtime: Runtime, job: Job, token: str, records: list[SegmentRecord], chunks: Chunks | None = None
+    runtime: Runtime,
+    job: Job,
+    token: str,
+    records: list[SegmentRecord],
+    chunks: Chunks | None = None,
+    held: IO[bytes] | None = None,
 ) -> Outcome:
     """Join the finished segments into the output file, in the job's format, then drop the segments. ``chunks``:
-    the plan's, where it is not stored (a one-segment job)."""
+    the plan's, where it is not stored (a one-segment job); ``held``: that job's audio, where it was never stored."""
     chunks = chunks or partial(_plan_chunks, runtime, job.id)
     rate = runtime.tts.speakers[job.speaker].sample_rate
     total = sum(r.samples for r in records)
@@ -67,12 +73,12 @@ def assemble(
             runtime.storage.writer(key, tag=token, fence=fence) as sink,
             open_audio_writer(sink, rate, job.format, total) as out,
         ):
-            _write_segments(runtime, job, records, out, sink)
+            _write_segments(runtime, job, records, out, sink, held)
     else:
         with tempfile.TemporaryDirectory(prefix=f"ttsq-{job.id}-") as folder:
             built = Path(folder) / f"output.{job.format}"
             with open_book_writer(built, rate, job.format, tags, total) as out:
-                _write_segments(runtime, job, records, out, None)
+                _write_segments(runtime, job, records, out, None, held)
             tag_file(built, job.format, tags)
             with runtime.storage.writer(key, tag=token, fence=fence) as sink, built.open("rb") as source:
                 while block := source.read(READ_BLOCK_BYTES):
@@ -111,7 +117,8 @@ def assemble(
         job.synth_s,
         time.time() - job.created_at,
     )
-    # Best effort: the job has succeeded, whatever happens here.
+    # Best effort: the job has succeeded, whatever happens here. (A held job stored no segment, but a killed run
+    # before this one may have left files.)
     remove_job_files(runtime, job.id, keep=(key, *captions.values()), plan=job.segments_total is not None)
     return Outcome.succeeded
 
@@ -122,10 +129,20 @@ def _whole_samples(data: bytes) -> tuple[bytes, bytes]:
 
 
 def _write_segments(
-    runtime: Runtime, job: Job, records: list[SegmentRecord], out: BookWriter, sink: BinaryIO | None
+    runtime: Runtime,
+    job: Job,
+    records: list[SegmentRecord],
+    out: BookWriter,
+    sink: BinaryIO | None,
+    held: IO[bytes] | None = None,
 ) -> None:
+    if held is not None:
+        held.seek(0)
     for index, record in enumerate(records):
-        with runtime.storage.reader(record.key or segment_key(job.id, index)) as segment:
+        source: contextlib.AbstractContextManager[IO[bytes]] = (
+            runtime.storage.reader(record.key or segment_key(job.id, index)) if held is None else nullcontext(held)
+        )
+        with source as segment:
             carry = b""  # a network read may end mid-sample
             while block := segment.read(READ_BLOCK_BYTES):
                 block, carry = _whole_samples(carry + block)

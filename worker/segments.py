@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any
+from typing import IO, Any
 
 from engine import InvalidInputError, SynthesisOptions
 from engine.documents.breaks import TimedChunk, ssml_chunks
@@ -113,10 +113,17 @@ def stored_piece(runtime: Runtime, job_id: str, index: int) -> Piece:
 
 
 def run_segment(
-    runtime: Runtime, job: Job, index: int, part: Piece, token: str, lost: threading.Event
+    runtime: Runtime,
+    job: Job,
+    index: int,
+    part: Piece,
+    token: str,
+    lost: threading.Event,
+    held: IO[bytes] | None = None,
 ) -> tuple[Job, SegmentRecord]:
     """Synthesize segment ``index`` into its own stored object, and record it, once, in a stored plan; the job as
-    that left it, and the segment's record."""
+    that left it, and the segment's record. ``held``: the one segment of an unstored plan goes there instead (its
+    assembly follows in the same task), and its record names no object."""
     config, store = runtime.config, runtime.store
     speaker = runtime.tts.speakers[job.speaker]
     rate = speaker.sample_rate
@@ -134,7 +141,8 @@ def run_segment(
     # closing() ends the narration (and frees the speaker) at once if this segment stops early.
     key = segment_key(job.id, index, token)
     fence = partial(store.holds_lock, job.id, token)
-    with runtime.storage.writer(key, tag=token, fence=fence) as sink, contextlib.closing(narration):
+    writer = runtime.storage.writer(key, tag=token, fence=fence) if held is None else contextlib.nullcontext(held)
+    with writer as sink, contextlib.closing(narration):
         for done, piece in enumerate(narration, start=1):
             if len(piece.samples):
                 last_spoken = raw_chunks[done - 1]  # what the next segment's first pause depends on
@@ -154,7 +162,8 @@ def run_segment(
                 reported = time.monotonic()
             _check(runtime, lost, deadline, done < len(chunks), audio_s)
     end_s = offset_s + samples / rate
-    record = SegmentRecord(samples=samples, key=key, end_s=end_s, marks=marks, last_chunk=last_spoken)
+    stored_key = key if held is None else None
+    record = SegmentRecord(samples=samples, key=stored_key, end_s=end_s, marks=marks, last_chunk=last_spoken)
     segment_s = time.monotonic() - started
     final = _progress(job, first + len(chunks), end_s, segment_s)  # the segment's last progress goes with its end
     fields = {"synth_s": job.synth_s + segment_s, "progress": final.model_dump(), "heartbeat_at": time.time()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import tempfile
 import threading
 import uuid
 
@@ -26,6 +27,8 @@ from .segments import Piece, plan, run_segment, stored_piece
 
 logger = logging.getLogger(__name__)
 
+HELD_AUDIO_BYTES = 8 << 20
+"""A one-segment job's audio is held in memory up to this (about three minutes at 22 kHz), then in a temporary file."""
 ENDED = (Outcome.succeeded, Outcome.failed)
 """A run whose end was recorded: that step also dropped its lock."""
 
@@ -103,9 +106,12 @@ def _advance(runtime: Runtime, job: Job, token: str, lost: threading.Event) -> O
             # Only planning needs the (long) text; what the plan holds is known here, not read back.
             job, planned = plan(runtime, job, token, runtime.store.text(job_id) or "")
             if len(planned.segments) == 1:
-                # Most short texts: planned, spoken and assembled in one task, nothing of the plan in Redis.
-                job, record = run_segment(runtime, job, 0, Piece(0, planned.chunks, None), token, lost)
-                return assemble(runtime, job, token, [record], lambda: enumerate(planned.chunks))
+                # Most short texts: planned, spoken and assembled in one task, nothing of the plan in Redis and the
+                # audio held here (on disk past HELD_AUDIO_BYTES), not stored, read back and deleted.
+                with tempfile.SpooledTemporaryFile(HELD_AUDIO_BYTES) as held:
+                    piece = Piece(0, planned.chunks, None)
+                    job, record = run_segment(runtime, job, 0, piece, token, lost, held)
+                    return assemble(runtime, job, token, [record], lambda: enumerate(planned.chunks), held)
             done, total = 0, len(planned.segments)
         else:
             done, total = runtime.plans.done_count(job_id), job.segments_total
