@@ -712,7 +712,6 @@ def test_the_readmes_api_command_holds_five_long_polls_and_still_answers(
 
     import redis
 
-
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     line = next(line for line in readme.splitlines() if line.startswith("gunicorn "))
     argv = shlex.split(line.split("#", 1)[0])

@@ -7,7 +7,6 @@ Redis and storage first, so the fuzzer reaches past "no such job" and "bad signa
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +37,7 @@ from test_api import assert_error
 from api import create_app
 from api.health import openapi_document
 from api.services import Services
-from ttsq import signing
+from ttsq import presence, signing
 from ttsq.config import load_config
 from ttsq.credentials import hash_api_key
 from ttsq.models import Job, JobResult, Progress, WebhookState, new_job_id
@@ -145,7 +144,7 @@ def seed(app: Flask, owner: str | None) -> Seeded:
         expires, signature = signing.sign(s.secret, file_key, 600)
         seeded.files.append({"key": file_key, "query": {"expires": expires, "signature": signature}})
     # A live worker, so /readyz is 200: its documented 503 without one would read as a server error.
-    s.redis.set(s.config.keys.worker("fuzz-worker"), json.dumps({"name": "fuzz-worker", "speakers": ["joe"]}), ex=600)
+    presence.announce(s.redis, s.config.keys, presence.WorkerPresence(name="fuzz-worker", speakers=["joe"]), 600)
     return seeded
 
 

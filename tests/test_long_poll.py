@@ -32,6 +32,7 @@ def test_many_waiting_polls_hold_one_subscription(runtime, redis_client) -> None
     jobs = [_job(runtime) for _ in range(20)]
     before = _pubsub_connections(redis_client)
     answers: list[Job | None] = []
+
     def poll(job: Job) -> None:
         answers.append(events.wait_for_change(runtime.store, job.id, 5))
 

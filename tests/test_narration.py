@@ -117,6 +117,7 @@ def test_progress_reports_an_eta_while_running(config_env, tts, monkeypatch) -> 
     client, runtime = make_stack(job_env(config_env), tts)
     seen = []
     original = runtime.store.set_progress
+
     def spy(job: str, token: str, progress) -> bool:  # type: ignore[no-untyped-def]
         seen.append(progress)
         return original(job, token, progress)  # type: ignore[no-any-return]

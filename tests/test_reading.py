@@ -115,21 +115,21 @@ def test_roman_numerals_in_brackets(text: str, expected: str) -> None:
 
 
 REGNAL_AND_NUMBERED = [
-        ("James E. King III spoke.", "James E King the Third spoke."),
-        ("Henry VIII had six wives.", "Henry the Eighth had six wives."),
-        ("She studied at Paris VI.", "She studied at Paris six."),
-        ("Elizabeth I and Louis XIV's court", "Elizabeth the First and Louis the Fourteenth's court"),
-        ("Pope John Paul II and John Smith III", "Pope John Paul the Second and John Smith the Third"),
-        ("World War II and Rocky II", "World War two and Rocky two"),
-        ("I think I saw a CD of size XL.", "I think I saw a CD of size XL."),  # the pronoun, acronyms: left alone
-        ("Ask James I. Packer about an IV drip.", "Ask James I Packer about an IV drip."),  # an initial; letters
-        # after a word that takes a number: cardinals
-        ("Chapter IV", "Chapter four"),
-        ("Part II", "Part two"),
-        ("Book XII", "Book twelve"),
-        ("Part I", "Part one"),
-        ("Chapter XL: The End", "Chapter forty: The End"),
-        ("The best part I remember", "The best part I remember"),
+    ("James E. King III spoke.", "James E King the Third spoke."),
+    ("Henry VIII had six wives.", "Henry the Eighth had six wives."),
+    ("She studied at Paris VI.", "She studied at Paris six."),
+    ("Elizabeth I and Louis XIV's court", "Elizabeth the First and Louis the Fourteenth's court"),
+    ("Pope John Paul II and John Smith III", "Pope John Paul the Second and John Smith the Third"),
+    ("World War II and Rocky II", "World War two and Rocky two"),
+    ("I think I saw a CD of size XL.", "I think I saw a CD of size XL."),  # the pronoun, acronyms: left alone
+    ("Ask James I. Packer about an IV drip.", "Ask James I Packer about an IV drip."),  # an initial; letters
+    # after a word that takes a number: cardinals
+    ("Chapter IV", "Chapter four"),
+    ("Part II", "Part two"),
+    ("Book XII", "Book twelve"),
+    ("Part I", "Part one"),
+    ("Chapter XL: The End", "Chapter forty: The End"),
+    ("The best part I remember", "The best part I remember"),
 ]
 
 

@@ -7,6 +7,8 @@ import time
 import pytest
 from conftest import run_to_end
 
+from ttsq import presence
+from ttsq.keys import Keys
 from ttsq.models import Job, JobStatus, new_job_id
 from worker.upkeep import announce, requeue_orphans
 
@@ -125,6 +127,24 @@ def test_announce_expires(runtime, redis_client) -> None:  # type: ignore[no-unt
     announce(runtime)
     key = f"{runtime.config.key_prefix}workers:{runtime.name}"
     assert 0 < redis_client.ttl(key) <= runtime.config.lock_ttl_s
+
+
+def test_live_workers_come_from_the_workers_set_not_a_keyspace_scan(redis_client) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: who is alive was a SCAN of the whole keyspace (every job's keys) each time the API looked."""
+    keys = Keys("presence-test:")
+    alive = presence.WorkerPresence(name="alive", speakers=["joe"])
+    presence.announce(redis_client, keys, alive, 30)
+    presence.announce(redis_client, keys, presence.WorkerPresence(name="dead", speakers=["amy"]), 30)
+    redis_client.delete(keys.worker("dead"))  # died: its announcement lapsed, its name still in the set
+    redis_client.set(keys.worker("stray"), alive.model_dump_json())  # a key no announce made
+    assert [w.name for w in presence.live_workers(redis_client, keys)] == ["alive"]
+    assert 0 < redis_client.ttl(keys.workers) <= 60  # gone with the last worker
+    redis_client.zadd(keys.workers, {"dead": time.time() - 31})  # lapsed a TTL ago: the next announce drops it
+    presence.announce(redis_client, keys, alive, 30)
+    assert redis_client.zrange(keys.workers, 0, -1) == [b"alive"]
+    presence.withdraw(redis_client, keys, "alive")
+    assert presence.live_workers(redis_client, keys) == []
+    assert not redis_client.exists(keys.workers)
 
 
 @pytest.mark.parametrize("status", [JobStatus.succeeded, JobStatus.failed])

@@ -35,9 +35,7 @@ def _collect_whose_close_timed_out(connection: kombu.Connection, **_: object) ->
     connection._connection = None
 
 
-def test_a_collected_connection_still_reaches_redis_to_close_and_ack(
-    redis_url: str, redis_client: redis.Redis
-) -> None:
+def test_a_collected_connection_still_reaches_redis_to_close_and_ack(redis_url: str, redis_client: redis.Redis) -> None:
     bare, _ = _consuming_one_message(redis_url)
     _collect_whose_close_timed_out(bare)
     with pytest.raises(AttributeError):  # what stopped Celery 5.7.0's worker; drop the subclass once this fails

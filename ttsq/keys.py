@@ -104,8 +104,14 @@ class Keys:
 
     # --- workers, metrics, queues ---------------------------------------------------------------------------------
     def worker(self, name: str) -> str:
-        """A live worker's announcement, refreshed by its upkeep; ``*`` matches them all."""
+        """A live worker's announcement, refreshed by its upkeep."""
         return f"{self.prefix}workers:{name}"
+
+    @property
+    def workers(self) -> str:
+        """The names of announced workers (a sorted set, scored by when each announcement expires), so who is alive
+        is read from it rather than by scanning the keyspace; it expires when no worker refreshes it."""
+        return f"{self.prefix}workers"
 
     @property
     def metrics_counters(self) -> str:

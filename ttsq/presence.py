@@ -39,12 +39,23 @@ def served_voices(workers: list[WorkerPresence]) -> dict[str, AnnouncedVoice | N
 
 
 def announce(client: redis.Redis, keys: Keys, presence: WorkerPresence, ttl_s: int) -> None:
-    client.set(keys.worker(presence.name), presence.model_dump_json(), ex=ttl_s)
+    """The worker's announcement, and its name in the workers' set; names whose announcement lapsed a TTL ago
+    (workers that died without withdrawing) leave the set, with a TTL's grace for hosts' clocks."""
+    now = time.time()
+    with client.pipeline(transaction=True) as pipe:
+        pipe.set(keys.worker(presence.name), presence.model_dump_json(), ex=ttl_s)
+        pipe.zadd(keys.workers, {presence.name: now + ttl_s})
+        pipe.zremrangebyscore(keys.workers, "-inf", now - ttl_s)
+        pipe.expire(keys.workers, 2 * ttl_s)
+        pipe.execute()
 
 
 def withdraw(client: redis.Redis, keys: Keys, name: str) -> None:
     """Gone at once from /readyz and the healthcheck, not when the key would have expired."""
-    client.delete(keys.worker(name))
+    with client.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.worker(name))
+        pipe.zrem(keys.workers, name)
+        pipe.execute()
 
 
 def is_alive(client: redis.Redis, keys: Keys, name: str) -> bool:
@@ -52,11 +63,13 @@ def is_alive(client: redis.Redis, keys: Keys, name: str) -> bool:
 
 
 def live_workers(client: redis.Redis, keys: Keys) -> list[WorkerPresence]:
-    names = list(client.scan_iter(match=keys.worker("*"), count=100))
+    """Two reads whatever the keyspace holds: the names, then their announcements (Redis expires a dead one's)."""
+    members: list[bytes] = client.zrange(keys.workers, 0, -1)  # type: ignore[assignment]
+    names = [keys.worker(name.decode()) for name in members]
     workers = []
     for raw in client.mget(names) if names else []:
         if not raw:
-            continue  # expired between the scan and the read
+            continue  # its worker stopped refreshing it: dead, or stopped without withdrawing
         try:
             workers.append(WorkerPresence.model_validate_json(raw))
         except ValidationError:
@@ -69,7 +82,7 @@ SERVED_MAX_AGE_S = 1.0
 
 
 class ServedVoices:
-    """The speakers live workers serve, as this process last read them (a scan of the workers' keys): read again
+    """The speakers live workers serve, as this process last read them (the workers' announcements): read again
     when older than ``max_age_s``, or when asked about a speaker the last read did not list, so a worker that just
     started is seen at once and one that just stopped within ``max_age_s``. Safe to share between threads (a
     race reads twice)."""

@@ -86,6 +86,5 @@ class PlanStore:
         self.redis.delete(*self._keys(job_id))
 
 
-
 def _pairs(fields: dict[str, Any] | None) -> list[str]:
     return [item for pair in encode_fields(fields or {}).items() for item in pair]

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 """``text/plain; version=0.0.4; charset=utf-8``: the exposition format every Prometheus scrapes."""
 
+
 def kombu_queue_keys(queue: str) -> list[str]:
     """The Redis lists that hold one queue's messages: kombu's Redis transport keeps a list per priority step,
     the bare name for the lowest step and ``<name>\\x06\\x16<step>`` for the others."""
