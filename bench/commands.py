@@ -33,8 +33,10 @@ class CommandLog:
     """A MONITOR connection read by a thread; ``during(work)`` counts what the server ran while ``work`` ran, by the
     server's own timestamps (the same host's clock)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, database: int | None = None) -> None:
+        """``database``: count only the commands run on that one (None: all)."""
         self._client = redis.Redis.from_url(url)
+        self._database = database
         self._seen: list[tuple[float, str, bool]] = []
         """(time, command name, run by a script), in the order the server ran them."""
         self._lock = threading.Lock()
@@ -83,6 +85,8 @@ class CommandLog:
             self._ready.set()
             while not self._stopping.is_set():
                 command: dict[str, Any] = monitor.next_command()
+                if self._database is not None and int(command.get("db", 0)) != self._database:
+                    continue
                 name = command["command"].split(" ", 1)[0].strip('"').upper()
                 with self._lock:
                     self._seen.append((command["time"], name, command["client_type"] == "lua"))
