@@ -117,6 +117,7 @@ def test_what_killed_runs_left_in_storage_goes_with_the_job(runtime) -> None:  #
         path.write_bytes(b"left by a killed run")
     other = root / f"{'c' * 32}.wav"
     other.write_bytes(b"another job's audio")
+    runtime.store.update(job_id, attempts=1)  # as the killed run left it: started, never handed off
     assert run_to_end(runtime, job_id) == "succeeded"
     kept = [f"{job_id}.{e}" for e in ("srt", "vtt", "wav")]  # the audio and its captions
     assert sorted(p.name for p in root.iterdir()) == sorted([*kept, other.name])

@@ -187,9 +187,24 @@ def test_stale_partial_files_are_removed(runtime) -> None:  # type: ignore[no-un
     stale = runtime.storage.root / f".{job_id}.wav.deadrun.part"
     runtime.storage.root.mkdir(parents=True, exist_ok=True)
     stale.write_bytes(b"half a job")
+    runtime.store.update(job_id, attempts=1)  # as the killed run left it: started, never handed off
     assert run_to_end(runtime, job_id) == "succeeded"
+    assert runtime.store.get(job_id).restarts == 1
     assert not stale.exists()
     assert sorted(p.name for p in runtime.storage.root.iterdir()) == [f"{job_id}.{e}" for e in ("srt", "vtt", "wav")]
+
+
+def test_a_job_no_run_was_killed_leaves_storage_unlisted(runtime) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: every job's end listed the whole audio directory (hundreds of thousands of files after a week's
+    retention), and so did every file written. Without a restart only what the run recorded is removed."""
+    job_id = make_job(runtime)
+    runtime.storage.root.mkdir(parents=True, exist_ok=True)
+    unrecorded = runtime.storage.root / f"{job_id}.s000009.cccccccccccc.pcm"  # only ever a killed run's
+    unrecorded.write_bytes(b"not looked for")
+    assert run_to_end(runtime, job_id) == "succeeded"
+    assert unrecorded.exists()
+    runtime.storage.remove_job(job_id)  # retention lists the job's files, and it goes then
+    assert list(runtime.storage.root.iterdir()) == []
 
 
 def test_a_cancel_is_never_overwritten_by_a_task_starting(runtime) -> None:  # type: ignore[no-untyped-def]

@@ -117,9 +117,17 @@ def assemble(
         job.synth_s,
         time.time() - job.created_at,
     )
-    # Best effort: the job has succeeded, whatever happens here. (A held job stored no segment, but a killed run
-    # before this one may have left files.)
-    remove_job_files(runtime, job.id, keep=(key, *captions.values()), plan=job.segments_total is not None)
+    # Best effort: the job has succeeded, whatever happens here. Only a killed run leaves files that nothing records
+    # (a partial file, a segment it never recorded), and each one counts a restart: without one, the recorded
+    # segments are all there is (a held job's: none), and the storage is not listed for the job's files.
+    stored_plan = job.segments_total is not None
+    if job.restarts:
+        remove_job_files(runtime, job.id, keep=(key, *captions.values()), plan=stored_plan)
+    else:
+        left = [r.key or segment_key(job.id, i) for i, r in enumerate(records)] if stored_plan else []
+        if job.cover_type is not None:
+            left.append(cover_key(job.id))
+        remove_job_files(runtime, job.id, plan=stored_plan, only=left)
     return Outcome.succeeded
 
 

@@ -22,13 +22,11 @@ class LocalStorage:
 
     @contextlib.contextmanager
     def writer(self, key: str, tag: str = "", fence: Fence | None = None) -> Iterator[BinaryIO]:
+        """A run's own partial file, renamed into place once its fence holds. Partial files a killed run left go
+        with its job (``remove_job``), not here: looking for them would list the whole directory, which a week's
+        retention fills with hundreds of thousands of files, for every file written."""
         final = self.path(key)
         self.root.mkdir(parents=True, exist_ok=True)
-        stale = list(self.root.glob(f".{final.name}.*.part"))  # left by a run that was killed
-        if stale and fence is not None and not fence():  # only the lock's holder may remove them
-            raise WriteFenced(f"{key}: this run may no longer write it")
-        for path in stale:
-            path.unlink(missing_ok=True)
         partial = final.with_name(f".{final.name}.{tag or os.getpid()}.part")
         try:
             with open(partial, "w+b") as handle:
@@ -54,6 +52,7 @@ class LocalStorage:
             return None
 
     def remove_job(self, job_id: str, keep: str | Collection[str] | None = None) -> None:
+        """Every file of the job but ``keep``, whichever run left it (a listing of the directory)."""
         check_key(f"{job_id}.wav")  # a job id, not a pattern
         kept = kept_keys(keep)
         for path in [*self.root.glob(f"{job_id}.*"), *self.root.glob(f".{job_id}.*.part")]:
