@@ -54,3 +54,20 @@ def test_tampered_links_fail(change: str) -> None:
     else:
         secret = "other"
     assert not signing.verify(secret, key, expires, sig, now=1000)
+
+
+def test_retention_removes_a_batch_of_jobs_with_everything_their_runs_left(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    gone, kept = ["a" * 32, "b" * 32], "c" * 32
+    names = [
+        *(f"{job}.{end}" for job in gone for end in ("wav", "vtt", "s000000.dddddddddddd.pcm", "cover")),
+        f".{gone[0]}.wav.eeeeeeeeeeee.part",
+        f"{kept}.wav",
+        f".{kept}.mp3.ffffffffffff.part",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    assert storage.remove_jobs(gone) == set()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{kept}.wav", f".{kept}.mp3.ffffffffffff.part"])
+    with pytest.raises(InvalidKeyError):
+        storage.remove_jobs(["*"])  # a job id, not a pattern

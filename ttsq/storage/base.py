@@ -95,6 +95,11 @@ class Storage(Protocol):
         """Delete every object and partial upload of the job, whichever run left it, but ``keep`` (a key or keys)."""
         ...
 
+    def remove_jobs(self, job_ids: Collection[str]) -> set[str]:
+        """``remove_job`` for each of many jobs (retention's batch), as cheaply as the backend allows; the ids whose
+        objects could not all be deleted."""
+        ...
+
     def delete(self, key: str) -> None: ...
 
     def public_url(self, key: str, ttl_s: int) -> str | None:

@@ -59,6 +59,26 @@ class LocalStorage:
             if path.name not in kept:
                 path.unlink(missing_ok=True)
 
+    def remove_jobs(self, job_ids: Collection[str]) -> set[str]:
+        """One listing of the directory for the whole batch, not two per job."""
+        for job_id in job_ids:
+            check_key(f"{job_id}.wav")
+        wanted, failed = set(job_ids), set[str]()
+        try:
+            entries = list(os.scandir(self.root))
+        except FileNotFoundError:
+            return failed
+        for entry in entries:
+            job_id = entry.name.removeprefix(".").split(".", 1)[0]  # "<job id>.<...>" or ".<job id>.<...>.part"
+            if job_id in wanted:
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    failed.add(job_id)
+        return failed
+
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 

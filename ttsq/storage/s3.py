@@ -206,6 +206,17 @@ class S3Storage:
         for upload in uploads:  # a run killed mid-upload leaves its parts stored (and billed) until aborted
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
 
+    def remove_jobs(self, job_ids: Collection[str]) -> set[str]:
+        """A listing per job is by its prefix here: cheap, whatever else the bucket holds."""
+        failed = set[str]()
+        for job_id in job_ids:
+            try:
+                self.remove_job(job_id)
+            except Exception:  # boto3 raises several unrelated types; the caller retries the job
+                logger.exception("%s: could not remove its objects", job_id)
+                failed.add(job_id)
+        return failed
+
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.object_key(key))
 
