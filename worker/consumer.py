@@ -32,10 +32,10 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
         super().on_connection_error_after_connected(exc)
 
 
-def collect_keeping_client(collect: Callable[..., None], transport: Any, **kwargs: Any) -> None:
+def collect_keeping_client(collect: Callable[..., None], transport: Any, *args: Any, **kwargs: Any) -> None:
     """Collect a kombu connection, leaving its transport the client (broker address) its channels need."""
     client = transport.client
     try:
-        collect(**kwargs)
+        collect(*args, **kwargs)
     finally:
         transport.client = client
