@@ -137,12 +137,34 @@ def write_json(path: Path, results: dict[str, Any]) -> None:
 PACKAGES = ("piper-tts", "onnxruntime", "celery", "kombu", "redis", "flask", "werkzeug", "soundfile")
 
 
+# The engine's speed depends on these: onnxruntime's convolution kernels are wider with AVX-512.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16")
+
+
+def cpu() -> dict[str, Any]:
+    """The CPU's model and vector extensions, from /proc/cpuinfo (empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return {
+        "model": fields.get("model name", ""),
+        "family": fields.get("cpu family", ""),
+        "model_number": fields.get("model", ""),
+        "flags": [flag for flag in CPU_FLAGS if flag in flags],
+    }
+
+
 def environment(load_before: tuple[float, float, float]) -> dict[str, Any]:
     """What the figures were measured on, for the JSON next to them."""
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu(),
         "packages": {name: version(name) for name in PACKAGES},
         "at": datetime.now().astimezone().isoformat(timespec="seconds"),
         "load_average_before": load_before,

@@ -11,6 +11,7 @@ from test_api import assert_error
 
 from ttsq.config import ConfigError, load_config
 from ttsq.credentials import hash_api_key
+from ttsq.metrics import record as metrics
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -257,11 +258,13 @@ def test_a_job_is_counted_and_its_key_kept_in_the_step_that_records_it(client, r
     first = client.post("/v1/jobs", json={"text": "Once."}, headers=headers)
     assert first.status_code == 202
     counters = config.keys.metrics_counters
+    metrics.fold(redis_client, config.keys.prefix)
     assert redis_client.hget(counters, "ttsq_jobs_created") == b"1"
     key = config.keys.idempotency("-", hashlib.sha256(b"counted-once").hexdigest())
     assert redis_client.ttl(key) > idempotency.CLAIM_TTL_S
     again = client.post("/v1/jobs", json={"text": "Once."}, headers=headers)
     assert again.get_json()["id"] == first.get_json()["id"]
+    metrics.fold(redis_client, config.keys.prefix)
     assert redis_client.hget(counters, "ttsq_jobs_created") == b"1"  # a replay is not a second job
 
 

@@ -14,10 +14,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from api.metrics import bp as metrics_bp
 from ttsq.jobs.store import JobStore
+from ttsq.keys import Keys
+from ttsq.metrics import record as metrics_record
 from ttsq.metrics.collect import RedisCollector, kombu_queue_keys
 from ttsq.metrics.record import (
     ACTIVE_STATUSES,
     ENDED_STATUSES,
+    fold,
     record_job_created,
     record_job_finished,
     record_webhook,
@@ -218,3 +221,32 @@ def test_a_job_through_the_stack_is_counted(scraper, runtime) -> None:  # type: 
 def test_status_names_match_the_job_record() -> None:
     assert set(ENDED_STATUSES) == {s.value for s in JobStatus if s.terminal}
     assert set(ACTIVE_STATUSES) == {s.value for s in JobStatus if not s.terminal}
+
+
+def test_jobs_queue_their_increments_and_a_fold_adds_them_up(redis_client) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: a job's end queues one entry (one command) rather than 13 increments; a fold adds a batch of entries
+    with one increment per field, exactly, drops what it took, and skips an entry it cannot read."""
+    store = JobStore(redis_client, TEST_PREFIX)
+    pending = Keys(TEST_PREFIX).metrics_pending
+    ended = 0
+    for synth_s in (0.5, 0.25, 0.125):
+        job = make_job(status=JobStatus.running, started_at=time.time(), synth_s=synth_s)
+        store.create(job, "Hello.")
+        result = JobResult(key=f"{job.id}.wav", format="wav", duration_s=2.0, sample_rate=22050, size_bytes=1)
+        assert store._end(job, {"status": "succeeded", "result": result.model_dump()}, None, (JobStatus.running,))
+        ended += 1
+    assert redis_client.llen(pending) == 2 * ended  # one per creation, one per end
+    assert redis_client.exists(metrics_record.counters_key(TEST_PREFIX)) == 0  # nothing added yet
+    redis_client.rpush(pending, "not json")
+    assert fold(redis_client, TEST_PREFIX) == 2 * ended + 1
+    assert redis_client.llen(pending) == 0
+    counters = metrics_record.counters_key(TEST_PREFIX)
+    assert redis_client.hget(counters, "ttsq_jobs_created") == b"3"
+    assert redis_client.hget(counters, "ttsq_jobs_finished|succeeded") == b"3"
+    rtf = metrics_record.histogram_key(TEST_PREFIX, metrics_record.JOB_REALTIME_FACTOR)
+    assert redis_client.hget(rtf, "joe|count") == b"3"
+    assert float(redis_client.hget(rtf, "joe|sum")) == pytest.approx(4 + 8 + 16)  # 2 s of audio over each synth_s
+    assert redis_client.hget(rtf, "joe|5.0") == b"1" and redis_client.hget(rtf, "joe|10.0") == b"1"
+    assert redis_client.hget(rtf, "joe|20.0") == b"1"
+    assert fold(redis_client, TEST_PREFIX) == 0  # nothing left: nothing added twice
+    assert redis_client.hget(counters, "ttsq_jobs_created") == b"3"

@@ -48,7 +48,7 @@ LONG = "This sentence is one of many in a text of two segments. " * 90
 def test_a_one_segment_job_keeps_its_plan_in_memory_and_ends_in_one_step(runtime, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Issue 12: a short text's plan is never stored (no Redis round trips for it), and the end that records the
     outcome also drops the run's lock, counted once in the metrics."""
-    from ttsq.metrics.record import JOBS_FINISHED, counters_key
+    from ttsq.metrics.record import JOBS_FINISHED, counters_key, fold
 
     def no_plan(*args, **kwargs) -> bool:  # type: ignore[no-untyped-def]
         raise AssertionError("a one-segment plan was stored")
@@ -65,6 +65,7 @@ def test_a_one_segment_job_keeps_its_plan_in_memory_and_ends_in_one_step(runtime
     assert not runtime.store.redis.exists(runtime.store.lock_key(job_id))  # dropped by the end itself
     assert released == []
     key = counters_key(runtime.store.prefix)
+    fold(runtime.store.redis, runtime.store.prefix)
     assert int(runtime.store.redis.hget(key, f"{JOBS_FINISHED}|succeeded") or 0) == 1
 
 

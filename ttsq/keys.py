@@ -120,6 +120,11 @@ class Keys:
     def metrics_histogram(self, metric: str) -> str:
         return f"{self.prefix}metrics:histogram:{metric}"
 
+    @property
+    def metrics_pending(self) -> str:
+        """A list of jobs' increments, one entry per job's creation or end, not yet added to the hashes."""
+        return f"{self.prefix}metrics:pending"
+
     def speaker_queue(self, speaker: str) -> str:
         """The Celery queue of the workers that serve ``speaker``."""
         return f"{self.prefix}speaker.{speaker}"

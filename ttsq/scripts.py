@@ -129,18 +129,47 @@ entries not yet read, for the worker's back-pressure."""
 
 INCREMENTS = """
 local function add_metrics(from)
-  for i = from, #ARGV, 3 do
-    if string.find(ARGV[i + 2], '[.eE]') then
-      redis.call('hincrbyfloat', ARGV[i], ARGV[i + 1], ARGV[i + 2])
-    else
-      redis.call('hincrby', ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  if #ARGV > from then redis.call('rpush', ARGV[from], cjson.encode({unpack(ARGV, from + 1, #ARGV)})) end
+end
+"""
+"""A script's trailing ARGV from index ``from``: the pending list's name, then (hash, field, amount) triples of metric
+increments (see ``ttsq.metrics.record.script_args``), queued as one JSON entry: one command in the job's step
+rather than one per field (a job's end has 13); ``FOLD_METRICS`` adds them to the hashes later."""
+
+FOLD_METRICS = """
+local entries = redis.call('lrange', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+local totals, floats, order = {}, {}, {}
+for _, entry in ipairs(entries) do
+  local ok, adds = pcall(cjson.decode, entry)
+  if ok and type(adds) == 'table' then
+    for i = 1, #adds - 2, 3 do
+      local amount = tonumber(adds[i + 2])
+      if amount then
+        local id = adds[i] .. '\\n' .. adds[i + 1]
+        if not totals[id] then
+          totals[id] = 0
+          order[#order + 1] = {adds[i], adds[i + 1], id}
+        end
+        totals[id] = totals[id] + amount
+        if string.find(adds[i + 2], '[.eE]') then floats[id] = true end
+      end
     end
   end
 end
+for _, add in ipairs(order) do
+  if floats[add[3]] then
+    redis.call('hincrbyfloat', add[1], add[2], string.format('%.17g', totals[add[3]]))
+  else
+    redis.call('hincrby', add[1], add[2], string.format('%d', totals[add[3]]))
+  end
+end
+if #entries > 0 then redis.call('ltrim', KEYS[1], #entries, -1) end
+return #entries
 """
-"""A script's trailing ARGV from index ``from``: (hash, field, amount) triples of metric increments (see
-``ttsq.metrics.record.script_args``); an amount with a point or an exponent is a float. The hashes are named by
-value, not in KEYS: fine on one Redis, not on Redis Cluster (as RESERVE_SLOT)."""
+"""KEYS: the pending list. ARGV: the most entries to take. Adds up to that many queued entries into the hashes, one
+HINCRBY(FLOAT) per field however many jobs share it, and drops them, in one step; the number taken. An amount with a
+point or an exponent is a float; an unreadable entry is dropped (a bad increment costs a count, never the fold).
+The hashes are named by value, not in KEYS: fine on one Redis, not on Redis Cluster (as RESERVE_SLOT)."""
 
 CREATE_JOB = (
     INCREMENTS

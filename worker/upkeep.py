@@ -11,6 +11,7 @@ import redis
 
 from ttsq import presence
 from ttsq.metrics.collect import kombu_queue_keys
+from ttsq.metrics.record import fold
 from ttsq.models import JobStatus
 from ttsq.queue import enqueue_synthesis
 
@@ -107,6 +108,7 @@ def run_upkeep(runtime: Runtime, stop: threading.Event) -> None:
             announce(runtime)
             requeue_orphans(runtime)
             requeue_overdue(runtime.store, runtime.celery, runtime.config)
+            fold(runtime.store.redis, runtime.store.prefix)  # the pending list stays short between scrapes
             if time.monotonic() >= next_cleanup:
                 if not backfilled:  # records from before the retention set existed
                     added = runtime.store.backfill_finished()

@@ -46,7 +46,7 @@ class JobStore:
             keys.append(idempotency_key)
         pairs = _pairs(job.model_dump(mode="json"))
         args: list[bytes | str | int] = [text.encode("utf-8"), job.id, repr(job.created_at), keep_s, len(pairs), *pairs]
-        increments = metrics.script_args(metrics.job_created(self.prefix))
+        increments = metrics.script_args(self.prefix, metrics.job_created(self.prefix))
         self.redis.eval(scripts.CREATE_JOB, len(keys), *keys, *args, *increments)
 
     def withdraw(self, job: Job) -> None:
@@ -243,7 +243,7 @@ class JobStore:
         increments = metrics.job_finished(self.prefix, ended, fields["status"], now, audio_s)
         due = repr(now + WEBHOOK_GRACE_S) if job.webhook_url else ""
         args: list[str | int] = [token or "", job.id, repr(now), due, len(statuses), *statuses, len(pairs), *pairs]
-        script_args = [*args, *metrics.script_args(increments)]
+        script_args = [*args, *metrics.script_args(self.prefix, increments)]
         return bool(self.redis.eval(scripts.END_JOB, 6, *names, keys.events(job.id), *script_args))
 
     # --- the webhook outbox ---------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from .record import (
     WEBHOOK_OUTCOMES,
     HistogramSpec,
     counters_key,
+    fold,
     histogram_key,
 )
 
@@ -65,6 +66,7 @@ class RedisCollector(Collector):
         return []  # registering must not touch Redis
 
     def collect(self) -> Iterator[Metric]:
+        fold(self.client, self.prefix)  # what jobs queued since the last fold counts in this scrape
         with self.client.pipeline(transaction=False) as pipe:
             pipe.hgetall(counters_key(self.prefix))
             for spec in HISTOGRAMS:

@@ -2,7 +2,10 @@
 
 API and workers may run on different hosts, so prometheus-client's multiprocess mode (a shared directory) does
 not fit. Every process instead adds to hashes under the deployment's key prefix with HINCRBY / HINCRBYFLOAT
-(atomic, so any number of writers agree), and one collector reads them back with one pipeline per scrape:
+(atomic, so any number of writers agree), and one collector reads them back with one pipeline per scrape. A job's
+own creation and end queue their increments as one entry of ``{prefix}metrics:pending`` in the same Lua step as the
+job's write (one command, not one per field: a job's end has 13), and those entries are added into the hashes, a
+batch at a time with one command per field, by ``fold``: before every scrape, and by each worker's upkeep.
 
 - ``{prefix}metrics:counters``: ``<metric>|<label values>`` -> count.
 - ``{prefix}metrics:histogram:<metric>``: ``<label values>|<upper bound>`` -> observations in that bucket alone
@@ -23,7 +26,7 @@ from typing import Any
 import redis
 from prometheus_client.utils import floatToGoString
 
-from ttsq import models
+from ttsq import models, scripts
 from ttsq.keys import Keys
 from ttsq.models import Job, JobStatus
 
@@ -141,9 +144,29 @@ def record(client: redis.Redis, increments: list[Increment]) -> None:
                 pipe.hincrbyfloat(add.key, add.field, add.amount)
 
 
-def script_args(increments: list[Increment]) -> list[str]:
-    """``increments`` as a Lua script's trailing arguments (see ``ttsq.scripts.INCREMENTS``)."""
-    return [item for add in increments for item in (add.key, add.field, repr(add.amount))]
+def script_args(prefix: str, increments: list[Increment]) -> list[str]:
+    """``increments`` as a Lua script's trailing arguments, queued to the pending list (``ttsq.scripts.INCREMENTS``)."""
+    return [
+        Keys(prefix).metrics_pending,
+        *(item for add in increments for item in (add.key, add.field, repr(add.amount))),
+    ]
+
+
+FOLD_BATCH = 1000
+"""Pending entries added up per Lua call: a few milliseconds of Redis's time at most."""
+FOLD_BATCHES = 20
+"""Batches per ``fold`` call: a backlog larger than this waits for the next one."""
+
+
+def fold(client: redis.Redis, prefix: str) -> int:
+    """Add the pending entries into the hashes (see the module's docstring); the number added."""
+    pending, total = Keys(prefix).metrics_pending, 0
+    for _ in range(FOLD_BATCHES):
+        taken = int(client.eval(scripts.FOLD_METRICS, 1, pending, FOLD_BATCH))  # type: ignore[arg-type]
+        total += taken
+        if taken < FOLD_BATCH:
+            break
+    return total
 
 
 def record_job_created(client: redis.Redis, prefix: str, jobs: int = 1) -> None:
