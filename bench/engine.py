@@ -103,7 +103,7 @@ def long_text(min_chars: int = LONG_TEXT_CHARS) -> str:
     return (PASSAGE * repeats).strip()
 
 
-def load_speaker(parallel_sentences: bool = False) -> Speaker:
+def load_speaker(parallel_sentences: bool = True) -> Speaker:
     tts = TTS(device="cpu", parallel_sentences=parallel_sentences)
     return tts.load(SPEAKER).prepare(warmup=True).speakers[SPEAKER]
 
@@ -184,7 +184,7 @@ def bench_engine(speaker: Speaker, rounds: int) -> dict[str, Any]:
 # --- the stack: embedded Redis, a worker process, the API on a real HTTP server ------------------------------------
 
 
-def stack_env(redis_url: str, data_dir: Path, parallel_sentences: bool = False) -> dict[str, str]:
+def stack_env(redis_url: str, data_dir: Path, parallel_sentences: bool = True) -> dict[str, str]:
     return {
         "TTSQ_REDIS_URL": redis_url,
         "TTSQ_SECRET_KEY": secrets.token_hex(16),
@@ -311,7 +311,7 @@ def raw_celery(redis_url: str) -> Iterator[Callable[[], float]]:
     app.close()
 
 
-def bench_queue(speaker: Speaker, count: int, parallel_sentences: bool = False) -> dict[str, Any]:
+def bench_queue(speaker: Speaker, count: int, parallel_sentences: bool = True) -> dict[str, Any]:
     """The worker runs the engine as ``speaker`` does (parallel sentences or not), so synthesis compares alike."""
     with tempfile.TemporaryDirectory(prefix="ttsq-bench-") as tmp, ExitStack() as stack:
         data_dir = Path(tmp)
@@ -509,9 +509,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"where to write the figures ({DEFAULT_JSON})")
     parser.add_argument(
         "--parallel-sentences",
-        action="store_true",
-        help="run ttsq's engine, and the queue section's worker, with TTSQ_PARALLEL_SENTENCES (a single-thread "
-        "stream per core) instead of one stream on all cores",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="ttsq's engine, and the queue section's worker, with TTSQ_PARALLEL_SENTENCES (the default: a "
+        "single-thread stream per core); --no-parallel-sentences: up to two at once on all cores",
     )
     parser.add_argument(
         "--sections",

@@ -297,7 +297,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=None)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     parser.add_argument(
-        "--parallel-sentences", action="store_true", help="the worker runs with TTSQ_PARALLEL_SENTENCES=1"
+        "--parallel-sentences",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the worker's TTSQ_PARALLEL_SENTENCES (default: on, as ttsq's own default)",
     )
     return parser.parse_args(argv)
 

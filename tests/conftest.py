@@ -28,8 +28,8 @@ MOTO_MIN_PART_SIZE = 64 * 1024
 
 @pytest.fixture(scope="session")
 def tts() -> TTS:
-    """The real joe voice, prepared once for the whole run."""
-    return TTS(device="cpu").load("joe").prepare(warmup=False)
+    """The real joe voice, prepared once for the whole run: two streams, whatever the host's cores."""
+    return TTS(device="cpu", threads=2).load("joe").prepare(warmup=False)
 
 
 @pytest.fixture(scope="session")

@@ -121,3 +121,22 @@ def test_what_killed_runs_left_in_storage_goes_with_the_job(runtime) -> None:  #
     assert run_to_end(runtime, job_id) == "succeeded"
     kept = [f"{job_id}.{e}" for e in ("srt", "vtt", "wav")]  # the audio and its captions
     assert sorted(p.name for p in root.iterdir()) == sorted([*kept, other.name])
+
+
+@pytest.mark.parametrize("holds", [True, False])
+def test_the_output_and_its_captions_commit_together_on_one_fence_read(runtime, monkeypatch, holds) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: a short job's end read the lock once per file (output, two caption files); now once for the three,
+    and a run that lost its lock by then commits none of them."""
+    job_id = make_job(runtime, "One short sentence.")
+    reads: list[str] = []
+
+    def holds_lock(job: str, token: str) -> bool:
+        reads.append(job)
+        return holds
+
+    monkeypatch.setattr(runtime.store, "holds_lock", holds_lock)
+    assert run_to_end(runtime, job_id) == ("succeeded" if holds else "lock-lost")
+    assert reads == [job_id]
+    committed = sorted(p.name for p in runtime.storage.root.glob(f"{job_id}.*"))
+    assert committed == ([f"{job_id}.{e}" for e in ("srt", "vtt", "wav")] if holds else [])
+    assert list(runtime.storage.root.glob(f".{job_id}.*")) == []  # no partial file left either

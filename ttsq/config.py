@@ -142,8 +142,9 @@ class Config(BaseModel):
     s3_part_size: int = Field(8 * 1024 * 1024, ge=64 * 1024, le=5 * 1024**3)
     """Bytes per multipart part. S3 and MinIO need at least 5 MiB; smaller is for test servers."""
     threads: int | None = Field(None, ge=1, le=256)
-    parallel_sentences: bool = False
-    """On CPUs, synthesize sentences side by side: more throughput, much more memory (see engine.TTS)."""
+    parallel_sentences: bool = True
+    """On CPUs, a sentence per thread, as many at once as threads (the most throughput); false: up to two at once on
+    all threads (a lone sentence on every core). See engine.TTS."""
     allocator: str = Field("auto", pattern="^(auto|system|jemalloc)$")
     """The worker's malloc: ``jemalloc`` (Debian's libjemalloc2, preloaded; fails without it), ``system``, or
     ``auto``: jemalloc where installed (the images), else the system's. See ttsq/cli/allocator.py."""

@@ -31,7 +31,7 @@ from engine.narration import Mark
 from engine.text.clean import display_text
 from ttsq.jobs.plans import SegmentRecord
 from ttsq.models import Job, JobResult, JobStatus, Progress
-from ttsq.storage.base import caption_key, cover_key, key_for, segment_key
+from ttsq.storage.base import Fence, caption_key, cover_key, key_for, segment_key
 
 from .cleanup import remove_job_files
 from .outcomes import JobCanceledError, LockLostError, Outcome
@@ -66,25 +66,27 @@ def assemble(
     marks = [m for r in records for m in r.marks if CUE not in m]
     chapters = chapters_from(_chapter_headings(chunks, marks), duration_s)
     key = key_for(job.id, job.format)
-    fence = partial(runtime.store.holds_lock, job.id, token)
+    fence = CommitFence(partial(runtime.store.holds_lock, job.id, token))
     tags = BookTags(job.title, job.author, chapters, *_cover(runtime, job))
-    if job.format == "wav" or (job.format in FORMATS and not tags):
-        with (
-            runtime.storage.writer(key, tag=token, fence=fence) as sink,
-            open_audio_writer(sink, rate, job.format, total) as out,
-        ):
-            _write_segments(runtime, job, records, out, sink, held)
-    else:
-        with tempfile.TemporaryDirectory(prefix=f"ttsq-{job.id}-") as folder:
+    # The output and its captions commit together, after all of them are written: one fence read for the three (a
+    # failed one leaves none of them), where each asked Redis on its own (issue 12).
+    with contextlib.ExitStack() as commits:
+        if job.format == "wav" or (job.format in FORMATS and not tags):
+            sink = commits.enter_context(runtime.storage.writer(key, tag=token, fence=fence))
+            with open_audio_writer(sink, rate, job.format, total) as out:
+                _write_segments(runtime, job, records, out, sink, held)
+        else:
+            folder = commits.enter_context(tempfile.TemporaryDirectory(prefix=f"ttsq-{job.id}-"))
             built = Path(folder) / f"output.{job.format}"
             with open_book_writer(built, rate, job.format, tags, total) as out:
                 _write_segments(runtime, job, records, out, None, held)
             tag_file(built, job.format, tags)
-            with runtime.storage.writer(key, tag=token, fence=fence) as sink, built.open("rb") as source:
+            sink = commits.enter_context(runtime.storage.writer(key, tag=token, fence=fence))
+            with built.open("rb") as source:
                 while block := source.read(READ_BLOCK_BYTES):
                     sink.write(block)
                     sink.flush()
-    captions = _write_captions(runtime, job, token, records, chunks)
+        captions = _write_captions(runtime, job, token, records, chunks, commits, fence)
     public_marks = [asdict(Mark(**{k: m[k] for k in ("paragraph", "heading", "start_s", "text")})) for m in marks]
     result = JobResult(
         key=key,
@@ -190,25 +192,43 @@ def _cues(chunks: Chunks, records: list[SegmentRecord]) -> Iterator[Cue]:
 
 
 def _write_captions(
-    runtime: Runtime, job: Job, token: str, records: list[SegmentRecord], chunks: Chunks
+    runtime: Runtime,
+    job: Job,
+    token: str,
+    records: list[SegmentRecord],
+    chunks: Chunks,
+    commits: contextlib.ExitStack,
+    fence: Fence,
 ) -> dict[str, str]:
     """The captions in every format, each a fenced object, written side by side from one read of the plan (a book's
-    plan is read once, not once a format); format -> storage key."""
-    fence = partial(runtime.store.holds_lock, job.id, token)
+    plan is read once, not once a format); committed when ``commits`` closes. Format -> storage key."""
     keys = {fmt: caption_key(job.id, fmt) for fmt in CAPTION_FORMATS}
     makers = {"vtt": vtt_lines, "srt": srt_lines}
     # One cue stream teed to both formats, written in step, so the tee never holds more than a cue or two.
     streams = itertools.tee(_cues(chunks, records), len(keys))
     lines = {fmt: makers[fmt](stream) for fmt, stream in zip(keys, streams, strict=True)}
-    with contextlib.ExitStack() as files:
-        sinks = {
-            fmt: files.enter_context(runtime.storage.writer(key, tag=token, fence=fence)) for fmt, key in keys.items()
-        }
-        for row in itertools.zip_longest(*lines.values()):
-            for fmt, line in zip(lines, row, strict=True):
-                if line is not None:
-                    sinks[fmt].write(line.encode("utf-8"))
+    sinks = {
+        fmt: commits.enter_context(runtime.storage.writer(key, tag=token, fence=fence)) for fmt, key in keys.items()
+    }
+    for row in itertools.zip_longest(*lines.values()):
+        for fmt, line in zip(lines, row, strict=True):
+            if line is not None:
+                sinks[fmt].write(line.encode("utf-8"))
     return keys
+
+
+class CommitFence:
+    """A fence asked once for writers that commit one after another as a group (an ExitStack closing): the first
+    writer's commit reads the lock, the rest go by that answer, read moments before."""
+
+    def __init__(self, fence: Fence) -> None:
+        self._fence = fence
+        self._answer: bool | None = None
+
+    def __call__(self) -> bool:
+        if self._answer is None:
+            self._answer = self._fence()
+        return self._answer
 
 
 def _cover(runtime: Runtime, job: Job) -> tuple[bytes | None, str | None]:
