@@ -42,7 +42,9 @@ def run_job(runtime: Runtime, job_id: str) -> Outcome:
 def _run_job(runtime: Runtime, job_id: str) -> Outcome:
     store, config = runtime.store, runtime.config
     token = uuid.uuid4().hex
-    if not store.acquire_lock(job_id, token, config.lock_ttl_s):
+    # Read only under the lock: a run that finished a moment ago must be seen as finished.
+    taken, read = store.take(job_id, token, config.lock_ttl_s)
+    if not taken:
         logger.info("%s: running elsewhere; skipping this delivery", job_id)
         return Outcome.locked
     lost = threading.Event()
@@ -54,7 +56,7 @@ def _run_job(runtime: Runtime, job_id: str) -> Outcome:
     outcome: Outcome | None = None  # stays None if the run raises: its lock is released all the same
     job: Job | None = None
     try:
-        outcome, job = _take(runtime, job_id, token, lost)
+        outcome, job = _take(runtime, job_id, read, token, lost)
         if outcome == Outcome.continued and not store.hand_off(job_id, token):
             outcome = Outcome.lock_lost
             if store.status(job_id) == JobStatus.canceled and (job := store.get(job_id)) is not None:
@@ -71,10 +73,10 @@ def _run_job(runtime: Runtime, job_id: str) -> Outcome:
     return outcome
 
 
-def _take(runtime: Runtime, job_id: str, token: str, lost: threading.Event) -> tuple[Outcome, Job | None]:
+def _take(
+    runtime: Runtime, job_id: str, job: Job | None, token: str, lost: threading.Event
+) -> tuple[Outcome, Job | None]:
     """What the run did, and the job as it read it (None if there is none)."""
-    # Read only under the lock: a run that finished a moment ago must be seen as finished.
-    job = runtime.store.get(job_id)
     if job is None:
         logger.warning("%s: no such job; dropping the task", job_id)
         return Outcome.missing, None

@@ -66,7 +66,18 @@ class JobStore:
     def get(self, job_id: str) -> Job | None:
         """The job, or None if there is none, or none readable: a damaged record answers as gone, never as an
         error to every caller."""
-        raw = self.redis.hgetall(self.keys.job(job_id))
+        return self._decoded(job_id, self.redis.hgetall(self.keys.job(job_id)))
+
+    def take(self, job_id: str, token: str, ttl_s: int) -> tuple[bool, Job | None]:
+        """A run's start: the job's lock and, read under it, the job, in one round trip (issue 12). Whether the lock
+        was taken, and the job as ``get`` reads it (None when the lock was not taken)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            locks.acquire(pipe, self.keys.lock(job_id), token, ttl_s)  # queued: its answer comes with execute()
+            pipe.hgetall(self.keys.job(job_id))
+            taken, raw = pipe.execute()
+        return (True, self._decoded(job_id, raw)) if taken else (False, None)
+
+    def _decoded(self, job_id: str, raw: dict[bytes, bytes]) -> Job | None:
         if not raw:
             return None
         try:
