@@ -77,7 +77,7 @@ class JobStore:
             taken, raw = pipe.execute()
         return (True, self._decoded(job_id, raw)) if taken else (False, None)
 
-    def _decoded(self, job_id: str, raw: dict[bytes, bytes]) -> Job | None:
+    def _decoded(self, job_id: str, raw: dict[Any, Any]) -> Job | None:
         if not raw:
             return None
         try:
