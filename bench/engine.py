@@ -62,7 +62,7 @@ ROUNDS, QUICK_ROUNDS = 5, 2
 BACKEND_ROUNDS, QUICK_BACKEND_ROUNDS = 3, 1
 """Rounds of the backends section (each runs every engine once)."""
 SECTIONS = ("engine", "backends", "queue")
-JOBS, QUICK_JOBS = 20, 5
+JOBS, QUICK_JOBS = 60, 5
 """Short jobs through the stack, and as many raw Celery round trips and in-process syntheses."""
 
 LONG_POLL_S = 25

@@ -32,7 +32,6 @@ def test_defaults_run_embedded_with_joe() -> None:
         ({"TTSQ_SPEAKERS": "Joe Smith=x"}, "TTSQ_SPEAKERS: invalid speaker name"),
         ({"TTSQ_STORAGE": "ftp://x"}, "TTSQ_STORAGE"),
         ({"TTSQ_PUBLIC_URL": "example.com"}, "TTSQ_PUBLIC_URL"),
-        ({"TTSQ_TASK_TIME_LIMIT_S": "100", "TTSQ_VISIBILITY_TIMEOUT_S": "150"}, "at least twice"),
     ],
 )
 def test_bad_values_stop_start_with_one_clear_line(env: dict[str, str], message: str) -> None:

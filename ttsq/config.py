@@ -47,7 +47,6 @@ ENV_VARS: dict[str, str] = {
     "TTSQ_URL_TTL_S": "url_ttl_s",
     "TTSQ_KEY_PREFIX": "key_prefix",
     "TTSQ_VISIBILITY_TIMEOUT_S": "visibility_timeout_s",
-    "TTSQ_RESTORE_INTERVAL_S": "restore_interval_s",
     "TTSQ_TASK_TIME_LIMIT_S": "task_time_limit_s",
     "TTSQ_LOCK_TTL_S": "lock_ttl_s",
     "TTSQ_MAX_ATTEMPTS": "max_attempts",
@@ -130,9 +129,8 @@ class Config(BaseModel):
     url_ttl_s: int = Field(3600, ge=10, le=7 * 24 * 3600)
     key_prefix: str = DEFAULT_PREFIX
     visibility_timeout_s: int = Field(3600, ge=10)
-    """Broker redelivers an unacknowledged task after this; kept far above task_time_limit_s."""
-    restore_interval_s: int = Field(10, ge=1)
-    """How often the worker sweeps for unacknowledged tasks to redeliver."""
+    """A job still queued this long after it was queued or last sent, with no message left in its queue, lost its
+    message (a worker killed holding it, an API killed before queueing it): a worker's upkeep sends it again."""
     task_time_limit_s: int = Field(900, ge=1)
     """A job that synthesizes longer than this fails with a clear reason."""
     lock_ttl_s: int = Field(30, ge=3)
@@ -290,11 +288,6 @@ class Config(BaseModel):
     def _check_together(self) -> Config:
         if not self.speakers:
             raise ValueError("TTSQ_SPEAKERS: at least one speaker is needed")
-        if self.task_time_limit_s * 2 > self.visibility_timeout_s:
-            raise ValueError(
-                f"TTSQ_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must be at least twice "
-                f"TTSQ_TASK_TIME_LIMIT_S ({self.task_time_limit_s}), or a running job is delivered a second time"
-            )
         if self.redis_url is not None and self.secret_key is None:
             raise ValueError(
                 "TTSQ_SECRET_KEY must be set when TTSQ_REDIS_URL is set (signed URLs need a shared secret)"

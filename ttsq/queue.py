@@ -36,13 +36,11 @@ def create_celery(config: Config, include: Sequence[str] = ()) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
-        broker_transport_options={
-            # Redelivery of an unacknowledged task waits for this; far above the longest task.
-            "visibility_timeout": config.visibility_timeout_s,
-            # kombu sweeps every interval x throttle seconds (~100 s by default); make the interval the period.
-            "unacked_restore_interval": config.restore_interval_s,
-            "unacked_restore_throttle": 1,
-        },
+        # No copy of each delivered message in Redis until its acknowledgement (kombu's ack emulation: 8 commands
+        # and 2 round trips a task, issue 12): what it would redeliver after its hour, ttsq's own upkeep already
+        # does, sooner for a running job (its lock's TTL), as soon for a queued one (TTSQ_VISIBILITY_TIMEOUT_S).
+        # A worker that stops cleanly still puts back the messages it holds.
+        broker_transport_options={"ack_emulation": False},
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )

@@ -43,7 +43,7 @@ POLL_S = 0.05
 # Short lock TTL: a dead or cut-off worker's job moves within seconds. Small segments: a long job has many, so a
 # fault lands mid-job and the resume is visible. Short retention, swept every 2 s: longer than the webhook outbox's
 # minute (WEBHOOK_GRACE_S), or a job whose first delivery was cut would be removed before its event is sent again. A
-# visibility timeout of 10 s (the least, twice the task limit), so kombu's restore sweep is seen within the test.
+# queued job that lost its message is sent again after 10 s (TTSQ_VISIBILITY_TIMEOUT_S), within the test.
 CONFIG: dict[str, str] = {
     "TTSQ_KEY_PREFIX": PREFIX,
     "TTSQ_SECRET_KEY": SECRET,
@@ -57,7 +57,6 @@ CONFIG: dict[str, str] = {
     "TTSQ_CLEANUP_INTERVAL_S": "2",
     "TTSQ_TASK_TIME_LIMIT_S": "5",
     "TTSQ_VISIBILITY_TIMEOUT_S": "10",
-    "TTSQ_RESTORE_INTERVAL_S": "2",
     "TTSQ_WEBHOOK_TIMEOUT_S": "5",
     "TTSQ_WEBHOOK_BACKOFF_S": "0.5",
     "TTSQ_API_KEYS": f"chaos:{hash_api_key(API_KEY)}",
@@ -68,7 +67,6 @@ CONFIG: dict[str, str] = {
 }
 LOCK_TTL_S = float(CONFIG["TTSQ_LOCK_TTL_S"])
 VISIBILITY_TIMEOUT_S = float(CONFIG["TTSQ_VISIBILITY_TIMEOUT_S"])
-RESTORE_INTERVAL_S = float(CONFIG["TTSQ_RESTORE_INTERVAL_S"])
 RETENTION_S = float(CONFIG["TTSQ_RETENTION_S"])
 
 
