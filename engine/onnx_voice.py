@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import onnxruntime
 from piper.config import PiperConfig
 
+from .cores import available_cores
 from .errors import EngineError
 from .options import SynthesisOptions
 
@@ -36,17 +36,18 @@ rather than one fixed share per thread."""
 def session_options(threads: int | None = None) -> onnxruntime.SessionOptions:
     """Session options set explicitly rather than left to onnxruntime's defaults.
 
-    A speaker runs two sentences at once on one session (two jobs', or two of one job's). So pool threads sleep when
-    idle rather than spin (spinning for one run takes the core the other run needs), and a parallel loop's blocks
-    are handed out as threads come free (a run whose pool thread is busy with the other run does the work itself
-    rather than wait for its fixed share). Issue 12, on 2 cores, 11 sentences two at a time: 1.77-1.89 s against
-    2.32 s with onnxruntime's defaults; a lone sentence as fast as piper's."""
+    A speaker runs several sentences at once on one session (two jobs', or two of one job's): by default each on one
+    thread (``threads`` 1, where none of this matters); with ``parallel_sentences=False`` two on every thread. So
+    pool threads sleep when idle rather than spin (spinning for one run takes the core the other run needs), and a
+    parallel loop's blocks are handed out as threads come free (a run whose pool thread is busy with the other run
+    does the work itself rather than wait for its fixed share). Issue 12, on 2 cores, 11 sentences two at a time:
+    1.77-1.89 s against 2.32 s with onnxruntime's defaults; a lone sentence as fast as piper's."""
     options = onnxruntime.SessionOptions()
     options.add_session_config_entry(SPINNING, "0")
     options.add_session_config_entry(DYNAMIC_BLOCKS, "1")
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads or (os.cpu_count() or 1)
+    options.intra_op_num_threads = threads or available_cores()
     options.inter_op_num_threads = 1
     return options
 

@@ -163,8 +163,9 @@ class Speaker:
         pending: deque[tuple[int, Future[np.ndarray]]] = deque()
         window = 2 * self.parallel
         try:
-            # An interactive call's first sentence runs alone, on every thread of its stream: what a listener waits
-            # for is the first audio (issue 12: 207 -> ~115 ms for a paragraph with two sentences at once).
+            # An interactive call's first sentence runs alone (on every thread of its stream, where a stream has more
+            # than one): what a listener waits for is the first audio (issue 12: 207 -> ~115 ms for a paragraph
+            # with two sentences at once on all threads).
             for item in work:
                 pending.append(self._submit(item, options, priority))
                 if len(pending) >= window or priority == Priority.interactive:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Mapping
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .constants import DEFAULT_SOURCE, SPEAKER_NAME
+from .cores import available_cores
 from .errors import EngineError, NotPreparedError, UnknownSpeakerError
 from .graph import cpu_model
 from .onnx_voice import OnnxVoice, Provider
@@ -194,7 +194,7 @@ class TTS:
         run = self._run_model(model)
         if self.parallel_sentences:
             voice = OnnxVoice(run, config, self._providers, threads=1)
-            return Speaker(name, voice, parallel=self.threads or os.cpu_count() or 1), model
+            return Speaker(name, voice, parallel=self.threads or available_cores()), model
         streams = CPU_STREAMS if self.device == "cpu" else 1
         return Speaker(name, OnnxVoice(run, config, self._providers, self.threads), parallel=streams), model
 

@@ -13,6 +13,7 @@ import soundfile
 from piper import PiperVoice, SynthesisConfig
 
 from engine import TTS, Audio, EngineError, InvalidInputError, NotPreparedError, SynthesisOptions, UnknownSpeakerError
+from engine.cores import available_cores, cgroup_quota
 
 DETERMINISTIC = SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0)
 TEXT = "Dr. Smith arrived at ten. It was raining, and the streets were empty! Was anyone home?"
@@ -39,7 +40,7 @@ def test_the_default_cpu_speaker_matches_piper_within_one_step() -> None:
     one single-threaded session: the same audio as piper's up to float rounding."""
     tts = TTS().load("joe").prepare(warmup=False)
     speaker = tts.speakers["joe"]
-    assert speaker.parallel == (os.cpu_count() or 1)
+    assert speaker.parallel == available_cores()
     assert speaker.voice.session.get_session_options().intra_op_num_threads == 1  # type: ignore[attr-defined]
     assert ".conv2d-" in str(speaker.voice.model_path)  # type: ignore[attr-defined]
     ours = speaker.generate(TEXT, DETERMINISTIC)
@@ -249,3 +250,18 @@ def test_a_narration_gives_back_the_memory_its_longest_sentences_grew() -> None:
     assert after - before < (grown - before) / 2, (
         f"RSS {before:.0f} MB before, {grown:.0f} grown, {after:.0f} after the narration"
     )
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "quota"),
+    [("max 100000\n", None), ("200000 100000\n", 2), ("150000 100000", 2), ("50000 100000", 1), ("junk", None)],
+)
+def test_a_cgroup_cpu_quota_caps_the_cores_a_speaker_uses(tmp_path, cpu_max: str, quota: int | None) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: os.cpu_count() counts the host's cores, so a container given 2 CPUs on a 64-core node ran 64
+    sentences at once (and 65 Celery threads) per speaker, each with its working memory."""
+    path = tmp_path / "cpu.max"
+    path.write_text(cpu_max, encoding="ascii")
+    assert cgroup_quota(path) == quota
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cores(path) == (min(affinity, quota) if quota else affinity)
+    assert cgroup_quota(tmp_path / "missing") is None

@@ -41,6 +41,20 @@ def test_a_queued_job_is_left_alone_while_its_queue_holds_messages_or_it_is_rece
     assert requeue_orphans(runtime) == [old]
 
 
+def test_a_queued_job_behind_a_busy_queue_is_sent_again_after_twice_as_long(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: with no broker-side copy of a delivered message (kombu's ack emulation off), a job whose
+    first message a killed worker held waited for its queue to empty, which under steady load it never does."""
+    job_id = make_job(runtime)
+    queue = runtime.config.keys.speaker_queue("joe")
+    enqueue_synthesis(runtime.celery, make_job(runtime), queue)  # a backlog that stays
+    runtime.store.update(job_id, created_at=time.time() - 2 * runtime.config.visibility_timeout_s + 60)
+    assert requeue_orphans(runtime) == []  # not yet twice the timeout
+    runtime.store.update(job_id, created_at=time.time() - 2 * runtime.config.visibility_timeout_s - 60)
+    assert requeue_orphans(runtime) == [job_id]
+    assert redis_client.llen(queue) == 2
+    assert requeue_orphans(runtime) == []  # sent once per period
+
+
 def test_a_requeued_running_job_is_not_sent_twice(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
     """A job whose worker died long ago is requeued once, and not again as a queued job with no message."""
     job_id = make_job(runtime)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -250,3 +251,39 @@ def test_jobs_queue_their_increments_and_a_fold_adds_them_up(redis_client) -> No
     assert redis_client.hget(rtf, "joe|20.0") == b"1"
     assert fold(redis_client, TEST_PREFIX) == 0  # nothing left: nothing added twice
     assert redis_client.hget(counters, "ttsq_jobs_created") == b"3"
+
+
+def test_a_bad_pending_entry_costs_its_counts_never_the_fold(redis_client) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: an increment Redis refuses (a key of another type, a non-number) failed the whole fold, which
+    then re-added the entries before it at every scrape. Now what cannot be added is dropped, the rest added once."""
+    pending = Keys(TEST_PREFIX).metrics_pending
+    counters = metrics_record.counters_key(TEST_PREFIX)
+    wrong_type = f"{TEST_PREFIX}metrics:not-a-hash"
+    redis_client.set(wrong_type, "a string")
+    good = metrics_record.script_args(TEST_PREFIX, metrics_record.job_created(TEST_PREFIX))[1:]
+    for entry in (
+        [wrong_type, "field", "1"],
+        [counters, "ttsq_jobs_created", "inf"],
+        [counters, "ttsq_jobs_created", None],
+        [counters, 7, "1"],
+        good,
+    ):
+        redis_client.rpush(pending, json.dumps(entry))
+    assert fold(redis_client, TEST_PREFIX) == 5
+    assert redis_client.llen(pending) == 0
+    assert redis_client.hget(counters, "ttsq_jobs_created") == b"1"
+    assert fold(redis_client, TEST_PREFIX) == 0
+    assert redis_client.hget(counters, "ttsq_jobs_created") == b"1"  # nothing added twice
+    redis_client.delete(wrong_type)
+
+
+def test_a_withdrawn_job_is_folded_with_its_own_count(redis_client) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: the withdrawal's -1 went straight to the counter while the +1 was still pending, so a scrape
+    in between saw the counter go down (a reset, to Prometheus)."""
+    store = JobStore(redis_client, TEST_PREFIX)
+    job = make_job()
+    store.create(job, "Hello.")
+    store.withdraw(job)
+    assert redis_client.hget(metrics_record.counters_key(TEST_PREFIX), "ttsq_jobs_created") is None  # both pending
+    assert fold(redis_client, TEST_PREFIX) == 2
+    assert redis_client.hget(metrics_record.counters_key(TEST_PREFIX), "ttsq_jobs_created") == b"0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -16,6 +17,8 @@ from engine.constants import DEFAULT_SOURCE
 from .keys import DEFAULT_PREFIX, Keys
 from .parsing import OPENAI_VOICES, celery_redis_url, parse_api_keys, parse_speakers, parse_voice_aliases
 from .webhooks.policy import parse_allow
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = Path.home() / ".local" / "share" / "ttsq"
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "ttsq"
@@ -340,9 +343,18 @@ class Config(BaseModel):
         return self.worker_name or f"ttsq-{self.device.replace(':', '')}@{socket.gethostname()}"
 
 
+REMOVED_VARS = {
+    "TTSQ_RESTORE_INTERVAL_S": "kombu's ack emulation is off, so there is no sweep of unacknowledged tasks (issue 12)",
+}
+"""Settings ttsq no longer reads, and why: one set is warned about, not silently ignored."""
+
+
 def load_config(environ: Mapping[str, str] | None = None) -> Config:
     """Read TTSQ_* variables; raise ConfigError with one clear line on the first bad value."""
     environ = os.environ if environ is None else environ
+    for var, why in REMOVED_VARS.items():
+        if environ.get(var):
+            logger.warning("%s is no longer read: %s", var, why)
     values: dict[str, object] = {}
     for var, field in ENV_VARS.items():
         raw = environ.get(var)

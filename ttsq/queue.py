@@ -38,8 +38,9 @@ def create_celery(config: Config, include: Sequence[str] = ()) -> Celery:
         broker_connection_retry_on_startup=True,
         # No copy of each delivered message in Redis until its acknowledgement (kombu's ack emulation: 8 commands
         # and 2 round trips a task, issue 12): what it would redeliver after its hour, ttsq's own upkeep already
-        # does, sooner for a running job (its lock's TTL), as soon for a queued one (TTSQ_VISIBILITY_TIMEOUT_S).
-        # A worker that stops cleanly still puts back the messages it holds.
+        # does, sooner for a running job (its lock's TTL), as soon for a queued one whose queue is idle
+        # (TTSQ_VISIBILITY_TIMEOUT_S; twice that behind a busy queue). A worker that stops cleanly still puts back
+        # the messages it holds.
         broker_transport_options={"ack_emulation": False},
         worker_hijack_root_logger=False,
         worker_send_task_events=False,

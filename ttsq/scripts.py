@@ -138,38 +138,43 @@ rather than one per field (a job's end has 13); ``FOLD_METRICS`` adds them to th
 
 FOLD_METRICS = """
 local entries = redis.call('lrange', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #entries == 0 then return 0 end
+redis.call('ltrim', KEYS[1], #entries, -1)
 local totals, floats, order = {}, {}, {}
 for _, entry in ipairs(entries) do
   local ok, adds = pcall(cjson.decode, entry)
   if ok and type(adds) == 'table' then
     for i = 1, #adds - 2, 3 do
-      local amount = tonumber(adds[i + 2])
-      if amount then
-        local id = adds[i] .. '\\n' .. adds[i + 1]
+      local key, field, text = adds[i], adds[i + 1], adds[i + 2]
+      local amount = type(text) == 'string' and tonumber(text)
+      if type(key) == 'string' and type(field) == 'string' and amount and amount == amount
+          and math.abs(amount) ~= math.huge then
+        local id = key .. '\\n' .. field
         if not totals[id] then
           totals[id] = 0
-          order[#order + 1] = {adds[i], adds[i + 1], id}
+          order[#order + 1] = {key, field, id}
         end
         totals[id] = totals[id] + amount
-        if string.find(adds[i + 2], '[.eE]') then floats[id] = true end
+        if string.find(text, '[.eE]') then floats[id] = true end
       end
     end
   end
 end
 for _, add in ipairs(order) do
   if floats[add[3]] then
-    redis.call('hincrbyfloat', add[1], add[2], string.format('%.17g', totals[add[3]]))
+    redis.pcall('hincrbyfloat', add[1], add[2], string.format('%.17g', totals[add[3]]))
   else
-    redis.call('hincrby', add[1], add[2], string.format('%d', totals[add[3]]))
+    redis.pcall('hincrby', add[1], add[2], string.format('%d', totals[add[3]]))
   end
 end
-if #entries > 0 then redis.call('ltrim', KEYS[1], #entries, -1) end
 return #entries
 """
-"""KEYS: the pending list. ARGV: the most entries to take. Adds up to that many queued entries into the hashes, one
-HINCRBY(FLOAT) per field however many jobs share it, and drops them, in one step; the number taken. An amount with a
-point or an exponent is a float; an unreadable entry is dropped (a bad increment costs a count, never the fold).
-The hashes are named by value, not in KEYS: fine on one Redis, not on Redis Cluster (as RESERVE_SLOT)."""
+"""KEYS: the pending list. ARGV: the most entries to take. Takes up to that many queued entries off the list and adds
+them into the hashes, one HINCRBY(FLOAT) per field however many jobs share it, in one step; the number taken. An
+amount with a point or an exponent is a float. What cannot be added (an unreadable entry, a field that is not a
+finite number, a key of another type) is dropped: a bad entry costs its counts, never the fold, and nothing is
+ever added twice (the entries leave the list before anything is added). The hashes are named by value, not in
+KEYS: fine on one Redis, not on Redis Cluster (as RESERVE_SLOT)."""
 
 CREATE_JOB = (
     INCREMENTS
@@ -185,8 +190,8 @@ return 1
 """
 )
 """KEYS: text, record, active set, owner's jobs, and the Idempotency-Key's claim if any. ARGV: text, job id,
-created_at, seconds to keep the claim, the number of record items, the record's field/value pairs, then metric
-increments. Records a new job, counted, in one step."""
+created_at, seconds to keep the claim, the number of record items, the record's field/value pairs, then the
+metrics' pending list and increments (INCREMENTS). Records a new job, counted, in one step."""
 
 END_JOB = (
     INCREMENTS
@@ -212,7 +217,8 @@ return 1
 )
 """KEYS: lock, record, active set, retention set, webhook outbox, events channel. ARGV: the run's lock token ('':
 not fenced, a cancel), job id, the end's time, when its webhook is due ('': no webhook), n and n encoded statuses
-the job may be in, the number of record items, the record's field/value pairs, then metric increments. The one
-end of a job: the outcome, out of the active set, into retention and the outbox, counted, told to waiters, and the
-run's lock dropped, all in one step; 0 (nothing written) if the lock or the status is not as given. The metrics go
-last: Lua does not roll back, so a bad increment could cost a count, never the end itself."""
+the job may be in, the number of record items, the record's field/value pairs, then the metrics' pending list and
+increments (INCREMENTS). The one end of a job: the outcome, out of the active set, into retention and the outbox,
+counted, told to waiters, and the run's lock dropped, all in one step; 0 (nothing written) if the lock or the
+status is not as given. The metrics go last: Lua does not roll back, so a bad entry could cost a count, never the
+end itself."""

@@ -68,8 +68,10 @@ def assemble(
     key = key_for(job.id, job.format)
     fence = CommitFence(partial(runtime.store.holds_lock, job.id, token))
     tags = BookTags(job.title, job.author, chapters, *_cover(runtime, job))
-    # The output and its captions commit together, after all of them are written: one fence read for the three (a
-    # failed one leaves none of them), where each asked Redis on its own (issue 12).
+    # The output and its captions commit together, after all of them are written, on one read of the lock where each
+    # asked Redis on its own (issue 12): the captions commit, then the output, all by that answer (on S3 the three
+    # completes follow it, the output's last part uploaded in its own). A refusal leaves none of them; a storage
+    # error after the first commit can leave a caption file, which goes with the failed job's files.
     with contextlib.ExitStack() as commits:
         if job.format == "wav" or (job.format in FORMATS and not tags):
             sink = commits.enter_context(runtime.storage.writer(key, tag=token, fence=fence))

@@ -26,6 +26,11 @@ WEBHOOK_GRACE_S = 60.0
 """An ended job's event not settled this long after it was due is queued again (its task was lost)."""
 
 
+BUSY_QUEUE_FACTOR = 2
+"""A queued job whose queue holds messages is sent again after this many TTSQ_VISIBILITY_TIMEOUT_S (its message may
+be one of them: a duplicate is likelier than a loss, and harmless)."""
+
+
 class JobStore:
     """Reads and writes job records, texts and per-job locks under one key prefix."""
 
@@ -56,7 +61,7 @@ class JobStore:
             pipe.delete(self.keys.job(job.id), self.keys.text(job.id))
             pipe.srem(self.keys.active, job.id)
             pipe.zrem(self.keys.owner_jobs(job.owner), job.id)
-            metrics.record_job_created(pipe, self.keys.prefix, -1)
+            metrics.queue_job_created(pipe, self.keys.prefix, -1)
             pipe.execute()
 
     def delete(self, job_id: str) -> None:
@@ -192,7 +197,10 @@ class JobStore:
         a worker killed just after a segment leaves the next one it had prefetched. A live consumer takes the lock
         within moments of taking a message, and a duplicate is harmless (the lock lets one run at a time). A queued
         job whose queue is idle is orphaned after ``stale_after_s``: its message was lost too, say by an API process
-        killed between recording the job and queueing it (issue 17). The job returned is as it was read; its
+        killed between recording the job and queueing it (issue 17), or a worker killed with it in hand (there is no
+        broker-side copy: kombu's ack emulation is off). Behind a queue that never empties, after
+        ``BUSY_QUEUE_FACTOR`` times that: a job waiting that long in a backlog gets a duplicate, which finds it
+        running or ended and does nothing. The job returned is as it was read; its
         ``heartbeat_at`` is moved on, so the caller sends it again at most once per period."""
         key, lock = self.keys.job(job_id), self.keys.lock(job_id)
         with self.redis.pipeline() as pipe:
@@ -203,7 +211,8 @@ class JobStore:
                     return None
                 idle_s = time.time() - (job.heartbeat_at or job.created_at)
                 if job.status == JobStatus.queued:
-                    if job.queue not in idle_queues or idle_s < stale_after_s:
+                    busy = job.queue not in idle_queues
+                    if idle_s < stale_after_s * (BUSY_QUEUE_FACTOR if busy else 1):
                         return None
                 else:
                     lost_after_s = taken_after_s if job.queue in idle_queues else stale_after_s

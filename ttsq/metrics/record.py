@@ -17,6 +17,8 @@ undercount them); queued and running jobs are counted from the active-jobs set, 
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -145,10 +147,11 @@ def record(client: redis.Redis, increments: list[Increment]) -> None:
 
 
 def script_args(prefix: str, increments: list[Increment]) -> list[str]:
-    """``increments`` as a Lua script's trailing arguments, queued to the pending list (``ttsq.scripts.INCREMENTS``)."""
+    """``increments`` as a Lua script's trailing arguments, queued to the pending list (``ttsq.scripts.INCREMENTS``):
+    its name, then (hash, field, amount) triples; an amount that is not a finite number is left out."""
     return [
         Keys(prefix).metrics_pending,
-        *(item for add in increments for item in (add.key, add.field, repr(add.amount))),
+        *(item for add in increments if math.isfinite(add.amount) for item in (add.key, add.field, repr(add.amount))),
     ]
 
 
@@ -162,7 +165,7 @@ def fold(client: redis.Redis, prefix: str) -> int:
     """Add the pending entries into the hashes (see the module's docstring); the number added."""
     pending, total = Keys(prefix).metrics_pending, 0
     for _ in range(FOLD_BATCHES):
-        taken = int(client.eval(scripts.FOLD_METRICS, 1, pending, FOLD_BATCH))  # type: ignore[arg-type]
+        taken = int(client.eval(scripts.FOLD_METRICS, 1, pending, str(FOLD_BATCH)))  # type: ignore[arg-type]
         total += taken
         if taken < FOLD_BATCH:
             break
@@ -171,6 +174,13 @@ def fold(client: redis.Redis, prefix: str) -> int:
 
 def record_job_created(client: redis.Redis, prefix: str, jobs: int = 1) -> None:
     record(client, job_created(prefix, jobs))
+
+
+def queue_job_created(client: redis.Redis, prefix: str, jobs: int = 1) -> None:
+    """``job_created``'s increment as a pending entry, as CREATE_JOB queues it: a job withdrawn right after it was
+    counted (-1) is folded with its own count, so no scrape sees the counter go down."""
+    args = script_args(prefix, job_created(prefix, jobs))
+    client.rpush(args[0], json.dumps(args[1:]))
 
 
 def record_job_finished(
