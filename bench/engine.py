@@ -275,6 +275,7 @@ def raw_celery_app(redis_url: str) -> Celery:
         result_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
+        broker_transport_options={"ack_emulation": False},  # as ttsq.queue.create_celery (issue 12)
         worker_hijack_root_logger=False,
     )
     return app
