@@ -98,14 +98,15 @@ class TTS:
         torch_options: TorchOptions | None = None,
         rewrite_convolutions: bool = True,
     ) -> None:
-        """``threads``: CPU threads per speaker (default: all cores). By default (``parallel_sentences``) a CPU
-        speaker's one session runs each sentence on one thread and ``threads`` sentences at once (one job's, or
-        several jobs'): the most throughput (issue 12, 2 cores: a long text 1.30x piper's ``PiperVoice`` against 1.04x,
-        short jobs under load 1.3-1.55x its HTTP server's against 1.1-1.17x), but a lone sentence has one core.
-        Without it the session has ``threads`` threads and runs up to ``CPU_STREAMS`` sentences at once: a lone
-        sentence on all of them (the lowest latency for one listener on an idle host). On the CPU the voice's 1-D
-        convolutions run as 2-D ones (``rewrite_convolutions``, engine/graph.py: ~20% less CPU; the audio within one
-        int16 step of piper's); without it the model runs as it is, sample for sample piper's.
+        """``threads``: CPU threads per speaker (default: the cores this process may use). By default
+        (``parallel_sentences``) a CPU speaker's one session runs each sentence on one thread and ``threads``
+        sentences at once (one job's, or several jobs'): the most throughput (issue 12, 2 cores: a long text
+        1.17-1.30x piper's ``PiperVoice`` against 1.04-1.14x, one-sentence jobs under load 1.20-1.28x its HTTP
+        server's against 1.10-1.17x), but a lone sentence has one core. Without it the session has ``threads``
+        threads and runs up to ``CPU_STREAMS`` sentences at once: a lone sentence on all of them (the lowest latency
+        for one listener on an idle host). On the CPU the voice's 1-D convolutions run as 2-D ones
+        (``rewrite_convolutions``, engine/graph.py: ~20% less CPU with AVX-512; the audio within one int16 step of
+        piper's); without it the model runs as it is.
 
         ``backend``: ``onnx`` or ``torch`` (default: onnx on cpu, torch on cuda). The torch backend loads Piper voices
         (converted once into ``cache_dir/torch``) and MMS-TTS VitsModel directories, and batches the sentences of a
