@@ -22,7 +22,8 @@ from ttsq.metrics.record import (
     ACTIVE_STATUSES,
     ENDED_STATUSES,
     fold,
-    record_job_created,
+    job_created,
+    record,
     record_job_finished,
     record_webhook,
 )
@@ -115,7 +116,7 @@ def test_record_job_finished_joins_the_callers_transaction(redis_client) -> None
     job = make_job(status=JobStatus.canceled, finished_at=time.time())
     with redis_client.pipeline() as pipe:
         pipe.multi()
-        record_job_created(pipe, TEST_PREFIX)
+        record(pipe, job_created(TEST_PREFIX))
         record_job_finished(pipe, TEST_PREFIX, job)
         assert redis_client.keys(f"{TEST_PREFIX}metrics:*") == []  # nothing before the caller's EXEC
         pipe.execute()

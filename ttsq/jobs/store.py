@@ -24,8 +24,6 @@ FINISH_TRIES = 5
 """Looks at a job's end again when its lock or record changed meanwhile (the lock keeper's refresh counts)."""
 WEBHOOK_GRACE_S = 60.0
 """An ended job's event not settled this long after it was due is queued again (its task was lost)."""
-
-
 BUSY_QUEUE_FACTOR = 2
 """A queued job whose queue holds messages is sent again after this many TTSQ_VISIBILITY_TIMEOUT_S (its message may
 be one of them: a duplicate is likelier than a loss, and harmless)."""

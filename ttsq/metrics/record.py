@@ -172,10 +172,6 @@ def fold(client: redis.Redis, prefix: str) -> int:
     return total
 
 
-def record_job_created(client: redis.Redis, prefix: str, jobs: int = 1) -> None:
-    record(client, job_created(prefix, jobs))
-
-
 def queue_job_created(client: redis.Redis, prefix: str, jobs: int = 1) -> None:
     """``job_created``'s increment as a pending entry, as CREATE_JOB queues it: a job withdrawn right after it was
     counted (-1) is folded with its own count, so no scrape sees the counter go down."""
