@@ -8,7 +8,6 @@ import time
 
 from flask import g, request
 
-from ttsq import scripts
 from ttsq.credentials import hash_api_key
 from ttsq.keys import ANONYMOUS_OWNER
 
@@ -105,29 +104,3 @@ def limit_rate(owner: str) -> None:
             f"more than {limit} requests this minute for this key; retry in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
         )
-
-
-def reserve_job_slot(job_id: str) -> None:
-    """Count a new (already recorded) job against its key's concurrent-jobs limit, or refuse it with 429."""
-    s = services()
-    owner, limit = g.get("owner"), s.config.max_active_jobs
-    if owner is None or not limit:
-        return
-    key = _slots_key(owner)
-    if not s.redis.eval(scripts.RESERVE_SLOT, 1, key, s.config.keys.job_base, limit, job_id):
-        raise ApiError(
-            429,
-            "too_many_jobs",
-            f"this key already has {limit} queued or running jobs; wait for one to end",
-            headers={"Retry-After": "5"},
-        )
-
-
-def release_job_slot(job_id: str) -> None:
-    owner = g.get("owner")
-    if owner is not None:
-        services().redis.srem(_slots_key(owner), job_id)
-
-
-def _slots_key(owner: str) -> str:
-    return services().config.keys.owner_active(owner)

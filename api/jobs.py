@@ -15,7 +15,7 @@ from ttsq.config import DEFAULT_SPEAKER
 from ttsq.links import result_link
 from ttsq.logs import job_context
 from ttsq.models import Job, JobStatus, is_job_id, iso, new_job_id
-from ttsq.queue import enqueue_synthesis, job_ended
+from ttsq.queue import job_ended, synthesis_message
 from ttsq.storage.base import StorageError, cover_key, mime_type
 
 from . import access, idempotency
@@ -96,28 +96,27 @@ def create_job() -> ResponseReturnValue:
 
 
 def _enqueue(job: Job, text: str, cover: bytes | None = None, idempotency_key: str | None = None) -> None:
-    """Record the job (its Idempotency-Key kept with it), count it against its key's limit, then queue it; on any
-    refusal nothing is left behind."""
+    """Record the job (its Idempotency-Key kept with it), counted against its key's limit and queued, in one step;
+    on a refusal nothing is left behind."""
     s = services()
     if cover is not None:  # for the output's tags; the job's files go with the job
         with s.storage.writer(cover_key(job.id)) as sink:
             sink.write(cover)
+    message = synthesis_message(s.celery, job.id, job.queue)
+    limit = s.config.max_active_jobs if g.get("owner") is not None else 0
+    created = False
     try:
-        s.store.create(job, text, idempotency_key, s.config.retention_s)  # before the slot: the limit sees it queued
-        access.reserve_job_slot(job.id)
-    except BaseException:
-        s.store.withdraw(job)
-        if cover is not None:
+        created = s.store.create(job, text, idempotency_key, s.config.retention_s, message, limit)
+    finally:
+        if not created and cover is not None:
             s.storage.delete(cover_key(job.id))
-        raise
-    try:
-        enqueue_synthesis(s.celery, job.id, job.queue)
-    except Exception as error:  # kombu raises several unrelated types when the broker is away
-        s.store.withdraw(job)  # no job may stay queued with no message behind it
-        access.release_job_slot(job.id)
-        if cover is not None:
-            s.storage.delete(cover_key(job.id))
-        raise ApiError(503, "queue_unavailable", "the job queue is not reachable; try again shortly") from error
+    if not created:
+        raise ApiError(
+            429,
+            "too_many_jobs",
+            f"this key already has {limit} queued or running jobs; wait for one to end",
+            headers={"Retry-After": "5"},
+        )
 
 
 def _replay(job_id: str) -> ResponseReturnValue:

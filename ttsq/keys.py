@@ -77,9 +77,9 @@ class Keys:
     def rate(self, owner: str, window: int) -> str:
         return f"{self.prefix}rate:{owner}:{window}"
 
-    def owner_active(self, owner: str) -> str:
+    def owner_active(self, owner: str | None) -> str:
         """Set of the key's queued or running jobs (its concurrency limit)."""
-        return f"{self.prefix}owner:{owner}:active"
+        return f"{self.prefix}owner:{owner or ANONYMOUS_OWNER}:active"
 
     def owner_jobs(self, owner: str | None) -> str:
         """Sorted set of the key's jobs by creation time: what ``GET /v1/jobs`` pages through, newest first."""

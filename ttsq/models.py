@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
@@ -13,6 +14,16 @@ from pydantic import BaseModel
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 """What ``new_job_id`` makes; anything else names no job."""
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """A task message as kombu's Redis transport pushes it: a Lua step that records a job pushes its first message
+    in the same step (the broker is the job store's Redis), so no job is ever recorded without one (issue 12)."""
+
+    queue: str
+    """The Redis list kombu's consumer reads (the queue's own name: priority 0)."""
+    payload: str
 
 
 class JobStatus(str, Enum):

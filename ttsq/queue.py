@@ -10,9 +10,13 @@ import logging
 from collections.abc import Sequence
 
 from celery import Celery
+from kombu.serialization import dumps as serialize
+from kombu.transport.virtual.base import Base64
+from kombu.utils.json import dumps as to_json
+from kombu.utils.uuid import uuid
 
 from .config import Config
-from .models import Job
+from .models import Job, QueuedMessage
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,31 @@ def create_celery(config: Config, include: Sequence[str] = ()) -> Celery:
 def monitored_queues(config: Config) -> list[str]:
     """Every queue of the deployment: one per configured speaker, and the webhooks' queue."""
     return [*(config.keys.speaker_queue(name) for name in sorted(config.speakers)), config.keys.webhooks_queue]
+
+
+def synthesis_message(celery: Celery, job_id: str, queue: str) -> QueuedMessage:
+    """The message ``enqueue_synthesis`` would send, built, not sent: Celery's own task message (protocol 2) in
+    kombu's Redis envelope (``Producer.publish`` then the virtual channel's ``basic_publish`` on the anonymous
+    exchange, as Celery routes a named queue). tests/test_queue.py holds it to what ``send_task`` pushes."""
+    task_id = uuid()
+    task = celery.amqp.create_task_message(task_id, SYNTHESIZE_TASK, [job_id], {}, ignore_result=True)
+    content_type, content_encoding, body = serialize(task.body, serializer="json")
+    properties = {
+        **task.properties,
+        "delivery_mode": 2,  # persistent, as kombu marks a durable queue's messages
+        "delivery_info": {"exchange": "", "routing_key": queue},
+        "priority": 0,
+        "body_encoding": "base64",
+        "delivery_tag": uuid(),
+    }
+    envelope = {
+        "body": Base64().encode(body),
+        "content-encoding": content_encoding,
+        "content-type": content_type,
+        "headers": task.headers,
+        "properties": properties,
+    }
+    return QueuedMessage(queue, to_json(envelope))
 
 
 def enqueue_synthesis(celery: Celery, job_id: str, queue: str) -> None:

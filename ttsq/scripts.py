@@ -92,19 +92,6 @@ return 1
 the chunks, the segments, then field/value pairs of the job's record. Stores a plan and the job's fields that go
 with it in one step, for the running job's lock holder only, in batches (Lua's unpack has a limit)."""
 
-RESERVE_SLOT = f"""
-for _, id in ipairs(redis.call('smembers', KEYS[1])) do
-  local status = redis.call('hget', ARGV[1] .. id, 'status')
-  if not (status and ({_ACTIVE_TEST})) then redis.call('srem', KEYS[1], id) end
-end
-if redis.call('scard', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('sadd', KEYS[1], ARGV[3])
-return 1
-"""
-"""KEYS: the owner's active set. ARGV: job record prefix, limit, job id. Drops the owner's ended (or vanished)
-jobs, then adds the new one if there is room: two API processes can't both take the last slot. Records are read by
-computed names: fine on one Redis, not on Redis Cluster."""
-
 ACTIVE_STATUS_COUNTS = """
 local counts = {}
 for _, id in ipairs(redis.call('smembers', KEYS[1])) do
@@ -174,24 +161,38 @@ them into the hashes, one HINCRBY(FLOAT) per field however many jobs share it, i
 amount with a point or an exponent is a float. What cannot be added (an unreadable entry, a field that is not a
 finite number, a key of another type) is dropped: a bad entry costs its counts, never the fold, and nothing is
 ever added twice (the entries leave the list before anything is added). The hashes are named by value, not in
-KEYS: fine on one Redis, not on Redis Cluster (as RESERVE_SLOT)."""
+KEYS: fine on one Redis, not on Redis Cluster (as CREATE_JOB's limit)."""
 
 CREATE_JOB = (
     INCREMENTS
-    + """
+    + f"""
+local limit = tonumber(ARGV[6])
+if limit > 0 then
+  for _, id in ipairs(redis.call('smembers', KEYS[6])) do
+    local status = redis.call('hget', ARGV[5] .. id, 'status')
+    if not (status and ({_ACTIVE_TEST})) then redis.call('srem', KEYS[6], id) end
+  end
+  if redis.call('scard', KEYS[6]) >= limit then return 0 end
+  redis.call('sadd', KEYS[6], ARGV[2])
+end
 redis.call('set', KEYS[1], ARGV[1])
-local last = 5 + tonumber(ARGV[5])
-redis.call('hset', KEYS[2], unpack(ARGV, 6, last))
+local last = 8 + tonumber(ARGV[8])
+redis.call('hset', KEYS[2], unpack(ARGV, 9, last))
 redis.call('sadd', KEYS[3], ARGV[2])
 redis.call('zadd', KEYS[4], ARGV[3], ARGV[2])
-if KEYS[5] then redis.call('expire', KEYS[5], ARGV[4]) end
+if ARGV[7] ~= '' then redis.call('lpush', KEYS[5], ARGV[7]) end
+if KEYS[7] then redis.call('expire', KEYS[7], ARGV[4]) end
 add_metrics(last + 1)
 return 1
 """
 )
-"""KEYS: text, record, active set, owner's jobs, and the Idempotency-Key's claim if any. ARGV: text, job id,
-created_at, seconds to keep the claim, the number of record items, the record's field/value pairs, then the
-metrics' pending list and increments (INCREMENTS). Records a new job, counted, in one step."""
+"""KEYS: text, record, active set, owner's jobs, the speaker's queue, the owner's active set (its concurrent-jobs
+limit), and the Idempotency-Key's claim if any. ARGV: text, job id, created_at, seconds to keep the claim, job
+record prefix, the owner's limit (0: none), the job's first task message ('': none), the number of record items,
+the record's field/value pairs, then the metrics' pending list and increments (INCREMENTS). Records a new job,
+counted and queued, in one step, or nothing (0) when its owner is at the limit: that check drops the owner's ended
+(or vanished) jobs from the set first, and two API processes can't both take the last slot. Records are read by
+computed names there: fine on one Redis, not on Redis Cluster."""
 
 END_JOB = (
     INCREMENTS

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 KILL_HEADER = "X-Chaos-Kill"
-POINTS = ("before-queue", "before-answer")
-"""After the job is recorded (counted, its Idempotency-Key kept with it, all in one step), before its message is
-queued; after everything, before the answer is sent."""
+POINTS = ("before-answer",)
+"""After everything (the job recorded, counted, queued and its Idempotency-Key kept with it, all in one step), before
+the answer is sent. The other window a kill used to land in, between recording the job and queueing its message, is
+gone since issue 12 (one Lua step does both)."""
 
 
 def _kill_at(point: str, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -33,5 +34,4 @@ def post_worker_init(worker: Any) -> None:
     """gunicorn calls this in each worker once the app is loaded."""
     import api.jobs
 
-    api.jobs.enqueue_synthesis = _kill_at("before-queue", api.jobs.enqueue_synthesis)
     api.jobs.job_view = _kill_at("before-answer", api.jobs.job_view)

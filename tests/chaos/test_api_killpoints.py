@@ -1,7 +1,6 @@
-"""The API killed mid-POST at exact points (issue 17): after the job is recorded and before its message is queued,
-and before the answer. The client retries with its Idempotency-Key. (The count in /metrics and the key's lifetime
-used to be steps of their own after the queueing, and were lost with a kill there; they are now written with the
-job's record.)
+"""The API killed mid-POST at an exact point (issue 17): before the answer. The client retries with its
+Idempotency-Key. (The count in /metrics, the key's lifetime and, since issue 12, the job's message used to be steps
+of their own after the record, and a kill between them lost them; they are now written with the job's record.)
 
 Its own small stack on loopback (Redis, S3, gunicorn with ``killpoints.py``'s hooks, one worker), so the counts
 these cases leave wrong never reach the main chaos stack's checks.

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from ttsq import scripts
 from ttsq.keys import DEFAULT_PREFIX, Keys
 from ttsq.metrics import record as metrics
-from ttsq.models import JOB_ID, Job, JobResult, JobStatus, Progress, decode_job, encode_fields
+from ttsq.models import JOB_ID, Job, JobResult, JobStatus, Progress, QueuedMessage, decode_job, encode_fields
 
 from . import locks
 
@@ -41,26 +41,35 @@ class JobStore:
         return self.keys.lock(job_id)
 
     # --- records --------------------------------------------------------------------------------------------------
-    def create(self, job: Job, text: str, idempotency_key: str | None = None, keep_s: int = 0) -> None:
-        """Record the job, counted in the metrics in the same step (a job that exists is counted, whatever happens
-        to the request next); an Idempotency-Key's claim is kept ``keep_s`` with it, as long as the job is."""
-        keys = [self.keys.text(job.id), self.keys.job(job.id), self.keys.active, self.keys.owner_jobs(job.owner)]
+    def create(
+        self,
+        job: Job,
+        text: str,
+        idempotency_key: str | None = None,
+        keep_s: int = 0,
+        message: QueuedMessage | None = None,
+        active_limit: int = 0,
+    ) -> bool:
+        """Record the job, counted in the metrics and with its first task ``message`` queued, in one step (a job
+        that exists is counted and queued, whatever happens to the request next); an Idempotency-Key's claim is kept
+        ``keep_s`` with it, as long as the job is. With an ``active_limit``, only while its owner has fewer queued or
+        running jobs: False, and nothing written, otherwise."""
+        keys = [
+            self.keys.text(job.id),
+            self.keys.job(job.id),
+            self.keys.active,
+            self.keys.owner_jobs(job.owner),
+            message.queue if message is not None else job.queue,
+            self.keys.owner_active(job.owner),
+        ]
         if idempotency_key is not None:
             keys.append(idempotency_key)
         pairs = _pairs(job.model_dump(mode="json"))
-        args: list[bytes | str | int] = [text.encode("utf-8"), job.id, repr(job.created_at), keep_s, len(pairs), *pairs]
+        payload = message.payload if message is not None else ""
+        args: list[bytes | str | int] = [text.encode("utf-8"), job.id, repr(job.created_at), keep_s]
+        args += [self.keys.job_base, active_limit, payload, len(pairs), *pairs]
         increments = metrics.script_args(self.prefix, metrics.job_created(self.prefix))
-        self.redis.eval(scripts.CREATE_JOB, len(keys), *keys, *args, *increments)
-
-    def withdraw(self, job: Job) -> None:
-        """Undo ``create`` for a job refused right after it was recorded (over its key's limit, no broker): neither
-        kept nor counted."""
-        with self.redis.pipeline() as pipe:
-            pipe.delete(self.keys.job(job.id), self.keys.text(job.id))
-            pipe.srem(self.keys.active, job.id)
-            pipe.zrem(self.keys.owner_jobs(job.owner), job.id)
-            metrics.queue_job_created(pipe, self.keys.prefix, -1)
-            pipe.execute()
+        return bool(self.redis.eval(scripts.CREATE_JOB, len(keys), *keys, *args, *increments))
 
     def delete(self, job_id: str) -> None:
         self.redis.delete(self.keys.job(job_id), self.keys.text(job_id))

@@ -17,7 +17,6 @@ undercount them); queued and running jobs are counted from the active-jobs set, 
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Iterator
@@ -102,9 +101,9 @@ class Increment:
     amount: int | float
 
 
-def job_created(prefix: str, jobs: int = 1) -> list[Increment]:
-    """One job accepted (-1: one withdrawn again)."""
-    return [Increment(counters_key(prefix), JOBS_CREATED, jobs)]
+def job_created(prefix: str) -> list[Increment]:
+    """One job accepted."""
+    return [Increment(counters_key(prefix), JOBS_CREATED, 1)]
 
 
 def job_finished(
@@ -170,13 +169,6 @@ def fold(client: redis.Redis, prefix: str) -> int:
         if taken < FOLD_BATCH:
             break
     return total
-
-
-def queue_job_created(client: redis.Redis, prefix: str, jobs: int = 1) -> None:
-    """``job_created``'s increment as a pending entry, as CREATE_JOB queues it: a job withdrawn right after it was
-    counted (-1) is folded with its own count, so no scrape sees the counter go down."""
-    args = script_args(prefix, job_created(prefix, jobs))
-    client.rpush(args[0], json.dumps(args[1:]))
 
 
 def record_job_finished(
