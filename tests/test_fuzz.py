@@ -40,7 +40,7 @@ from api.services import Services
 from ttsq import presence, signing
 from ttsq.config import load_config
 from ttsq.credentials import hash_api_key
-from ttsq.models import Job, JobResult, Progress, WebhookState, new_job_id
+from ttsq.models import Job, JobResult, JobStatus, Progress, WebhookState, new_job_id
 from ttsq.storage.base import key_for
 from ttsq.storage.local import LocalStorage
 
@@ -126,9 +126,8 @@ def seed(app: Flask, owner: str | None) -> Seeded:
     path = s.storage.path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
-    s.store.acquire_lock(succeeded.id, token, 60)
-    running = s.store.mark_running(succeeded, "fuzz-worker", token)
-    assert running is not None
+    running = s.store.take(succeeded.id, token, 60, "fuzz-worker", 3).job
+    assert running is not None and running.status == JobStatus.running
     marks = [{"paragraph": 0, "heading": False, "start_s": 0.0, "text": "Hello."}]
     result = JobResult(key=key, format="wav", duration_s=0.5, sample_rate=22050, size_bytes=20, marks=marks)
     s.store.mark_succeeded(running, token, result, Progress(chunks_done=1, chunks_total=1, audio_s=0.5))

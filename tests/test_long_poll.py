@@ -56,7 +56,7 @@ def test_progress_wakes_a_poll_at_most_once_a_second_and_status_at_once(runtime)
     events = JobEvents(runtime.store.redis, runtime.config.keys)
     job = _job(runtime)
     token = "poll-test-token"
-    assert runtime.store.acquire_lock(job.id, token, 60) and runtime.store.mark_running(job, "w", token)
+    assert runtime.store.take(job.id, token, 60, "w", 3).running
     stop = threading.Event()
 
     def write_progress() -> None:

@@ -8,6 +8,7 @@ import pytest
 from conftest import run_to_end
 
 from ttsq import presence
+from ttsq.jobs.store import Taken
 from ttsq.keys import Keys
 from ttsq.models import Job, JobStatus, new_job_id
 from worker.upkeep import announce, requeue_orphans
@@ -71,8 +72,7 @@ def test_a_one_segment_job_keeps_its_plan_in_memory_and_ends_in_one_step(runtime
 
 def test_orphaned_running_job_is_requeued_once(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
     job_id = make_job(runtime, LONG)
-    runtime.store.acquire_lock(job_id, "dead-run", 30)
-    assert runtime.store.mark_running(runtime.store.get(job_id), "dead-worker", "dead-run")
+    assert runtime.store.take(job_id, "dead-run", 30, "dead-worker", 3).running
     runtime.store.release_lock(job_id, "dead-run")  # a worker that died: no lock left
     assert requeue_orphans(runtime) == [job_id]
     assert runtime.store.get(job_id).status == JobStatus.queued
@@ -91,8 +91,7 @@ def test_orphaned_running_job_is_requeued_once(runtime, redis_client) -> None:  
 
 def test_running_job_with_a_live_lock_is_left_alone(runtime) -> None:  # type: ignore[no-untyped-def]
     job_id = make_job(runtime)
-    runtime.store.acquire_lock(job_id, "busy-worker", 30)
-    assert runtime.store.mark_running(runtime.store.get(job_id), "busy-worker", "busy-worker")
+    assert runtime.store.take(job_id, "busy-worker", 30, "busy-worker", 3).running
     assert requeue_orphans(runtime) == []
     assert runtime.store.get(job_id).status == JobStatus.running
 
@@ -208,13 +207,40 @@ def test_a_job_no_run_was_killed_leaves_storage_unlisted(runtime) -> None:  # ty
     assert list(runtime.storage.root.iterdir()) == []
 
 
+def test_a_run_takes_its_lock_marks_its_job_and_reads_it_in_one_step(runtime) -> None:  # type: ignore[no-untyped-def]
+    store = runtime.store
+    job_id = make_job(runtime, "Hello there.")
+    first = store.take(job_id, "run-1", 30, "w1", 2)
+    assert first.locked and first.running and first.text == "Hello there."
+    assert (first.job.status, first.job.attempts, first.job.restarts, first.job.worker) == (
+        JobStatus.running,
+        1,
+        0,
+        "w1",
+    )
+    assert first.job.in_task and first.job.started_at is not None and first.job.heartbeat_at is not None
+    assert first.job == store.get(job_id)  # what the run holds is the record
+    assert store.take(job_id, "run-2", 30, "w2", 2) == Taken(locked=False)  # held: nothing read, nothing written
+    assert store.get(job_id).worker == "w1"
+    store.release_lock(job_id, "run-1")  # the run died mid-task: the next start is a restart
+    second = store.take(job_id, "run-2", 30, "w2", 2)
+    assert (second.job.attempts, second.job.restarts, second.job.worker) == (2, 1, "w2")
+    assert second.job.started_at == first.job.started_at  # the first start is kept
+    store.release_lock(job_id, "run-2")
+    spent = store.take(job_id, "run-3", 30, "w3", 2)  # out of attempts: found, left as it was, for the run to fail
+    assert spent.locked and not spent.running and spent.text is None and spent.job == second.job
+    store.release_lock(job_id, "run-3")
+    store.update(job_id, segments_total=2)
+    assert store.take(job_id, "run-4", 30, "w4", 5).text is None  # a planned job's text is not read again
+
+
 def test_a_cancel_is_never_overwritten_by_a_task_starting(runtime) -> None:  # type: ignore[no-untyped-def]
-    """Regression: a task that read the job just before a cancel set it back to running."""
+    """Regression: a task that read the job just before a cancel set it back to running (a run now reads and marks
+    the job in one step, under its lock)."""
     job_id = make_job(runtime)
-    stale = runtime.store.get(job_id)
     assert runtime.store.cancel(job_id)
-    runtime.store.acquire_lock(job_id, "late-run", 30)
-    assert not runtime.store.mark_running(stale, "late-worker", "late-run")
+    taken = runtime.store.take(job_id, "late-run", 30, "late-worker", 3)
+    assert taken.locked and not taken.running and taken.job.status == JobStatus.canceled
     assert runtime.store.get(job_id).status == JobStatus.canceled
 
 

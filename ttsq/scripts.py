@@ -36,6 +36,33 @@ return 1
 """KEYS: lock, record. ARGV: token, encoded in_task and attempts. Ends a task's turn in one step; only a running job
 is touched (a canceled one keeps its record as it ended, a purged one is never recreated)."""
 
+_QUEUED = json.dumps(JobStatus.queued.value)
+
+TAKE_JOB = f"""
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {{0}} end
+local status = redis.call('hget', KEYS[2], 'status')
+if status ~= '{_QUEUED}' and status ~= '{_RUNNING}' then return {{1, redis.call('hgetall', KEYS[2])}} end
+local attempts = tonumber(redis.call('hget', KEYS[2], 'attempts') or '0') or 0
+if attempts >= tonumber(ARGV[5]) then return {{1, redis.call('hgetall', KEYS[2])}} end
+local restarts = tonumber(redis.call('hget', KEYS[2], 'restarts') or '0') or 0
+if attempts > 0 then restarts = restarts + 1 end
+local started = redis.call('hget', KEYS[2], 'started_at')
+if not started or started == 'null' then started = ARGV[3] end
+redis.call('hset', KEYS[2], 'in_task', 'true', 'status', '{_RUNNING}', 'started_at', started, 'heartbeat_at', ARGV[3],
+  'worker', ARGV[4], 'attempts', attempts + 1, 'restarts', restarts)
+redis.call('publish', KEYS[3], 'changed')
+local text = false
+local planned = redis.call('hget', KEYS[2], 'segments_total')
+if not planned or planned == 'null' then text = redis.call('get', KEYS[4]) end
+return {{2, redis.call('hgetall', KEYS[2]), text}}
+"""
+"""KEYS: lock, record, events channel, text. ARGV: token, lock TTL ms, now and the worker's name (JSON-encoded),
+the most attempts. A run's start in one round trip (issue 12): the job's lock and, only if that was free, the job
+marked running for the run (its first start kept, its attempt counted; a task started before that did not finish is
+a restart) while it is queued or running with attempts left; then the record as it stands, and an unplanned job's
+text. Answers 0 (the lock is another run's), 1 and the record (left as it was: canceled, ended, out of attempts, or
+gone), or 2, the record and the text (or false)."""
+
 FENCED_UPDATE = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 local status = redis.call('hget', KEYS[2], 'status')

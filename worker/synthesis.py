@@ -14,6 +14,7 @@ import uuid
 
 import redis
 
+from ttsq.jobs.store import Taken
 from ttsq.logs import job_context
 from ttsq.models import Job, JobStatus
 from ttsq.queue import enqueue_synthesis, job_ended
@@ -43,8 +44,8 @@ def _run_job(runtime: Runtime, job_id: str) -> Outcome:
     store, config = runtime.store, runtime.config
     token = uuid.uuid4().hex
     # Read only under the lock: a run that finished a moment ago must be seen as finished.
-    taken, read = store.take(job_id, token, config.lock_ttl_s)
-    if not taken:
+    taken = store.take(job_id, token, config.lock_ttl_s, runtime.name, config.max_attempts)
+    if not taken.locked:
         logger.info("%s: running elsewhere; skipping this delivery", job_id)
         return Outcome.locked
     lost = threading.Event()
@@ -54,9 +55,9 @@ def _run_job(runtime: Runtime, job_id: str) -> Outcome:
     )
     keeper.start()
     outcome: Outcome | None = None  # stays None if the run raises: its lock is released all the same
-    job: Job | None = None
+    job = taken.job
     try:
-        outcome, job = _take(runtime, job_id, read, token, lost)
+        outcome = _take(runtime, job_id, taken, token, lost)
         if outcome == Outcome.continued and not store.hand_off(job_id, token):
             outcome = Outcome.lock_lost
             if store.status(job_id) == JobStatus.canceled and (job := store.get(job_id)) is not None:
@@ -73,40 +74,29 @@ def _run_job(runtime: Runtime, job_id: str) -> Outcome:
     return outcome
 
 
-def _take(
-    runtime: Runtime, job_id: str, job: Job | None, token: str, lost: threading.Event
-) -> tuple[Outcome, Job | None]:
-    """What the run did, and the job as it read it (None if there is none)."""
+def _take(runtime: Runtime, job_id: str, taken: Taken, token: str, lost: threading.Event) -> Outcome:
+    """What the run did with the job it found."""
+    job = taken.job
     if job is None:
         logger.warning("%s: no such job; dropping the task", job_id)
-        return Outcome.missing, None
-    return _take_job(runtime, job, token, lost), job
-
-
-def _take_job(runtime: Runtime, job: Job, token: str, lost: threading.Event) -> Outcome:
-    store, config, job_id = runtime.store, runtime.config, job.id
+        return Outcome.missing
+    if taken.running:
+        return _advance(runtime, job, token, lost, taken.text)
     if job.status == JobStatus.canceled:
         return _discard(runtime, job)
     if job.status.terminal:
         logger.info("%s: already %s; nothing to do", job_id, job.status.value)
         return Outcome.done_already
-    if job.attempts >= config.max_attempts:
-        message = f"the job was started {job.attempts} times and its worker died each time"
-        return _fail(runtime, job, token, JobFailure(message, "worker_lost"))
-    running = store.mark_running(job, runtime.name, token)
-    if running is None:
-        if store.status(job_id) == JobStatus.canceled:  # canceled since we read it
-            return _discard(runtime, job)
-        return Outcome.lock_lost  # our lock lapsed already: the job is another run's
-    return _advance(runtime, running, token, lost)
+    message = f"the job was started {job.attempts} times and its worker died each time"
+    return _fail(runtime, job, token, JobFailure(message, "worker_lost"))  # the one case left: out of attempts
 
 
-def _advance(runtime: Runtime, job: Job, token: str, lost: threading.Event) -> Outcome:
+def _advance(runtime: Runtime, job: Job, token: str, lost: threading.Event, text: str | None = None) -> Outcome:
     job_id = job.id
     try:
         if job.segments_total is None:  # not planned yet (or planned as one segment, which is not stored)
             # Only planning needs the (long) text; what the plan holds is known here, not read back.
-            job, planned = plan(runtime, job, token, runtime.store.text(job_id) or "")
+            job, planned = plan(runtime, job, token, text or "")
             if len(planned.segments) == 1:
                 # Most short texts: planned, spoken and assembled in one task, nothing of the plan in Redis and the
                 # audio held here (on disk past HELD_AUDIO_BYTES), not stored, read back and deleted.

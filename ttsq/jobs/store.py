@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -27,6 +28,20 @@ WEBHOOK_GRACE_S = 60.0
 BUSY_QUEUE_FACTOR = 2
 """A queued job whose queue holds messages is sent again after this many TTSQ_VISIBILITY_TIMEOUT_S (its message may
 be one of them: a duplicate is likelier than a loss, and harmless)."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What a run found when it started (``JobStore.take``)."""
+
+    locked: bool
+    """False: another run holds the job, and nothing was read."""
+    job: Job | None = None
+    """As read under the lock, after marking it running if it was; None when there is no (readable) job."""
+    running: bool = False
+    """The job was marked running for this run: it may go on. Otherwise it was left as found."""
+    text: str | None = None
+    """A running job's text, when it is not planned yet (planning needs it)."""
 
 
 class JobStore:
@@ -80,14 +95,17 @@ class JobStore:
         error to every caller."""
         return self._decoded(job_id, self.redis.hgetall(self.keys.job(job_id)))
 
-    def take(self, job_id: str, token: str, ttl_s: int) -> tuple[bool, Job | None]:
-        """A run's start: the job's lock and, read under it, the job, in one round trip (issue 12). Whether the lock
-        was taken, and the job as ``get`` reads it (None when the lock was not taken)."""
-        with self.redis.pipeline(transaction=False) as pipe:
-            locks.acquire(pipe, self.keys.lock(job_id), token, ttl_s)  # queued: its answer comes with execute()
-            pipe.hgetall(self.keys.job(job_id))
-            taken, raw = pipe.execute()
-        return (True, self._decoded(job_id, raw)) if taken else (False, None)
+    def take(self, job_id: str, token: str, ttl_s: int, worker: str, max_attempts: int) -> Taken:
+        """A run's start, in one round trip (scripts.TAKE_JOB): the job's lock, the job marked running for the run
+        if it may run (queued or running, fewer than ``max_attempts`` starts), and the job as that left it."""
+        keys = (self.keys.lock(job_id), self.keys.job(job_id), self.keys.events(job_id), self.keys.text(job_id))
+        args = (token, int(ttl_s * 1000), json.dumps(time.time()), json.dumps(worker), max_attempts)
+        answer = self.redis.eval(scripts.TAKE_JOB, len(keys), *keys, *args)
+        if answer[0] == 0:
+            return Taken(locked=False)
+        raw = dict(zip(answer[1][::2], answer[1][1::2], strict=True))
+        text = answer[2] if answer[0] == 2 and answer[2] else None
+        return Taken(True, self._decoded(job_id, raw), answer[0] == 2, None if text is None else _text(text))
 
     def _decoded(self, job_id: str, raw: dict[Any, Any]) -> Job | None:
         if not raw:
@@ -163,24 +181,6 @@ class JobStore:
 
     def release_lock(self, job_id: str, token: str) -> None:
         locks.release(self.redis, self.keys.lock(job_id), token)
-
-    def mark_running(self, job: Job, worker: str, token: str) -> Job | None:
-        """A task takes the job (its first segment, or a later one): started_at is the first start. The job as
-        that left it; None if it was canceled meanwhile (or the lock was lost already)."""
-        now = time.time()
-        fields = {
-            "in_task": True,
-            "status": JobStatus.running,
-            "started_at": job.started_at or now,
-            "heartbeat_at": now,
-            "worker": worker,
-            "attempts": job.attempts + 1,
-            "restarts": job.restarts + (1 if job.attempts else 0),  # this task was started before and did not finish
-        }
-        encoded = {**fields, "status": JobStatus.running.value}
-        if not self.update_fenced(job.id, token, (JobStatus.queued, JobStatus.running), **encoded):
-            return None
-        return job.model_copy(update=fields)
 
     def hand_off(self, job_id: str, token: str) -> bool:
         """End this task's turn: clear in_task and attempts and drop the lock in one step, so upkeep never sees
