@@ -246,3 +246,16 @@ def test_jemalloc_asked_for_but_missing_is_one_line(tmp_path: Path, monkeypatch)
         allocator.use_allocator("jemalloc", ["worker"])
     assert "libjemalloc.so.2 is not installed (Debian: apt-get install libjemalloc2)" in str(stopped.value)
     allocator.use_allocator("auto", ["worker"])  # auto stays on the system's malloc: returns, no exec
+
+
+def test_the_api_socket_sends_a_response_at_once() -> None:
+    """Found in issue 12: gunicorn takes our bound socket (fd://) for a Unix socket and never set TCP_NODELAY, so a
+    response's body (its second write) waited out the client's delayed ACK: 44 ms on many keep-alive requests."""
+    import socket
+
+    from ttsq.cli.serving import listen
+
+    with listen("127.0.0.1", 0) as listener, socket.create_connection(listener.getsockname()[:2]):
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

@@ -36,6 +36,10 @@ def listen(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn does: restarts need no wait
+        # Inherited by every accepted connection. gunicorn sets it on the sockets it binds, but takes a passed fd
+        # for a Unix socket and leaves it off: a response's headers and body are two writes, and with Nagle's
+        # algorithm the body then waited for the client's delayed ACK, 40 ms, on many keep-alive requests.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         sock.listen(LISTEN_BACKLOG)
     except OSError:
