@@ -51,15 +51,7 @@ def create_job() -> ResponseReturnValue:
     text = document.text if document is not None else req.text
     if document is not None:
         check_text(text)
-    known = sorted(known_speakers(s, req.speaker))
-    speaker = req.speaker or (DEFAULT_SPEAKER if DEFAULT_SPEAKER in known else known[0])
-    if speaker not in known:
-        raise ApiError(
-            404,
-            "unknown_speaker",
-            f"unknown speaker {speaker!r}; expected one of: {', '.join(known)}",
-            {"speakers": known},
-        )
+    speaker = _job_speaker(req.speaker)
     job = Job(
         id=new_job_id(),
         speaker=speaker,
@@ -93,6 +85,25 @@ def create_job() -> ResponseReturnValue:
     response = jsonify(job_view(job, None, waiting_for_worker(s, job)))
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return response, 202
+
+
+def _job_speaker(requested: str | None) -> str:
+    """The speaker a job names (the default one if it names none), or 404. A configured one is known whatever the
+    workers announce: the workers' announcements are read (at most about once a second) only for another."""
+    s = services()
+    configured = requested or (DEFAULT_SPEAKER if DEFAULT_SPEAKER in s.config.speakers else None)
+    if configured is not None and configured in s.config.speakers:
+        return configured
+    known = sorted(known_speakers(s, requested))
+    speaker = requested or (DEFAULT_SPEAKER if DEFAULT_SPEAKER in known else known[0])
+    if speaker not in known:
+        raise ApiError(
+            404,
+            "unknown_speaker",
+            f"unknown speaker {speaker!r}; expected one of: {', '.join(known)}",
+            {"speakers": known},
+        )
+    return speaker
 
 
 def _enqueue(job: Job, text: str, cover: bytes | None = None, idempotency_key: str | None = None) -> None:
