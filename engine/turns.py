@@ -100,13 +100,16 @@ class Slots:
     def __init__(self, count: int = 1) -> None:
         self._count = max(1, count)
         self._held = 0
+        self._waiting = 0
         self._changed = threading.Condition()
 
     @contextmanager
     def hold(self) -> Iterator[None]:
         with self._changed:
+            self._waiting += 1
             while self._held >= self._count:
                 self._changed.wait()
+            self._waiting -= 1
             self._held += 1
         try:
             yield
@@ -119,3 +122,8 @@ class Slots:
     def held(self) -> int:
         """Holders now (for tests and metrics)."""
         return self._held
+
+    @property
+    def wanted(self) -> int:
+        """Holders and those waiting to hold, now: a holder about to let go is the last when this is 1."""
+        return self._held + self._waiting
