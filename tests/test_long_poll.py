@@ -8,7 +8,7 @@ import time
 import redis
 
 from ttsq.jobs.events import PROGRESS_INTERVAL_S, JobEvents
-from ttsq.models import Job, JobStatus, Progress, new_job_id
+from ttsq.models import Job, JobResult, JobStatus, Progress, new_job_id
 
 
 def _job(runtime) -> Job:  # type: ignore[no-untyped-def]
@@ -83,3 +83,33 @@ def test_progress_wakes_a_poll_at_most_once_a_second_and_status_at_once(runtime)
     answer = events.wait_for_change(runtime.store, job.id, 10)
     assert answer is not None and answer.status == JobStatus.canceled
     assert time.monotonic() - started < 0.2 + 0.3
+
+
+def test_a_poll_answers_a_jobs_end_with_the_record_the_end_published(runtime) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: the end's message is the ended record, so a waiting poll answers without reading Redis again."""
+    events = JobEvents(runtime.store.redis, runtime.config.keys)
+    job = _job(runtime)
+    token = "poll-end-token"
+    running = runtime.store.take(job.id, token, 60, "w", 3).job
+    reads: list[str] = []
+    real_get = runtime.store.get
+
+    def counted_get(job_id: str) -> Job | None:
+        reads.append(job_id)
+        return real_get(job_id)
+
+    runtime.store.get = counted_get
+    answers: list[Job | None] = []
+    poll = threading.Thread(target=lambda: answers.append(events.wait_for_change(runtime.store, job.id, 10)))
+    poll.start()
+    deadline = time.monotonic() + 5
+    while not events._waiting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    result = JobResult(key=f"{job.id}.wav", format="wav", duration_s=1.5, sample_rate=22050, size_bytes=100)
+    assert runtime.store.mark_succeeded(running, token, result, Progress(chunks_done=1, chunks_total=1, audio_s=1.5))
+    poll.join(10)
+    (answer,) = answers
+    assert answer is not None and answer.status == JobStatus.succeeded and answer.result == result
+    assert answer == real_get(job.id)  # what it answered is the record
+    assert reads == [job.id]  # the poll's first read only
+    assert runtime.store.published(job.id, b"changed") is None

@@ -40,20 +40,20 @@ _QUEUED = json.dumps(JobStatus.queued.value)
 
 TAKE_JOB = f"""
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {{0}} end
-local status = redis.call('hget', KEYS[2], 'status')
-if status ~= '{_QUEUED}' and status ~= '{_RUNNING}' then return {{1, redis.call('hgetall', KEYS[2])}} end
-local attempts = tonumber(redis.call('hget', KEYS[2], 'attempts') or '0') or 0
-if attempts >= tonumber(ARGV[5]) then return {{1, redis.call('hgetall', KEYS[2])}} end
-local restarts = tonumber(redis.call('hget', KEYS[2], 'restarts') or '0') or 0
+local f = redis.call('hmget', KEYS[2], 'status', 'attempts', 'restarts', 'started_at', 'segments_total')
+local attempts = tonumber(f[2] or '0') or 0
+if (f[1] ~= '{_QUEUED}' and f[1] ~= '{_RUNNING}') or attempts >= tonumber(ARGV[5]) then
+  return {{1, redis.call('hgetall', KEYS[2])}}
+end
+local restarts = tonumber(f[3] or '0') or 0
 if attempts > 0 then restarts = restarts + 1 end
-local started = redis.call('hget', KEYS[2], 'started_at')
+local started = f[4]
 if not started or started == 'null' then started = ARGV[3] end
 redis.call('hset', KEYS[2], 'in_task', 'true', 'status', '{_RUNNING}', 'started_at', started, 'heartbeat_at', ARGV[3],
   'worker', ARGV[4], 'attempts', attempts + 1, 'restarts', restarts)
 redis.call('publish', KEYS[3], 'changed')
 local text = false
-local planned = redis.call('hget', KEYS[2], 'segments_total')
-if not planned or planned == 'null' then text = redis.call('get', KEYS[4]) end
+if not f[5] or f[5] == 'null' then text = redis.call('get', KEYS[4]) end
 return {{2, redis.call('hgetall', KEYS[2]), text}}
 """
 """KEYS: lock, record, events channel, text. ARGV: token, lock TTL ms, now and the worker's name (JSON-encoded),
@@ -237,7 +237,7 @@ redis.call('hset', KEYS[2], unpack(ARGV, first, last))
 redis.call('srem', KEYS[3], ARGV[2])
 redis.call('zadd', KEYS[4], ARGV[3], ARGV[2])
 if ARGV[4] ~= '' then redis.call('zadd', KEYS[5], ARGV[4], ARGV[2]) end
-redis.call('publish', KEYS[6], 'finished')
+redis.call('publish', KEYS[6], cjson.encode(redis.call('hgetall', KEYS[2])))
 if ARGV[1] ~= '' then redis.call('del', KEYS[1]) end
 add_metrics(last + 1)
 return 1
@@ -247,6 +247,7 @@ return 1
 not fenced, a cancel), job id, the end's time, when its webhook is due ('': no webhook), n and n encoded statuses
 the job may be in, the number of record items, the record's field/value pairs, then the metrics' pending list and
 increments (INCREMENTS). The one end of a job: the outcome, out of the active set, into retention and the outbox,
-counted, told to waiters, and the run's lock dropped, all in one step; 0 (nothing written) if the lock or the
+counted, told to waiters (the message is the ended record, as a JSON array of field/value pairs: a long poll answers
+with it and reads nothing), and the run's lock dropped, all in one step; 0 (nothing written) if the lock or the
 status is not as given. The metrics go last: Lua does not roll back, so a bad entry could cost a count, never the
 end itself."""

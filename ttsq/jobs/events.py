@@ -11,6 +11,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import redis
 
@@ -30,12 +31,24 @@ def _as_read(job: Job | None) -> Job | None:
     return job
 
 
+CHANGED = b"changed"
+"""What a write that does not end the job publishes; a job's end publishes its ended record (scripts.END_JOB)."""
+
+
+@dataclass(eq=False)  # each waiter is its own (a set member by identity)
+class _Waiter:
+    """One waiting request: woken by any message about its job, and handed the ended record if that is one."""
+
+    changed: threading.Event = field(default_factory=threading.Event)
+    ended: bytes | None = None
+
+
 class JobEvents:
     """Started on first use; its thread is a daemon, so the process ends as ever."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._client, self._keys = client, keys
-        self._waiting: dict[str, set[threading.Event]] = defaultdict(set)
+        self._waiting: dict[str, set[_Waiter]] = defaultdict(set)
         self._lock = threading.Lock()
         self._started = False
         self._subscribed = threading.Event()
@@ -49,39 +62,39 @@ class JobEvents:
         self._start()
         started = time.monotonic()
         deadline = started + timeout_s
-        changed = threading.Event()
+        waiter = _Waiter()
         with self._lock:
-            self._waiting[job_id].add(changed)
+            self._waiting[job_id].add(waiter)
         try:
             # Registered before reading, so no change can slip in between the read and the wait.
             first = admit(store.get(job_id))
             if first is None or first.status.terminal:
                 return first
             while (remaining := deadline - time.monotonic()) > 0:
-                if not changed.wait(remaining):
+                if not waiter.changed.wait(remaining):
                     break
-                changed.clear()
-                latest = store.get(job_id)
+                waiter.changed.clear()
+                latest = _latest(store, job_id, waiter)
                 if latest is None or latest.status != first.status:
                     return latest
                 if latest.progress != first.progress:
-                    return self._hold(store, job_id, first, changed, min(started + PROGRESS_INTERVAL_S, deadline))
+                    return self._hold(store, job_id, first, waiter, min(started + PROGRESS_INTERVAL_S, deadline))
             return store.get(job_id)
         finally:
             with self._lock:
                 waiters = self._waiting[job_id]
-                waiters.discard(changed)
+                waiters.discard(waiter)
                 if not waiters:
                     del self._waiting[job_id]
 
     @staticmethod
-    def _hold(store: JobStore, job_id: str, first: Job, changed: threading.Event, until: float) -> Job | None:
+    def _hold(store: JobStore, job_id: str, first: Job, waiter: _Waiter, until: float) -> Job | None:
         """Progress moved: answer at ``until`` with the latest, or at once if the status changes before then."""
         while (remaining := until - time.monotonic()) > 0:
-            if not changed.wait(remaining):
+            if not waiter.changed.wait(remaining):
                 break
-            changed.clear()
-            latest = store.get(job_id)
+            waiter.changed.clear()
+            latest = _latest(store, job_id, waiter)
             if latest is None or latest.status != first.status:
                 return latest
         return store.get(job_id)
@@ -109,7 +122,7 @@ class JobEvents:
                         if message is None:
                             continue
                         channel = message["channel"].decode()
-                        self._wake(channel.removeprefix(base).removesuffix(suffix))
+                        self._wake(channel.removeprefix(base).removesuffix(suffix), message["data"])
             except redis.RedisError as error:
                 logger.warning("job events: lost the Redis subscription (%s); reconnecting", error)
                 time.sleep(RECONNECT_S)
@@ -117,14 +130,24 @@ class JobEvents:
                 logger.exception("job events: unexpected error; subscribing again")
                 time.sleep(RECONNECT_S)
 
-    def _wake(self, job_id: str) -> None:
+    def _wake(self, job_id: str, message: bytes = CHANGED) -> None:
         with self._lock:
             waiters = list(self._waiting.get(job_id, ()))
-        for event in waiters:
-            event.set()
+        for waiter in waiters:
+            if message != CHANGED:
+                waiter.ended = message
+            waiter.changed.set()
 
     def _wake_all(self) -> None:
         with self._lock:
-            waiters = [event for events in self._waiting.values() for event in events]
-        for event in waiters:
-            event.set()
+            waiters = [waiter for waiting in self._waiting.values() for waiter in waiting]
+        for waiter in waiters:
+            waiter.changed.set()
+
+
+def _latest(store: JobStore, job_id: str, waiter: _Waiter) -> Job | None:
+    """The job as its end published it, if that is what woke the waiter (one read of Redis less, issue 12), else
+    as read now."""
+    if waiter.ended is not None and (ended := store.published(job_id, waiter.ended)) is not None:
+        return ended
+    return store.get(job_id)

@@ -107,6 +107,17 @@ class JobStore:
         text = answer[2] if answer[0] == 2 and answer[2] else None
         return Taken(True, self._decoded(job_id, raw), answer[0] == 2, None if text is None else _text(text))
 
+    def published(self, job_id: str, message: bytes) -> Job | None:
+        """The job as END_JOB published it to its waiters (its record's field/value pairs, JSON-encoded), decoded as
+        ``get`` decodes a read; None when the message is not one."""
+        try:
+            pairs = json.loads(message)
+        except ValueError:
+            return None
+        if not isinstance(pairs, list) or len(pairs) % 2:
+            return None
+        return self._decoded(job_id, dict(zip(pairs[::2], pairs[1::2], strict=True)))
+
     def _decoded(self, job_id: str, raw: dict[Any, Any]) -> Job | None:
         if not raw:
             return None
