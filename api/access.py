@@ -1,4 +1,5 @@
-"""Who is calling /v1 (API keys), and how much they may ask for (rate and concurrency limits, kept in Redis)."""
+"""Who is calling /v1 (API keys), and how often they may ask (rate limits, kept in Redis). A key's concurrent-jobs
+limit is checked where its job is recorded (JobStore.create)."""
 
 from __future__ import annotations
 

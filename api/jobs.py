@@ -89,7 +89,7 @@ def create_job() -> ResponseReturnValue:
 
 def _job_speaker(requested: str | None) -> str:
     """The speaker a job names (the default one if it names none), or 404. A configured one is known whatever the
-    workers announce: the workers' announcements are read (at most about once a second) only for another."""
+    workers announce: only another needs their announcements (read at most about once a second) to be known."""
     s = services()
     configured = requested or (DEFAULT_SPEAKER if DEFAULT_SPEAKER in s.config.speakers else None)
     if configured is not None and configured in s.config.speakers:
@@ -110,10 +110,10 @@ def _enqueue(job: Job, text: str, cover: bytes | None = None, idempotency_key: s
     """Record the job (its Idempotency-Key kept with it), counted against its key's limit and queued, in one step;
     on a refusal nothing is left behind."""
     s = services()
+    message = synthesis_message(s.celery, job.id, job.queue)
     if cover is not None:  # for the output's tags; the job's files go with the job
         with s.storage.writer(cover_key(job.id)) as sink:
             sink.write(cover)
-    message = synthesis_message(s.celery, job.id, job.queue)
     limit = s.config.max_active_jobs if g.get("owner") is not None else 0
     created = False
     try:

@@ -74,12 +74,12 @@ READY_TIMEOUT_S = 120.0
 JOB_TIMEOUT_S = 60.0
 ROUND_TRIP_TIMEOUT_S = 10.0
 OVERHEAD_TARGET = 3.0
+"""Queue overhead should stay within this many raw Celery round trips."""
 COMMANDS_TARGET = 30
 """Redis commands per short job (issue 12)."""
 IDLE_SAMPLE_S = 5.0
 COUNTED_JOBS = 20
 """Jobs run apart from the timed rounds, under MONITOR, to count a job's Redis commands."""
-"""Queue overhead should stay within this many raw Celery round trips."""
 RAW_QUEUE = "bench.raw"
 RAW_DATABASE = 1
 
@@ -319,6 +319,12 @@ def raw_celery(redis_url: str) -> Iterator[Callable[[], float]]:
     app.close()
 
 
+def _own_synthesis(client: redis.Redis, job_id: str) -> float:
+    """The job's synthesis time as its worker recorded it (seconds; NaN if the record has none)."""
+    raw = client.hget(Keys(DEFAULT_PREFIX).job(job_id), "synth_s")
+    return float(json.loads(raw)) if raw else float("nan")
+
+
 def bench_queue(speaker: Speaker, count: int, parallel_sentences: bool = True) -> dict[str, Any]:
     """The worker runs the engine as ``speaker`` does (parallel sentences or not), so synthesis compares alike."""
     with tempfile.TemporaryDirectory(prefix="ttsq-bench-") as tmp, ExitStack() as stack:
@@ -345,7 +351,7 @@ def bench_queue(speaker: Speaker, count: int, parallel_sentences: bool = True) -
         jobs, synthesis, raw = rounds.jobs, rounds.synthesis, rounds.raw
         # Each job's own synthesis as its worker timed it (the record's synth_s): no second process's speed in it.
         store = redis.Redis.from_url(redis_url)
-        own = [float(json.loads(store.hget(Keys(DEFAULT_PREFIX).job(j.job_id), "synth_s") or "nan")) for j in jobs]
+        own = [_own_synthesis(store, j.job_id) for j in jobs]
         store.close()
         counted = min(count, COUNTED_JOBS)
         print(f"  {counted} more jobs, their Redis commands counted", file=sys.stderr, flush=True)

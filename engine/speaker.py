@@ -145,17 +145,18 @@ class Speaker:
 
     @contextlib.contextmanager
     def _batch_call(self) -> Iterator[None]:
-        """Hold a slot; at the end of the last one running, the memory the calls' longest sentences grew goes back
+        """Hold a slot; after the last one running, the memory the calls' longest sentences grew goes back
         (so a worker's RSS is the same after each narration segment, not the most any sentence ever needed). While
         another narration runs or waits it stays: it would grow it again at once, and the release and the
         regrowth cost ~3% of a busy speaker's throughput (29 ms a paragraph, issue 12); what a busy speaker holds
         is what its longest sentences need, no more. Speech calls are short and latency-bound: they leave it."""
-        with self.syntheses.hold():
-            try:
+        held = None
+        try:
+            with self.syntheses.hold() as held:
                 yield
-            finally:
-                if isinstance(self.voice, ArenaVoice) and self.syntheses.wanted <= 1:
-                    self.voice.release_memory()
+        finally:
+            if held is not None and held.last and isinstance(self.voice, ArenaVoice):
+                self.voice.release_memory()
 
     def _pipeline(self, work: Work, options: SynthesisOptions, priority: Priority) -> Iterator[tuple[int, np.ndarray]]:
         """Run phoneme-id lists on the pool, a bounded window ahead of the consumer, and yield them in order."""

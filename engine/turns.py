@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import IntEnum
 
 
@@ -93,6 +94,13 @@ class Turns:
         return len(self._waiting)
 
 
+@dataclass
+class Held:
+    """A slot of ``Slots``: ``last`` is set as it is given back."""
+
+    last: bool = False
+
+
 class Slots:
     """At most ``count`` holders at once, first come first served: a speaker's batch syntheses (narrations), so a
     voice with two inference streams runs two jobs side by side, and a third waits for one of them."""
@@ -104,26 +112,26 @@ class Slots:
         self._changed = threading.Condition()
 
     @contextmanager
-    def hold(self) -> Iterator[None]:
+    def hold(self) -> Iterator[Held]:
+        """A slot; once it is given back, its ``last`` says whether no other holder or waiter was left then."""
         with self._changed:
             self._waiting += 1
-            while self._held >= self._count:
-                self._changed.wait()
-            self._waiting -= 1
+            try:
+                while self._held >= self._count:
+                    self._changed.wait()
+            finally:
+                self._waiting -= 1
             self._held += 1
+        held = Held()
         try:
-            yield
+            yield held
         finally:
             with self._changed:
                 self._held -= 1
+                held.last = self._held == 0 and self._waiting == 0  # decided with the slot: two ending at once agree
                 self._changed.notify()
 
     @property
     def held(self) -> int:
         """Holders now (for tests and metrics)."""
         return self._held
-
-    @property
-    def wanted(self) -> int:
-        """Holders and those waiting to hold, now: a holder about to let go is the last when this is 1."""
-        return self._held + self._waiting

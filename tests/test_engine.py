@@ -219,6 +219,19 @@ def test_the_arena_goes_back_when_the_last_narration_ends_not_between_busy_ones(
     assert released == [False, False]  # a lone narration, as before
 
 
+def test_of_holders_ending_together_the_last_to_give_its_slot_back_is_the_last() -> None:
+    """Review finding: each holder read the count before either gave its slot back, so both could skip the release."""
+    from engine.turns import Slots
+
+    slots = Slots(2)
+    first, second = slots.hold(), slots.hold()
+    a, b = first.__enter__(), second.__enter__()
+    first.__exit__(None, None, None)
+    assert not a.last  # the other still holds one
+    second.__exit__(None, None, None)
+    assert b.last and slots.held == 0
+
+
 def test_different_speakers_run_in_parallel() -> None:
     tts = TTS().load("a").load("b").prepare(warmup=False)
     first = tts.speakers["a"].stream("One. Two.")

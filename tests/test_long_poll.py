@@ -113,3 +113,32 @@ def test_a_poll_answers_a_jobs_end_with_the_record_the_end_published(runtime) ->
     assert answer == real_get(job.id)  # what it answered is the record
     assert reads == [job.id]  # the poll's first read only
     assert runtime.store.published(job.id, b"changed") is None
+
+
+def test_a_big_ended_record_is_read_not_published(runtime) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: every API process subscribes to every job's events; a book's record stays off that channel."""
+    from ttsq.scripts import PUBLISHED_RECORD_MAX_BYTES
+
+    events = JobEvents(runtime.store.redis, runtime.config.keys)
+    job = _job(runtime)
+    token = "poll-big-token"
+    running = runtime.store.take(job.id, token, 60, "w", 3).job
+    marks = [{"paragraph": n, "heading": False, "start_s": float(n), "text": "x" * 200} for n in range(100)]
+    result = JobResult(
+        key=f"{job.id}.wav", format="wav", duration_s=100.0, sample_rate=22050, size_bytes=9, marks=marks
+    )
+    assert len(result.model_dump_json()) > PUBLISHED_RECORD_MAX_BYTES
+    answers: list[Job | None] = []
+    poll = threading.Thread(target=lambda: answers.append(events.wait_for_change(runtime.store, job.id, 10)))
+    with runtime.store.redis.pubsub() as watch:
+        watch.subscribe(runtime.config.keys.events(job.id))
+        poll.start()
+        deadline = time.monotonic() + 5
+        while not events._waiting and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runtime.store.mark_succeeded(running, token, result, Progress(chunks_done=1, chunks_total=1))
+        poll.join(10)
+        published = [m["data"] for m in iter(lambda: watch.get_message(timeout=1.0), None) if m["type"] == "message"]
+    assert published == [b"changed"]
+    (answer,) = answers
+    assert answer is not None and answer.status == JobStatus.succeeded and answer.result == result

@@ -13,7 +13,9 @@ from conftest import ALICE
 from test_access import bearer, make_client
 
 from ttsq.config import Config
+from ttsq.jobs.store import JobStore
 from ttsq.keys import Keys
+from ttsq.models import Job, new_job_id
 from ttsq.queue import SYNTHESIZE_TASK, create_celery, enqueue_synthesis, synthesis_message
 
 IDS = {("headers", "id"), ("headers", "root_id"), ("properties", "correlation_id"), ("properties", "delivery_tag")}
@@ -71,3 +73,14 @@ def test_a_job_over_its_keys_limit_leaves_no_message(keyed_env: dict[str, str], 
     assert len(_pushed(redis_client, keys.speaker_queue("joe"))) == 1
     assert redis_client.hget(keys.metrics_counters, "ttsq_jobs_created") is None
     assert redis_client.llen(keys.metrics_pending) == 1  # the refused job is not counted
+
+
+def test_recording_a_job_twice_records_counts_and_queues_it_once(config: Config, redis_client: redis.Redis) -> None:
+    """Review finding: redis-py sends a script again when its answer was lost; the second call must change nothing."""
+    store = JobStore(redis_client, config.key_prefix)
+    job = Job(id=new_job_id(), speaker="joe", text_chars=5, queue=config.keys.speaker_queue("joe"), created_at=1.0)
+    message = synthesis_message(create_celery(config), job.id, job.queue)
+    assert store.create(job, "Once.", message=message, active_limit=1)
+    assert store.create(job, "Once.", message=message, active_limit=1)  # not refused by its own slot either
+    assert len(_pushed(redis_client, job.queue)) == 1
+    assert redis_client.llen(config.keys.metrics_pending) == 1

@@ -231,7 +231,19 @@ def test_a_run_takes_its_lock_marks_its_job_and_reads_it_in_one_step(runtime) ->
     assert spent.locked and not spent.running and spent.text is None and spent.job == second.job
     store.release_lock(job_id, "run-3")
     store.update(job_id, segments_total=2)
-    assert store.take(job_id, "run-4", 30, "w4", 5).text is None  # a planned job's text is not read again
+    planned = store.take(job_id, "run-4", 30, "w4", 5)
+    assert planned.running and planned.text is None  # a planned job's text is not read again
+
+
+def test_a_record_without_a_status_is_left_as_it_is(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: such a record read as queued (the model's default) and failed as out of attempts."""
+    from worker.synthesis import run_job
+
+    job_id = make_job(runtime)
+    redis_client.hdel(runtime.config.keys.job(job_id), "status")
+    assert run_job(runtime, job_id) == "missing"
+    assert redis_client.hget(runtime.config.keys.job(job_id), "status") is None
+    assert redis_client.hget(runtime.config.keys.job(job_id), "attempts") == b"0"
 
 
 def test_a_cancel_is_never_overwritten_by_a_task_starting(runtime) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,8 @@ from .models import ACTIVE_STATUSES, JobStatus
 
 _ACTIVE_TEST = " or ".join(f"status == '{json.dumps(s.value)}'" for s in ACTIVE_STATUSES)
 _RUNNING = json.dumps(JobStatus.running.value)
+PUBLISHED_RECORD_MAX_BYTES = 16 * 1024
+"""The largest ended record END_JOB publishes to waiting long polls (a short job's is ~2 KB)."""
 
 REFRESH_LOCK = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
@@ -36,13 +38,12 @@ return 1
 """KEYS: lock, record. ARGV: token, encoded in_task and attempts. Ends a task's turn in one step; only a running job
 is touched (a canceled one keeps its record as it ended, a purged one is never recreated)."""
 
-_QUEUED = json.dumps(JobStatus.queued.value)
-
 TAKE_JOB = f"""
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {{0}} end
 local f = redis.call('hmget', KEYS[2], 'status', 'attempts', 'restarts', 'started_at', 'segments_total')
+local status = f[1]
 local attempts = tonumber(f[2] or '0') or 0
-if (f[1] ~= '{_QUEUED}' and f[1] ~= '{_RUNNING}') or attempts >= tonumber(ARGV[5]) then
+if not (status and ({_ACTIVE_TEST})) or attempts >= tonumber(ARGV[5]) then
   return {{1, redis.call('hgetall', KEYS[2])}}
 end
 local restarts = tonumber(f[3] or '0') or 0
@@ -193,6 +194,7 @@ KEYS: fine on one Redis, not on Redis Cluster (as CREATE_JOB's limit)."""
 CREATE_JOB = (
     INCREMENTS
     + f"""
+if redis.call('exists', KEYS[2]) == 1 then return 1 end
 local limit = tonumber(ARGV[6])
 if limit > 0 then
   for _, id in ipairs(redis.call('smembers', KEYS[6])) do
@@ -217,13 +219,14 @@ return 1
 limit), and the Idempotency-Key's claim if any. ARGV: text, job id, created_at, seconds to keep the claim, job
 record prefix, the owner's limit (0: none), the job's first task message ('': none), the number of record items,
 the record's field/value pairs, then the metrics' pending list and increments (INCREMENTS). Records a new job,
-counted and queued, in one step, or nothing (0) when its owner is at the limit: that check drops the owner's ended
+counted and queued, in one step, or nothing (0) when its owner is at the limit; once only (a call redis-py sends
+again after a lost answer finds the record and returns 1): that check drops the owner's ended
 (or vanished) jobs from the set first, and two API processes can't both take the last slot. Records are read by
 computed names there: fine on one Redis, not on Redis Cluster."""
 
 END_JOB = (
     INCREMENTS
-    + """
+    + f"""
 if ARGV[1] ~= '' and redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 local status = redis.call('hget', KEYS[2], 'status')
 if not status then return 0 end
@@ -237,7 +240,9 @@ redis.call('hset', KEYS[2], unpack(ARGV, first, last))
 redis.call('srem', KEYS[3], ARGV[2])
 redis.call('zadd', KEYS[4], ARGV[3], ARGV[2])
 if ARGV[4] ~= '' then redis.call('zadd', KEYS[5], ARGV[4], ARGV[2]) end
-redis.call('publish', KEYS[6], cjson.encode(redis.call('hgetall', KEYS[2])))
+local ended = cjson.encode(redis.call('hgetall', KEYS[2]))
+if #ended > {PUBLISHED_RECORD_MAX_BYTES} then ended = 'changed' end
+redis.call('publish', KEYS[6], ended)
 if ARGV[1] ~= '' then redis.call('del', KEYS[1]) end
 add_metrics(last + 1)
 return 1
@@ -247,7 +252,8 @@ return 1
 not fenced, a cancel), job id, the end's time, when its webhook is due ('': no webhook), n and n encoded statuses
 the job may be in, the number of record items, the record's field/value pairs, then the metrics' pending list and
 increments (INCREMENTS). The one end of a job: the outcome, out of the active set, into retention and the outbox,
-counted, told to waiters (the message is the ended record, as a JSON array of field/value pairs: a long poll answers
-with it and reads nothing), and the run's lock dropped, all in one step; 0 (nothing written) if the lock or the
-status is not as given. The metrics go last: Lua does not roll back, so a bad entry could cost a count, never the
-end itself."""
+counted, told to waiters (the message is the ended record, as a JSON array of field/value pairs, up to
+PUBLISHED_RECORD_MAX_BYTES: a long poll answers with it and reads nothing; a bigger one, a book's with its marks, goes
+to every API process's subscription as "changed", and a poll reads it), and the run's lock dropped, all in one step;
+0 (nothing written) if the lock or the status is not as given. The metrics go last: Lua does not roll back, so a bad
+entry could cost a count, never the end itself."""

@@ -87,8 +87,11 @@ def _take(runtime: Runtime, job_id: str, taken: Taken, token: str, lost: threadi
     if job.status.terminal:
         logger.info("%s: already %s; nothing to do", job_id, job.status.value)
         return Outcome.done_already
-    message = f"the job was started {job.attempts} times and its worker died each time"
-    return _fail(runtime, job, token, JobFailure(message, "worker_lost"))  # the one case left: out of attempts
+    if job.attempts >= runtime.config.max_attempts:
+        message = f"the job was started {job.attempts} times and its worker died each time"
+        return _fail(runtime, job, token, JobFailure(message, "worker_lost"))
+    logger.warning("%s: its record lacks what a run needs (status %s); dropping the task", job_id, job.status.value)
+    return Outcome.missing
 
 
 def _advance(runtime: Runtime, job: Job, token: str, lost: threading.Event, text: str | None = None) -> Outcome:

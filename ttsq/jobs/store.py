@@ -168,7 +168,8 @@ class JobStore:
 
     def update_fenced(self, job_id: str, token: str, allowed: tuple[JobStatus, ...], **fields: Any) -> bool:
         """Change fields only for the run whose ``token`` holds the job's lock, and only while the job's status is
-        one of ``allowed``; False otherwise (nothing written). Every write of a run goes through here."""
+        one of ``allowed``; False otherwise (nothing written). A run's writes go through here or through scripts
+        that check its token the same way (its start, its segments, its end)."""
         keys = (self.keys.lock(job_id), self.keys.job(job_id), self.keys.events(job_id))
         statuses = [json.dumps(s.value) for s in allowed]
         pairs = [item for pair in encode_fields(fields).items() for item in pair]
@@ -214,9 +215,9 @@ class JobStore:
         queue is one of ``idle_queues`` (holds no message): a consumer took the message and never took the lock, as
         a worker killed just after a segment leaves the next one it had prefetched. A live consumer takes the lock
         within moments of taking a message, and a duplicate is harmless (the lock lets one run at a time). A queued
-        job whose queue is idle is orphaned after ``stale_after_s``: its message was lost too, say by an API process
-        killed between recording the job and queueing it (issue 17), or a worker killed with it in hand (there is no
-        broker-side copy: kombu's ack emulation is off). Behind a queue that never empties, after
+        job whose queue is idle is orphaned after ``stale_after_s``: its message was lost too, say by a worker killed
+        with it in hand (there is no broker-side copy: kombu's ack emulation is off; the API records a job and queues
+        its message in one step since issue 12). Behind a queue that never empties, after
         ``BUSY_QUEUE_FACTOR`` times that: a job waiting that long in a backlog gets a duplicate, which finds it
         running or ended and does nothing. The job returned is as it was read; its
         ``heartbeat_at`` is moved on, so the caller sends it again at most once per period."""
