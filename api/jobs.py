@@ -91,9 +91,8 @@ def _job_speaker(requested: str | None) -> str:
     """The speaker a job names (the default one if it names none), or 404. A configured one is known whatever the
     workers announce: only another needs their announcements (read at most about once a second) to be known."""
     s = services()
-    configured = requested or (DEFAULT_SPEAKER if DEFAULT_SPEAKER in s.config.speakers else None)
-    if configured is not None and configured in s.config.speakers:
-        return configured
+    if (requested or DEFAULT_SPEAKER) in s.config.speakers:
+        return requested or DEFAULT_SPEAKER
     known = sorted(known_speakers(s, requested))
     speaker = requested or (DEFAULT_SPEAKER if DEFAULT_SPEAKER in known else known[0])
     if speaker not in known:

@@ -8,7 +8,6 @@ the torch backend (batch 1, 4, 16, 64, on CUDA when present) beside onnxruntime 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import secrets
@@ -54,7 +53,7 @@ from engine import TTS, Speaker, SynthesisOptions
 from engine.onnx_voice import OnnxVoice
 from ttsq.client import wait_ready
 from ttsq.config import celery_redis_url
-from ttsq.keys import DEFAULT_PREFIX, Keys
+from ttsq.jobs.store import JobStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = REPO_ROOT / "bench" / "results" / "engine.json"
@@ -319,12 +318,6 @@ def raw_celery(redis_url: str) -> Iterator[Callable[[], float]]:
     app.close()
 
 
-def _own_synthesis(client: redis.Redis, job_id: str) -> float:
-    """The job's synthesis time as its worker recorded it (seconds; NaN if the record has none)."""
-    raw = client.hget(Keys(DEFAULT_PREFIX).job(job_id), "synth_s")
-    return float(json.loads(raw)) if raw else float("nan")
-
-
 def bench_queue(speaker: Speaker, count: int, parallel_sentences: bool = True) -> dict[str, Any]:
     """The worker runs the engine as ``speaker`` does (parallel sentences or not), so synthesis compares alike."""
     with tempfile.TemporaryDirectory(prefix="ttsq-bench-") as tmp, ExitStack() as stack:
@@ -350,9 +343,9 @@ def bench_queue(speaker: Speaker, count: int, parallel_sentences: bool = True) -
         rounds = bench_rounds(base_url, speaker, raw_trip, count)
         jobs, synthesis, raw = rounds.jobs, rounds.synthesis, rounds.raw
         # Each job's own synthesis as its worker timed it (the record's synth_s): no second process's speed in it.
-        store = redis.Redis.from_url(redis_url)
-        own = [_own_synthesis(store, j.job_id) for j in jobs]
-        store.close()
+        store = JobStore(redis.Redis.from_url(redis_url))
+        own = [job.synth_s if (job := store.get(j.job_id)) else float("nan") for j in jobs]
+        store.redis.close()
         counted = min(count, COUNTED_JOBS)
         print(f"  {counted} more jobs, their Redis commands counted", file=sys.stderr, flush=True)
         commands = stack.enter_context(CommandLog(redis_url, database=0))
@@ -365,8 +358,8 @@ def bench_queue(speaker: Speaker, count: int, parallel_sentences: bool = True) -
     overhead = statistics.median(j.e2e_s - synth for j, synth in zip(jobs, synthesis, strict=True))
     medians = e2e - statistics.median(synthesis)
     # Cross-checks that do not depend on two processes synthesizing equally fast: the job less its own synthesis
-    # (what the job adds, exactly; its worker's timer covers what generate() does, phonemes to samples), and the
-    # job less its worker's whole run (the record's times, to the millisecond).
+    # (what the job adds; its worker's timer covers what generate() does but split the text into sentences, which
+    # the plan does before it), and the job less its worker's whole run (the record's times, to the millisecond).
     beside_own = statistics.median(j.e2e_s - synth for j, synth in zip(jobs, own, strict=True))
     outside_run = statistics.median(j.e2e_s - j.running_s for j in jobs)
     raw_median = statistics.median(raw)

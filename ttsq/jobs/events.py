@@ -130,7 +130,7 @@ class JobEvents:
                 logger.exception("job events: unexpected error; subscribing again")
                 time.sleep(RECONNECT_S)
 
-    def _wake(self, job_id: str, message: bytes = CHANGED) -> None:
+    def _wake(self, job_id: str, message: bytes) -> None:
         with self._lock:
             waiters = list(self._waiting.get(job_id, ()))
         for waiter in waiters:

@@ -74,7 +74,7 @@ class JobStore:
             self.keys.job(job.id),
             self.keys.active,
             self.keys.owner_jobs(job.owner),
-            message.queue if message is not None else job.queue,
+            job.queue,
             self.keys.owner_active(job.owner),
         ]
         if idempotency_key is not None:
@@ -104,8 +104,9 @@ class JobStore:
         if answer[0] == 0:
             return Taken(locked=False)
         raw = dict(zip(answer[1][::2], answer[1][1::2], strict=True))
-        text = answer[2] if answer[0] == 2 and answer[2] else None
-        return Taken(True, self._decoded(job_id, raw), answer[0] == 2, None if text is None else _text(text))
+        running = answer[0] == 2
+        text = _text(answer[2]) if running and answer[2] else None
+        return Taken(True, self._decoded(job_id, raw), running, text)
 
     def published(self, job_id: str, message: bytes) -> Job | None:
         """The job as END_JOB published it to its waiters (its record's field/value pairs, JSON-encoded), decoded as
