@@ -98,11 +98,13 @@ def check_jobs(stack: Stack, ledger: Ledger, job_ids: list[str], timeout_s: floa
             assert audio == ledger.references[expected.text], f"{where}: audio differs from the fault-free run"
             assert record["result"]["size_bytes"] == len(audio)
             output = sorted(f"jobs/{name}" for name in _stored_names(record["result"], job_id))
+            # The run's clean-up follows its recorded end, one step after another (objects, open uploads, plan):
+            # each is awaited, not read once.
             wait_for(lambda: stack.objects(job_id) == output, 15, f"{where}: only its outputs in S3")  # noqa: B023
-            assert stack.uploads(job_id) == [], f"{where}: a multipart upload was left open"
+            wait_for(lambda: stack.uploads(job_id) == [], 15, f"{where}: a multipart upload left open")  # noqa: B023
             if not expected.deferred:  # its plan went with the success (a Redis outage may leave it to retention)
                 plan = [f"{PREFIX}job:{job_id}:{name}" for name in ("chunks", "segments", "done")]
-                assert not stack.redis.exists(*plan), f"{where}: its plan outlived the success"
+                wait_for(lambda: not stack.redis.exists(*plan), 15, f"{where}: its plan outlived the success")  # noqa: B023
         else:
             error = record.get("error") or {}
             assert expected.may_fail and record["status"] == "failed", f"{where}: ended {record['status']}: {error}"
