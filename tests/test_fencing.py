@@ -7,7 +7,7 @@ from conftest import run_to_end
 from test_api import assert_error
 from test_worker import LONG, make_job
 
-from ttsq.models import JobStatus
+from ttsq.models import JobStatus, QueuedMessage
 from ttsq.storage.base import WriteFenced
 
 
@@ -92,10 +92,10 @@ def test_a_hand_off_after_a_cancel_leaves_the_canceled_record_as_it_ended(runtim
     store = runtime.store
     original = store.hand_off
 
-    def cancel_first(job: str, token: str) -> bool:
+    def cancel_first(job: str, token: str, message: QueuedMessage) -> bool:
         assert store.cancel(job)
         frozen.update(_record(runtime, job))
-        return original(job, token)
+        return original(job, token, message)
 
     frozen: dict[bytes, bytes] = {}
     monkeypatch.setattr(store, "hand_off", cancel_first)
@@ -103,6 +103,7 @@ def test_a_hand_off_after_a_cancel_leaves_the_canceled_record_as_it_ended(runtim
 
     assert run_job(runtime, job_id) == "canceled"
     assert _record(runtime, job_id) == frozen
+    assert store.redis.llen(runtime.config.keys.speaker_queue("joe")) == 0  # no next task for a canceled job
     assert list(runtime.storage.root.glob(f"{job_id}*")) == []  # its segment went with the cancel
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -11,6 +12,7 @@ from ttsq import presence
 from ttsq.jobs.store import Taken
 from ttsq.keys import Keys
 from ttsq.models import Job, JobStatus, new_job_id
+from ttsq.queue import SYNTHESIZE_TASK
 from worker.upkeep import announce, requeue_orphans
 
 
@@ -265,7 +267,10 @@ def test_hand_off_leaves_nothing_for_upkeep_to_requeue(runtime, redis_client) ->
     assert job.status == JobStatus.running and not job.in_task and job.attempts == 0
     assert not redis_client.exists(runtime.store.lock_key(job_id))
     assert requeue_orphans(runtime) == []  # its next message is in the queue
-    assert redis_client.llen(runtime.config.keys.speaker_queue("joe")) == 1
+    queued = redis_client.lrange(runtime.config.keys.speaker_queue("joe"), 0, -1)
+    assert len(queued) == 1  # pushed by the hand-off's own step: the task that runs the next segment
+    headers = json.loads(queued[0])["headers"]
+    assert headers["task"] == SYNTHESIZE_TASK and headers["argsrepr"] == repr([job_id])
 
 
 def test_a_job_whose_next_message_was_lost_is_requeued_when_stale(runtime) -> None:  # type: ignore[no-untyped-def]

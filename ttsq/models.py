@@ -18,8 +18,9 @@ JOB_ID = re.compile(r"[0-9a-f]{32}")
 
 @dataclass(frozen=True)
 class QueuedMessage:
-    """A task message as kombu's Redis transport pushes it: a Lua step that records a job pushes its first message
-    in the same step (the broker is the job store's Redis), so no job is ever recorded without one (issue 12)."""
+    """A task message as kombu's Redis transport pushes it. The broker is the job store's Redis, so the Lua step that
+    records a job pushes its first message, and the one that ends a task's turn its next (issue 12): no job is ever
+    recorded, or handed from one task to the next, without one."""
 
     queue: str
     """The Redis list kombu's consumer reads (the queue's own name: priority 0)."""

@@ -17,7 +17,7 @@ import redis
 from ttsq.jobs.store import Taken
 from ttsq.logs import job_context
 from ttsq.models import Job, JobStatus
-from ttsq.queue import enqueue_synthesis, job_ended
+from ttsq.queue import job_ended, synthesis_message
 from ttsq.storage.base import WriteFenced
 
 from .assembly import assemble
@@ -56,20 +56,18 @@ def _run_job(runtime: Runtime, job_id: str) -> Outcome:
     keeper.start()
     outcome: Outcome | None = None  # stays None if the run raises: its lock is released all the same
     job = taken.job
+    handed_off = False
     try:
         outcome = _take(runtime, job_id, taken, token, lost)
-        if outcome == Outcome.continued and not store.hand_off(job_id, token):
-            outcome = Outcome.lock_lost
-            if store.status(job_id) == JobStatus.canceled and (job := store.get(job_id)) is not None:
-                outcome = _discard(runtime, job)  # canceled as this piece ended: its files go
+        if outcome == Outcome.continued and job is not None:
+            outcome = _hand_off(runtime, job, token)
+            handed_off = outcome == Outcome.continued
     finally:
         stop.set()
         keeper.join()
-        if outcome not in ENDED:
+        if outcome not in ENDED and not handed_off:  # an end, or a hand-off, dropped the lock in its own step
             store.release_lock(job_id, token)
-    if outcome == Outcome.continued and job is not None:
-        _queue_next(runtime, job)
-    elif outcome in ENDED and job is not None:
+    if outcome in ENDED and job is not None:
         job_ended(runtime.celery, config, job)
     return outcome
 
@@ -129,15 +127,16 @@ def _advance(runtime: Runtime, job: Job, token: str, lost: threading.Event, text
         return _fail(runtime, job, token, failure)
 
 
-def _queue_next(runtime: Runtime, job: Job) -> None:
-    """Hand the job's next piece to the queue (after our lock is released, so that task can take it)."""
-    job_id = job.id
-    try:
-        enqueue_synthesis(runtime.celery, job_id, job.queue)
-    except Exception:
-        # Leave it looking orphaned, so a worker's upkeep requeues it once the broker is back.
-        runtime.store.update_if(job_id, (JobStatus.running,), in_task=True)
-        logger.exception("%s: could not queue the next segment; upkeep will retry", job_id)
+def _hand_off(runtime: Runtime, job: Job, token: str) -> Outcome:
+    """Queue the job's next piece as this run lets the job go, in one step (the broker is the job store's Redis);
+    when that finds the job no longer this run's: canceled (its files go) or taken over. Redis away: the hand-off
+    raises, the lock lapses, and a worker's upkeep requeues the job."""
+    store = runtime.store
+    if store.hand_off(job.id, token, synthesis_message(runtime.celery, job.id, job.queue)):
+        return Outcome.continued
+    if store.status(job.id) == JobStatus.canceled and (latest := store.get(job.id)) is not None:
+        return _discard(runtime, latest)  # canceled as this piece ended: its files go
+    return Outcome.lock_lost
 
 
 def _fail(runtime: Runtime, job: Job, token: str, failure: JobFailure) -> Outcome:

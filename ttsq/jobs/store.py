@@ -195,12 +195,15 @@ class JobStore:
     def release_lock(self, job_id: str, token: str) -> None:
         locks.release(self.redis, self.keys.lock(job_id), token)
 
-    def hand_off(self, job_id: str, token: str) -> bool:
-        """End this task's turn: clear in_task and attempts and drop the lock in one step, so upkeep never sees
-        the job running, unlocked and "in a task" between a finished segment and the next task."""
+    def hand_off(self, job_id: str, token: str, message: QueuedMessage) -> bool:
+        """End this task's turn and queue the next task's ``message`` in one step: clear in_task and attempts, drop
+        the lock and push the message, so upkeep never sees the job running, unlocked and "in a task" between a
+        finished segment and the next task, nor the next task's message take the job before the lock is dropped.
+        False, and nothing written or queued, when this run no longer holds a running job."""
         fields = encode_fields({"in_task": False, "attempts": 0})
-        keys = (self.keys.lock(job_id), self.keys.job(job_id))
-        return bool(self.redis.eval(scripts.HAND_OFF, 2, *keys, token, fields["in_task"], fields["attempts"]))
+        keys = (self.keys.lock(job_id), self.keys.job(job_id), message.queue)
+        args = (token, fields["in_task"], fields["attempts"], message.payload)
+        return bool(self.redis.eval(scripts.HAND_OFF, len(keys), *keys, *args))
 
     def requeue_if_orphaned(
         self,
