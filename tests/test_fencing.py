@@ -70,6 +70,17 @@ def test_a_damaged_record_reads_as_gone_never_a_500(client, runtime, fragment) -
     assert_error(client.delete(f"/v1/jobs/{job_id}"), 404, "job_not_found")
 
 
+@pytest.mark.parametrize("damaged", ["", "{", "1, 2", '1, "status": "failed"'])
+def test_a_field_that_is_not_one_json_value_makes_the_record_read_as_gone(client, runtime, damaged) -> None:  # type: ignore[no-untyped-def]
+    """A record's values are parsed together (issue 12): a value that is not one JSON text must not shift, or add
+    to, the fields after it."""
+    job_id = make_job(runtime)
+    assert runtime.store.get(job_id) is not None
+    runtime.store.redis.hset(runtime.store.keys.job(job_id), "speed", damaged)
+    assert runtime.store.get(job_id) is None
+    assert_error(client.get(f"/v1/jobs/{job_id}"), 404, "job_not_found")
+
+
 def test_a_segment_is_named_after_its_run_and_a_stale_run_commits_no_object(runtime) -> None:  # type: ignore[no-untyped-def]
     job_id = make_job(runtime, LONG)
     from worker.synthesis import run_job
