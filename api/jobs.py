@@ -20,7 +20,7 @@ from ttsq.storage.base import StorageError, cover_key, mime_type
 
 from . import access, idempotency
 from .errors import ApiError
-from .schemas import JSON_NUMBER, check_text, job_view, parse_job_request, read_json_body
+from .schemas import JSON_NUMBER, check_text, job_etag, job_view, parse_job_request, read_json_body
 from .services import services
 from .speakers import known_speakers, waiting_for_worker
 from .uploads import Upload, read_inline, read_upload
@@ -82,8 +82,10 @@ def create_job() -> ResponseReturnValue:
         raise
     with job_context(job.id):
         logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
-    response = jsonify(job_view(job, None, waiting_for_worker(s, job)))
+    waiting = waiting_for_worker(s, job)
+    response = jsonify(job_view(job, None, waiting))
     response.headers["Location"] = f"/v1/jobs/{job.id}"
+    response.set_etag(job_etag(job, waiting), weak=True)  # a first poll's cursor
     return response, 202
 
 
@@ -178,19 +180,26 @@ def _own_job(job: Job | None, job_id: str) -> Job:
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str) -> ResponseReturnValue:
-    """``?wait=S`` (at most 30) holds the answer until the job changes or ends: progress without busy polling."""
+    """``?wait=S`` (at most 30) holds the answer until the job changes or ends: progress without busy polling. The
+    answer's ``ETag``, sent back as ``If-None-Match``, is the poll's cursor: a job that changed since is answered at
+    once, and one that has not is ``304 Not Modified`` (after the wait, if there was one)."""
     s = services()
     wait_s = _wait_seconds(request.args.getlist("wait")) if _can_hold_requests() else 0.0
     # Ownership first (admit): another key's job must answer 404 at once, like a job that does not exist.
     admit = partial(_own_job, job_id=job_id)
     if not is_job_id(job_id):
         admit(None)  # raises: 404
+    cursor = request.if_none_match
     if wait_s:
-        job = _own_job(s.events.wait_for_change(s.store, job_id, wait_s, admit), job_id)
+        seen = (lambda job: cursor.contains_weak(job_etag(job, waiting_for_worker(s, job)))) if cursor else None
+        job = _own_job(s.events.wait_for_change(s.store, job_id, wait_s, admit, seen), job_id)
     else:
         job = admit(s.store.get(job_id))
     link = _result_link(job) if job.status == JobStatus.succeeded else None
-    return jsonify(job_view(job, link, waiting_for_worker(s, job)))
+    waiting = waiting_for_worker(s, job)
+    response = jsonify(job_view(job, link, waiting))
+    response.set_etag(job_etag(job, waiting, link), weak=True)
+    return response.make_conditional(request)
 
 
 _warned_single_threaded = False

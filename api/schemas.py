@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -194,3 +195,11 @@ def job_view(job: Job, result_link: dict[str, Any] | None, waiting_for_worker: b
         # Storage keys stay inside: captions are links, made with the audio's (result_link's "captions").
         view["result"] = {**job.result.model_dump(exclude={"key", "captions"}), **result_link}
     return view
+
+
+def job_etag(job: Job, waiting_for_worker: bool = False, result_link: dict[str, Any] | None = None) -> str:
+    """A version of what ``job_view`` shows (a weak tag: a dict's order aside): a client's ``If-None-Match`` cursor
+    for long polls (issue 12). Internal fields (heartbeats, locks) leave it as is; a result's links, signed afresh
+    on every answer, do not, so a succeeded job is never answered 304 with a link that may have expired."""
+    shown = json.dumps(job_view(job, result_link, waiting_for_worker), sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(shown.encode(), digest_size=8).hexdigest()

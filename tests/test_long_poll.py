@@ -6,6 +6,7 @@ import threading
 import time
 
 import redis
+from conftest import run_to_end
 
 from ttsq.jobs.events import PROGRESS_INTERVAL_S, JobEvents
 from ttsq.models import Job, JobResult, JobStatus, Progress, new_job_id
@@ -142,3 +143,42 @@ def test_a_big_ended_record_is_read_not_published(runtime) -> None:  # type: ign
     assert published == [b"changed"]
     (answer,) = answers
     assert answer is not None and answer.status == JobStatus.succeeded and answer.result == result
+
+
+def test_an_etag_is_a_polls_cursor(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: a poll sent with the ETag it last saw answers at once if the job changed since (a change between
+    two polls is never waited past), and ``304`` if it has not, after the wait."""
+    created = client.post("/v1/jobs", json={"text": "Hello there."})
+    job_id, tag = created.get_json()["id"], created.headers["ETag"]
+    assert tag.startswith('W/"')
+    read = client.get(f"/v1/jobs/{job_id}")
+    assert read.status_code == 200 and read.headers["ETag"] == tag  # still queued: the same version
+    unchanged = client.get(f"/v1/jobs/{job_id}", headers={"If-None-Match": tag})
+    assert unchanged.status_code == 304 and unchanged.data == b"" and unchanged.headers["ETag"] == tag
+    started = time.monotonic()
+    held = client.get(f"/v1/jobs/{job_id}?wait=0.5", headers={"If-None-Match": tag})
+    assert held.status_code == 304 and time.monotonic() - started >= 0.45  # it waited for a change that never came
+    assert runtime.store.take(job_id, "cursor-test", 60, "w", 3).running  # changes while no poll is waiting
+    started = time.monotonic()
+    moved = client.get(f"/v1/jobs/{job_id}?wait=20", headers={"If-None-Match": tag})
+    assert moved.status_code == 200 and moved.get_json()["status"] == "running"
+    assert time.monotonic() - started < 2.0  # at once, not at the next change
+    assert moved.headers["ETag"] != tag
+    # Internal writes (the run's heartbeat) change no version a client sees.
+    runtime.store.update(job_id, heartbeat_at=time.time() + 5)
+    assert client.get(f"/v1/jobs/{job_id}", headers={"If-None-Match": moved.headers["ETag"]}).status_code == 304
+
+
+def test_a_succeeded_jobs_version_covers_its_links(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    """Its answer carries links signed afresh: a 304 for a copy whose link is older (sooner to expire) would leave
+    the client with that link."""
+    job_id = client.post("/v1/jobs", json={"text": "Hello there."}).get_json()["id"]
+    assert run_to_end(runtime, job_id) == "succeeded"
+    done = client.get(f"/v1/jobs/{job_id}")
+    signed_at = int(time.time())
+    while int(time.time()) == signed_at:  # links expire to the second: the next second's are new ones
+        time.sleep(0.01)
+    again = client.get(f"/v1/jobs/{job_id}?wait=5", headers={"If-None-Match": done.headers["ETag"]})
+    assert again.status_code == 200
+    assert again.get_json()["result"]["url"] != done.get_json()["result"]["url"]
+    assert again.headers["ETag"] != done.headers["ETag"]

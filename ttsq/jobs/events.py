@@ -54,11 +54,18 @@ class JobEvents:
         self._subscribed = threading.Event()
 
     def wait_for_change(
-        self, store: JobStore, job_id: str, timeout_s: float, admit: Callable[[Job | None], Job | None] = _as_read
+        self,
+        store: JobStore,
+        job_id: str,
+        timeout_s: float,
+        admit: Callable[[Job | None], Job | None] = _as_read,
+        seen: Callable[[Job], bool] | None = None,
     ) -> Job | None:
         """The job once its status changes (or it ends), once its progress has moved and a second has passed, or
         as it stands after ``timeout_s``; None if there is no such job. ``admit`` sees the first read before any
-        wait (an API route raises there for a job its caller may not see): one read, not one before and one in."""
+        wait (an API route raises there for a job its caller may not see): one read, not one before and one in.
+        ``seen``: the caller's cursor (an API client's ``If-None-Match``), which says whether it has seen the job as
+        it stands; one it has not is answered at once, so a change between two polls is never waited past."""
         self._start()
         started = time.monotonic()
         deadline = started + timeout_s
@@ -68,7 +75,7 @@ class JobEvents:
         try:
             # Registered before reading, so no change can slip in between the read and the wait.
             first = admit(store.get(job_id))
-            if first is None or first.status.terminal:
+            if first is None or first.status.terminal or (seen is not None and not seen(first)):
                 return first
             while (remaining := deadline - time.monotonic()) > 0:
                 if not waiter.changed.wait(remaining):
