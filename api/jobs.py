@@ -141,9 +141,11 @@ def _replay(job_id: str) -> ResponseReturnValue:
             "a request with this Idempotency-Key is still being processed; retry shortly",
             headers={"Retry-After": "1"},
         )
-    response = jsonify(job_view(job, _result_link(job) if job.status == JobStatus.succeeded else None))
+    link = _result_link(job) if job.status == JobStatus.succeeded else None
+    response = jsonify(job_view(job, link))
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Idempotent-Replayed"] = "true"
+    response.set_etag(job_etag(job, False, link), weak=True)
     return response, 202
 
 
@@ -182,7 +184,8 @@ def _own_job(job: Job | None, job_id: str) -> Job:
 def get_job(job_id: str) -> ResponseReturnValue:
     """``?wait=S`` (at most 30) holds the answer until the job changes or ends: progress without busy polling. The
     answer's ``ETag``, sent back as ``If-None-Match``, is the poll's cursor: a job that changed since is answered at
-    once, and one that has not is ``304 Not Modified`` (after the wait, if there was one)."""
+    once, and one that has not is ``304 Not Modified`` (after the wait, while the job can still change). ``*``
+    names no version a poll could have seen: it is no cursor. Other preconditions (``If-Match``) are not read."""
     s = services()
     wait_s = _wait_seconds(request.args.getlist("wait")) if _can_hold_requests() else 0.0
     # Ownership first (admit): another key's job must answer 404 at once, like a job that does not exist.
@@ -190,16 +193,22 @@ def get_job(job_id: str) -> ResponseReturnValue:
     if not is_job_id(job_id):
         admit(None)  # raises: 404
     cursor = request.if_none_match
+    polled = bool(cursor) and not cursor.star_tag
+
+    def seen(job: Job) -> bool:
+        return cursor.contains_weak(job_etag(job, waiting_for_worker(s, job)))
+
     if wait_s:
-        seen = (lambda job: cursor.contains_weak(job_etag(job, waiting_for_worker(s, job)))) if cursor else None
-        job = _own_job(s.events.wait_for_change(s.store, job_id, wait_s, admit, seen), job_id)
+        job = _own_job(s.events.wait_for_change(s.store, job_id, wait_s, admit, seen if polled else None), job_id)
     else:
         job = admit(s.store.get(job_id))
     link = _result_link(job) if job.status == JobStatus.succeeded else None
     waiting = waiting_for_worker(s, job)
-    response = jsonify(job_view(job, link, waiting))
-    response.set_etag(job_etag(job, waiting, link), weak=True)
-    return response.make_conditional(request)
+    tag = job_etag(job, waiting, link)
+    unchanged = polled and cursor.contains_weak(tag)
+    response = Response(status=304) if unchanged else jsonify(job_view(job, link, waiting))
+    response.set_etag(tag, weak=True)
+    return response
 
 
 _warned_single_threaded = False

@@ -182,3 +182,13 @@ def test_a_succeeded_jobs_version_covers_its_links(client, runtime) -> None:  # 
     assert again.status_code == 200
     assert again.get_json()["result"]["url"] != done.get_json()["result"]["url"]
     assert again.headers["ETag"] != done.headers["ETag"]
+
+
+def test_a_star_is_no_cursor_and_if_match_is_not_read(client) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: ``If-None-Match: *`` made every poll wait and answer 304, and werkzeug's precondition check
+    answered ``If-Match`` with a 412 that is not the API's error shape."""
+    job_id = client.post("/v1/jobs", json={"text": "Hello there."}).get_json()["id"]
+    star = client.get(f"/v1/jobs/{job_id}", headers={"If-None-Match": "*"})
+    assert star.status_code == 200 and star.get_json()["status"] == "queued"
+    for tag in ("*", 'W/"0000"', '"0000"'):
+        assert client.get(f"/v1/jobs/{job_id}", headers={"If-Match": tag}).status_code == 200

@@ -140,7 +140,9 @@ def encode_fields(fields: dict[str, Any]) -> dict[Any, Any]:
 def decode_job(raw: dict[Any, Any]) -> Job:
     """A record read back: its field values (each a JSON text, ``encode_fields``) parsed as one JSON array, in one
     call. A record is read on every poll and at each run's start, and a ``json.loads`` a field took 4x as long as
-    the rest (issue 12). The count guards the join: a value that is not one JSON text is refused, as before."""
+    the rest (issue 12). A value that is not one JSON text is refused, as before (the count guards the join), but
+    for two damaged side by side so that they make two texts between them (``"a`` and ``b"``): no writer makes
+    either, and whoever can write Redis can write a whole record."""
     values = json.loads(b"[" + b",".join(_as_bytes(v) for v in raw.values()) + b"]")
     if len(values) != len(raw):
         raise ValueError(f"a record's {len(raw)} fields held {len(values)} JSON values")

@@ -39,7 +39,8 @@ return 1
 """KEYS: lock, record, the job's queue. ARGV: token, encoded in_task and attempts, the next task's message. Ends a
 task's turn and queues the next in one step (issue 12: one round trip where three were, and no moment when the job
 waits between two tasks with no message queued); only a running job is touched (a canceled one keeps its record as
-it ended, a purged one is never recreated)."""
+it ended, a purged one is never recreated). Not idempotent: when redis-py sends it again after a lost answer, the
+second finds no lock and answers 0, and the run reports a lost lock for a hand-off that was made (one message)."""
 
 TAKE_JOB = f"""
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {{0}} end
