@@ -192,3 +192,33 @@ def test_a_star_is_no_cursor_and_if_match_is_not_read(client) -> None:  # type: 
     assert star.status_code == 200 and star.get_json()["status"] == "queued"
     for tag in ("*", 'W/"0000"', '"0000"'):
         assert client.get(f"/v1/jobs/{job_id}", headers={"If-Match": tag}).status_code == 200
+
+
+def test_the_client_polls_with_its_cursor(app, runtime) -> None:  # type: ignore[no-untyped-def]
+    """``ttsq.client.wait`` sends the version it last saw: a change made between its first read and its long poll
+    (here, by its own update hook) is answered at once, not at the end of the poll's 25 s."""
+    from werkzeug.serving import make_server
+
+    from ttsq import client
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    seen: list[str] = []
+
+    def on_update(job: dict) -> None:  # type: ignore[type-arg]
+        seen.append(job["status"])
+        if job["status"] == "queued":
+            assert runtime.store.take(job["id"], "cursor-client", 60, "w", 3).running
+        elif job["status"] == "running":
+            assert runtime.store.cancel(job["id"])
+
+    try:
+        job_id = client.submit(url, "Hello there.")["id"]
+        started = time.monotonic()
+        assert client.wait(url, job_id, on_update)["status"] == "canceled"
+        assert time.monotonic() - started < 10  # without the cursor: the poll's whole 25 s
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == ["queued", "running", "canceled"]

@@ -67,8 +67,10 @@ def wait(
     timeout_s: float = 3600,
     api_key: str | None = None,
 ) -> dict[str, Any]:
+    """Long-poll the job to its end, each poll sent with the version last seen (its ETag as ``If-None-Match``): a
+    change between two polls is answered at once, not at the next one."""
     deadline = time.monotonic() + timeout_s
-    job = get_job(base_url, job_id, api_key=api_key)
+    job, tag = _poll(base_url, job_id, 0, api_key)
     while True:
         if on_update:
             on_update(job)
@@ -76,7 +78,22 @@ def wait(
             return job
         if time.monotonic() > deadline:
             raise ClientError(f"job {job_id} did not finish within {timeout_s:.0f} s")
-        job = get_job(base_url, job_id, wait_s=LONG_POLL_S, api_key=api_key)
+        job, tag = _poll(base_url, job_id, LONG_POLL_S, api_key, (job, tag))
+
+
+def _poll(
+    base_url: str, job_id: str, wait_s: float, api_key: str | None, seen: tuple[dict[str, Any], str | None] = ({}, None)
+) -> tuple[dict[str, Any], str | None]:
+    """The job and its ETag; ``seen`` (the job and tag last read) again when the server answers 304."""
+    headers = _auth(api_key)
+    if seen[1]:
+        headers["If-None-Match"] = seen[1]
+    params = {"wait": wait_s} if wait_s else None
+    url = f"{base_url}/v1/jobs/{job_id}"
+    response = requests.get(url, params=params, headers=headers, timeout=wait_s + 30)
+    if response.status_code == 304 and seen[1]:
+        return seen
+    return _check(response), response.headers.get("ETag")
 
 
 def download(url: str, dest: Path) -> Path:
