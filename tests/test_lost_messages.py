@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from conftest import run_to_end
 from test_worker import make_job
 
-from ttsq.models import JobStatus
+from ttsq.models import JobStatus, QueuedMessage
 from ttsq.queue import enqueue_synthesis
 from worker.upkeep import requeue_orphans
 
@@ -88,3 +89,25 @@ def test_a_segment_handed_off_is_left_alone_while_its_message_waits_or_within_a_
     redis_client.delete(runtime.config.keys.speaker_queue("joe"))
     _between_segments(runtime, 0.5)  # just handed off: a live consumer is about to take the lock
     assert requeue_orphans(runtime) == [waiting]
+
+
+def test_a_requeue_and_its_message_land_together_or_not_at_all(runtime, redis_client) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: upkeep puts an orphaned job back with its message in one transaction. A run that takes the job's
+    lock while the requeue is being made (here, as its message is built) leaves neither the requeue nor a message."""
+    from ttsq.queue import synthesis_message
+
+    job_id = make_job(runtime)
+    assert runtime.store.take(job_id, "dead-run", 30, "dead-worker", 3).running
+    runtime.store.release_lock(job_id, "dead-run")  # its worker died
+    queue = runtime.config.keys.speaker_queue("joe")
+
+    def taken_meanwhile(name: str) -> QueuedMessage:
+        redis_client.set(runtime.store.lock_key(job_id), "a-live-run", px=30_000)
+        return synthesis_message(runtime.celery, job_id, name)
+
+    assert runtime.store.requeue_if_orphaned(job_id, message=taken_meanwhile) is None
+    assert redis_client.llen(queue) == 0 and runtime.store.get(job_id).status == JobStatus.running
+    redis_client.delete(runtime.store.lock_key(job_id))
+    requeued = runtime.store.requeue_if_orphaned(job_id, message=partial(synthesis_message, runtime.celery, job_id))
+    assert requeued is not None and runtime.store.get(job_id).status == JobStatus.queued
+    assert redis_client.llen(queue) == 1

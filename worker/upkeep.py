@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from functools import partial
 
 import kombu.exceptions
 import redis
@@ -13,7 +14,7 @@ from ttsq import presence
 from ttsq.metrics.collect import kombu_queue_keys
 from ttsq.metrics.record import fold
 from ttsq.models import JobStatus
-from ttsq.queue import enqueue_synthesis
+from ttsq.queue import synthesis_message
 
 from .delivery import requeue_overdue
 from .retention import purge_all_expired
@@ -41,17 +42,12 @@ def requeue_orphans(runtime: Runtime) -> list[str]:
     idle = idle_queues(runtime)
     requeued = []
     for job_id in store.active_ids():
+        message = partial(synthesis_message, runtime.celery, job_id)  # pushed in the same step as the requeue
         job = store.requeue_if_orphaned(
-            job_id, stale_after_s=stale_s, idle_queues=idle, taken_after_s=runtime.config.lock_ttl_s
+            job_id, stale_after_s=stale_s, idle_queues=idle, taken_after_s=runtime.config.lock_ttl_s, message=message
         )
         if job is None:
             continue
-        try:
-            enqueue_synthesis(runtime.celery, job_id, job.queue)
-        except Exception:
-            # Put it back as it was, so the next sweep tries again instead of leaving a queued job with no message.
-            store.update_if(job_id, (JobStatus.queued,), status=job.status.value, heartbeat_at=job.heartbeat_at)
-            raise
         if job.status == JobStatus.queued:
             logger.warning("%s: queued over %d s with no message in its queue; sent again", job_id, stale_s)
         elif not job.in_task:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,8 +211,11 @@ class JobStore:
         stale_after_s: float = float("inf"),
         idle_queues: Collection[str] = (),
         taken_after_s: float = float("inf"),
+        message: Callable[[str], QueuedMessage] | None = None,
     ) -> Job | None:
         """Move a running job whose lock has expired (its worker died) back to queued; None if it is not orphaned.
+        ``message`` builds its next task's message for its queue, pushed in the same transaction: a job is never left
+        queued again without one.
 
         A job between tasks (``in_task`` false) has its next message in the queue; it counts as orphaned when
         nothing has happened to it for ``stale_after_s`` (that message was lost), or for ``taken_after_s`` while its
@@ -243,6 +246,9 @@ class JobStore:
                         return None
                 pipe.multi()
                 pipe.hset(key, mapping=encode_fields({"status": JobStatus.queued.value, "heartbeat_at": time.time()}))
+                if message is not None:
+                    queued = message(job.queue)
+                    pipe.lpush(queued.queue, queued.payload)
                 pipe.execute()
             except redis.WatchError:
                 return None
