@@ -20,7 +20,7 @@ from ttsq.storage.base import StorageError, cover_key, mime_type
 
 from . import access, idempotency
 from .errors import ApiError
-from .schemas import JSON_NUMBER, check_text, job_etag, job_view, parse_job_request, read_json_body
+from .schemas import JSON_NUMBER, check_text, job_view, parse_job_request, read_json_body, view_etag
 from .services import services
 from .speakers import known_speakers, waiting_for_worker
 from .uploads import Upload, read_inline, read_upload
@@ -82,10 +82,10 @@ def create_job() -> ResponseReturnValue:
         raise
     with job_context(job.id):
         logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
-    waiting = waiting_for_worker(s, job)
-    response = jsonify(job_view(job, None, waiting))
+    view = job_view(job, None, waiting_for_worker(s, job))
+    response = jsonify(view)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    response.set_etag(job_etag(job, waiting), weak=True)  # a first poll's cursor
+    response.set_etag(view_etag(view), weak=True)  # a first poll's cursor
     return response, 202
 
 
@@ -141,11 +141,11 @@ def _replay(job_id: str) -> ResponseReturnValue:
             "a request with this Idempotency-Key is still being processed; retry shortly",
             headers={"Retry-After": "1"},
         )
-    link = _result_link(job) if job.status == JobStatus.succeeded else None
-    response = jsonify(job_view(job, link))
+    view = job_view(job, _result_link(job) if job.status == JobStatus.succeeded else None)
+    response = jsonify(view)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     response.headers["Idempotent-Replayed"] = "true"
-    response.set_etag(job_etag(job, False, link), weak=True)
+    response.set_etag(view_etag(view), weak=True)
     return response, 202
 
 
@@ -196,17 +196,16 @@ def get_job(job_id: str) -> ResponseReturnValue:
     polled = bool(cursor) and not cursor.star_tag
 
     def seen(job: Job) -> bool:
-        return cursor.contains_weak(job_etag(job, waiting_for_worker(s, job)))
+        return cursor.contains_weak(view_etag(job_view(job, None, waiting_for_worker(s, job))))
 
     if wait_s:
         job = _own_job(s.events.wait_for_change(s.store, job_id, wait_s, admit, seen if polled else None), job_id)
     else:
         job = admit(s.store.get(job_id))
     link = _result_link(job) if job.status == JobStatus.succeeded else None
-    waiting = waiting_for_worker(s, job)
-    tag = job_etag(job, waiting, link)
-    unchanged = polled and cursor.contains_weak(tag)
-    response = Response(status=304) if unchanged else jsonify(job_view(job, link, waiting))
+    view = job_view(job, link, waiting_for_worker(s, job))
+    tag = view_etag(view)
+    response = Response(status=304) if polled and cursor.contains_weak(tag) else jsonify(view)
     response.set_etag(tag, weak=True)
     return response
 

@@ -197,9 +197,9 @@ def job_view(job: Job, result_link: dict[str, Any] | None, waiting_for_worker: b
     return view
 
 
-def job_etag(job: Job, waiting_for_worker: bool = False, result_link: dict[str, Any] | None = None) -> str:
-    """A version of what ``job_view`` shows (a weak tag: a dict's order aside): a client's ``If-None-Match`` cursor
-    for long polls (issue 12). Internal fields (heartbeats, locks) leave it as is; a result's links, signed afresh
-    on every answer, do not, so a succeeded job is never answered 304 with a link that may have expired."""
-    shown = json.dumps(job_view(job, result_link, waiting_for_worker), sort_keys=True, separators=(",", ":"))
+def view_etag(view: dict[str, Any]) -> str:
+    """The version of a ``job_view`` (a weak tag: a dict's order aside): a client's ``If-None-Match`` cursor for long
+    polls (issue 12). Internal fields (heartbeats, locks) are not in a view; a result's links, signed afresh on every
+    answer, are, so a succeeded job is never answered 304 with a link that may have expired."""
+    shown = json.dumps(view, sort_keys=True, separators=(",", ":"))
     return hashlib.blake2b(shown.encode(), digest_size=8).hexdigest()

@@ -55,9 +55,7 @@ def submit(
 
 def get_job(base_url: str, job_id: str, wait_s: float = 0, api_key: str | None = None) -> dict[str, Any]:
     """The job; with ``wait_s`` the server answers as soon as it changes (long polling)."""
-    params = {"wait": wait_s} if wait_s else None
-    url = f"{base_url}/v1/jobs/{job_id}"
-    return _check(requests.get(url, params=params, headers=_auth(api_key), timeout=wait_s + 30))
+    return _poll(base_url, job_id, wait_s, api_key)[0]
 
 
 def wait(

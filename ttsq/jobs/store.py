@@ -103,7 +103,7 @@ class JobStore:
         answer = self.redis.eval(scripts.TAKE_JOB, len(keys), *keys, *args)
         if answer[0] == 0:
             return Taken(locked=False)
-        raw = dict(zip(answer[1][::2], answer[1][1::2], strict=True))
+        raw = _as_record(answer[1])
         running = answer[0] == 2
         text = _text(answer[2]) if running and answer[2] else None
         return Taken(True, self._decoded(job_id, raw), running, text)
@@ -117,7 +117,7 @@ class JobStore:
             return None
         if not isinstance(pairs, list) or len(pairs) % 2:
             return None
-        return self._decoded(job_id, dict(zip(pairs[::2], pairs[1::2], strict=True)))
+        return self._decoded(job_id, _as_record(pairs))
 
     def _decoded(self, job_id: str, raw: dict[Any, Any]) -> Job | None:
         if not raw:
@@ -360,3 +360,8 @@ def _pairs(fields: dict[str, Any]) -> list[str]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _as_record(pairs: list[Any]) -> dict[Any, Any]:
+    """A hash's field/value pairs, as a script answers HGETALL (a flat list), as ``HGETALL`` reads them."""
+    return dict(zip(pairs[::2], pairs[1::2], strict=True))
