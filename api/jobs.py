@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
+from werkzeug.http import parse_dict_header
 
 from engine.chapters import CAPTION_FORMATS
 from ttsq.config import DEFAULT_SPEAKER
@@ -82,11 +83,7 @@ def create_job() -> ResponseReturnValue:
         raise
     with job_context(job.id):
         logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
-    view = job_view(job, None, waiting_for_worker(s, job))
-    response = jsonify(view)
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    response.set_etag(view_etag(view), weak=True)  # a first poll's cursor
-    return response, 202
+    return _created_answer(job)
 
 
 def _job_speaker(requested: str | None) -> str:
@@ -141,12 +138,50 @@ def _replay(job_id: str) -> ResponseReturnValue:
             "a request with this Idempotency-Key is still being processed; retry shortly",
             headers={"Retry-After": "1"},
         )
-    view = job_view(job, _result_link(job) if job.status == JobStatus.succeeded else None)
+    response, status = _created_answer(job)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response, status
+
+
+def _created_answer(job: Job) -> tuple[Response, int]:
+    """A POST's answer: the job as it stands, ``202``; or, held as ``Prefer: wait=S`` asks (RFC 7240), as it stands
+    once it ends or S seconds pass, and ``201`` if it ended. A short job's client then needs one request, not a
+    POST and a poll or two (issue 12)."""
+    s = services()
+    wait_s = _preferred_wait() if _can_hold_requests() else None
+    if wait_s:
+        job = _until_ended(job, wait_s)
+    link = _result_link(job) if job.status == JobStatus.succeeded else None
+    view = job_view(job, link, waiting_for_worker(s, job))
     response = jsonify(view)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    response.headers["Idempotent-Replayed"] = "true"
-    response.set_etag(view_etag(view), weak=True)
-    return response, 202
+    response.set_etag(view_etag(view), weak=True)  # a first poll's cursor
+    if wait_s is not None:
+        response.headers["Preference-Applied"] = f"wait={wait_s:g}"
+        response.vary.add("Prefer")
+    return response, 201 if wait_s is not None and job.status.terminal else 202
+
+
+def _preferred_wait() -> float | None:
+    """The seconds of a ``Prefer: wait=S``, at most ``MAX_WAIT_S``; None without one. A preference is a hint
+    (RFC 7240): one that is not a number of seconds is ignored rather than refused."""
+    preferences = parse_dict_header(", ".join(request.headers.getlist("Prefer")))
+    raw = (preferences.get("wait") or "").split(";")[0].strip()
+    if not JSON_NUMBER.fullmatch(raw) or raw.startswith("-"):
+        return None
+    return min(float(raw), MAX_WAIT_S)
+
+
+def _until_ended(job: Job, wait_s: float) -> Job:
+    """The job once it ends, or as it stands after ``wait_s``: long polls until then (each answers its changes)."""
+    s = services()
+    deadline = time.monotonic() + wait_s
+    while not job.status.terminal and (remaining := deadline - time.monotonic()) > 0:
+        latest = s.events.wait_for_change(s.store, job.id, remaining)
+        if latest is None:  # removed meanwhile: answer the last copy seen
+            break
+        job = latest
+    return job
 
 
 MAX_WAIT_S = 30.0

@@ -54,6 +54,7 @@ QUICK_JOBS_PER_CLIENT = {"sentence": 3, "paragraph": 1}
 ROUNDS = 3
 TIMEOUT_S = 600
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PREFER_WAIT = {"Prefer": "wait=25"}
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,9 @@ def cpu_seconds(pids: Sequence[int]) -> float:
 
 
 def ttsq_job(session: requests.Session, url: str, text: str) -> None:
-    job = session.post(f"{url}/v1/jobs", json={"text": text}, timeout=30).json()
+    # Prefer: wait holds the POST's answer until the job ends (or 25 s): a short job is one request, not a POST and
+    # a poll or two (a poll answers each status change: queued -> running, then the end).
+    job = session.post(f"{url}/v1/jobs", json={"text": text}, headers=PREFER_WAIT, timeout=60).json()
     deadline = time.monotonic() + TIMEOUT_S
     while job["status"] in ("queued", "running"):
         if time.monotonic() > deadline:

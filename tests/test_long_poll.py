@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 from conftest import run_to_end
@@ -222,3 +223,94 @@ def test_the_client_polls_with_its_cursor(app, runtime) -> None:  # type: ignore
         server.shutdown()
         server.server_close()
     assert seen == ["queued", "running", "canceled"]
+
+
+def _end_the_next_job(runtime, end: Callable[[str], object]) -> threading.Thread:  # type: ignore[no-untyped-def]
+    """A thread that waits (bounded) for a job to be queued, then ends it with ``end``: a worker beside a POST that
+    the test client holds in this thread."""
+    before = set(runtime.store.active_ids())
+
+    def watch() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            new = set(runtime.store.active_ids()) - before
+            if new:
+                end(new.pop())
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    return thread
+
+
+def test_prefer_wait_answers_the_post_when_the_job_ends(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: ``Prefer: wait=S`` holds the POST until the job ends (one request for a short job, not a POST and
+    a poll or two), ``201`` with the ended job and its signed link."""
+    ender = _end_the_next_job(runtime, lambda job_id: run_to_end(runtime, job_id))
+    started = time.monotonic()
+    answer = client.post("/v1/jobs", json={"text": "Hello there."}, headers={"Prefer": "wait=20"})
+    ender.join(10)
+    assert time.monotonic() - started < 15
+    body = answer.get_json()
+    assert answer.status_code == 201, body
+    assert body["status"] == "succeeded" and body["result"]["url"]
+    assert answer.headers["Preference-Applied"] == "wait=20" and "Prefer" in answer.headers["Vary"]
+    assert answer.headers["Location"] == f"/v1/jobs/{body['id']}"
+    assert answer.headers["ETag"].startswith('W/"')
+
+
+def test_prefer_wait_runs_out_with_the_job_as_it_stands(client) -> None:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    answer = client.post("/v1/jobs", json={"text": "Hello there."}, headers={"Prefer": "respond-async, wait=0.5"})
+    assert time.monotonic() - started >= 0.45  # no worker runs it: the whole wait, then the job as queued
+    assert answer.status_code == 202 and answer.get_json()["status"] == "queued"
+    assert answer.headers["Preference-Applied"] == "wait=0.5"
+
+
+def test_a_preference_is_a_hint(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    """RFC 7240: a wait that is not a number of seconds is ignored (answered at once, as without it), not refused;
+    one over the long poll's limit is held to it."""
+    for prefer in ("wait=soon", "wait=-1", "wait=", "wait"):
+        started = time.monotonic()
+        answer = client.post("/v1/jobs", json={"text": "Hello there."}, headers={"Prefer": prefer})
+        assert answer.status_code == 202 and "Preference-Applied" not in answer.headers, prefer
+        assert time.monotonic() - started < 2.0
+    ender = _end_the_next_job(runtime, runtime.store.cancel)
+    answer = client.post("/v1/jobs", json={"text": "Hello there."}, headers={"Prefer": "wait=3600"})
+    ender.join(10)
+    assert answer.status_code == 201 and answer.get_json()["status"] == "canceled"
+    assert answer.headers["Preference-Applied"] == "wait=30"
+
+
+def test_a_replay_with_prefer_wait_waits_for_the_first_requests_job(client, runtime) -> None:  # type: ignore[no-untyped-def]
+    headers = {"Idempotency-Key": "prefer-replay"}
+    first = client.post("/v1/jobs", json={"text": "Hello there."}, headers=headers)
+    assert first.status_code == 202
+    job_id = first.get_json()["id"]
+    ender = threading.Thread(target=run_to_end, args=(runtime, job_id))
+    ender.start()
+    again = client.post("/v1/jobs", json={"text": "Hello there."}, headers={**headers, "Prefer": "wait=20"})
+    ender.join(20)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json()["id"] == job_id and again.get_json()["status"] == "succeeded"
+
+
+def test_the_client_can_wait_in_its_post(app, runtime) -> None:  # type: ignore[no-untyped-def]
+    from werkzeug.serving import make_server
+
+    from ttsq import client
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        ender = _end_the_next_job(runtime, runtime.store.cancel)
+        assert client.submit(url, "Hello there.", wait_s=20)["status"] == "canceled"
+        ender.join(10)
+        started = time.monotonic()
+        assert client.submit(url, "Hello there.", wait_s=0.3)["status"] == "queued"
+        assert time.monotonic() - started >= 0.25
+    finally:
+        server.shutdown()
+        server.server_close()

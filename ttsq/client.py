@@ -42,15 +42,19 @@ def submit(
     api_key: str | None = None,
     idempotency_key: str | None = None,
     options: dict[str, Any] | None = None,
+    wait_s: float = 0,
 ) -> dict[str, Any]:
-    """Queue a job; ``options`` are further fields of the job request (format, marks, webhook_url, metadata)."""
+    """Queue a job; ``options`` are further fields of the job request (format, marks, webhook_url, metadata).
+    ``wait_s``: the answer is held until the job ends or that many seconds pass (``Prefer: wait``, at most 30)."""
     body: dict[str, Any] = {"text": text, "speed": speed, **(options or {})}
     if speaker:
         body["speaker"] = speaker
     headers = _auth(api_key)
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key
-    return _check(requests.post(f"{base_url}/v1/jobs", json=body, headers=headers, timeout=30))
+    if wait_s:
+        headers["Prefer"] = f"wait={wait_s:g}"
+    return _check(requests.post(f"{base_url}/v1/jobs", json=body, headers=headers, timeout=wait_s + 30))
 
 
 def get_job(base_url: str, job_id: str, wait_s: float = 0, api_key: str | None = None) -> dict[str, Any]:
