@@ -146,7 +146,7 @@ def decode_job(raw: dict[Any, Any]) -> Job:
     values = json.loads(b"[" + b",".join(_as_bytes(v) for v in raw.values()) + b"]")
     if len(values) != len(raw):
         raise ValueError(f"a record's {len(raw)} fields held {len(values)} JSON values")
-    return Job.model_validate({_text(k): v for k, v in zip(raw, values, strict=True)})
+    return Job.model_validate({as_text(k): v for k, v in zip(raw, values, strict=True)})
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -156,7 +156,8 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A Redis reply's bytes (or a decoded client's str) as str."""
     return value.decode() if isinstance(value, bytes) else value
 
 

@@ -15,7 +15,17 @@ from pydantic import ValidationError
 from ttsq import scripts
 from ttsq.keys import DEFAULT_PREFIX, Keys
 from ttsq.metrics import record as metrics
-from ttsq.models import JOB_ID, Job, JobResult, JobStatus, Progress, QueuedMessage, decode_job, encode_fields
+from ttsq.models import (
+    JOB_ID,
+    Job,
+    JobResult,
+    JobStatus,
+    Progress,
+    QueuedMessage,
+    as_text,
+    decode_job,
+    encode_fields,
+)
 
 from . import locks
 
@@ -105,7 +115,7 @@ class JobStore:
             return Taken(locked=False)
         raw = _as_record(answer[1])
         running = answer[0] == 2
-        text = _text(answer[2]) if running and answer[2] else None
+        text = as_text(answer[2]) if running and answer[2] else None
         return Taken(True, self._decoded(job_id, raw), running, text)
 
     def published(self, job_id: str, message: bytes) -> Job | None:
@@ -130,7 +140,7 @@ class JobStore:
 
     def text(self, job_id: str) -> str | None:
         raw = self.redis.get(self.keys.text(job_id))
-        return None if raw is None else _text(raw)
+        return None if raw is None else as_text(raw)
 
     def status(self, job_id: str) -> JobStatus | None:
         """The job's status; None when there is none, or none readable (as ``get`` reads a damaged record)."""
@@ -141,7 +151,7 @@ class JobStore:
             return None
 
     def active_ids(self) -> list[str]:
-        return sorted(_text(m) for m in self.redis.smembers(self.keys.active))
+        return sorted(as_text(m) for m in self.redis.smembers(self.keys.active))
 
     def update(self, job_id: str, **fields: Any) -> None:
         """Change fields, unconditionally, and tell anyone waiting on the job. For tests and tools: a run's writes
@@ -190,7 +200,7 @@ class JobStore:
         return locks.refresh(self.redis, self.keys.lock(job_id), token, ttl_s)
 
     def holds_lock(self, job_id: str, token: str) -> bool:
-        return _text(self.redis.get(self.keys.lock(job_id)) or b"") == token
+        return as_text(self.redis.get(self.keys.lock(job_id)) or b"") == token
 
     def release_lock(self, job_id: str, token: str) -> None:
         locks.release(self.redis, self.keys.lock(job_id), token)
@@ -304,12 +314,12 @@ class JobStore:
 
     def webhooks_overdue(self, now: float, limit: int = 100) -> list[str]:
         members: list[bytes] = self.redis.zrangebyscore(self.keys.webhooks_pending, "-inf", now, start=0, num=limit)  # type: ignore[assignment]
-        return [_text(m) for m in members]
+        return [as_text(m) for m in members]
 
     # --- retention ------------------------------------------------------------------------------------------------
     def ended_before(self, cutoff: float, limit: int = 100) -> list[str]:
         members: list[bytes] = self.redis.zrangebyscore(self.keys.finished, "-inf", cutoff, start=0, num=limit)  # type: ignore[assignment]
-        return [_text(m) for m in members]
+        return [as_text(m) for m in members]
 
     def claim_expired(self, job_id: str) -> bool:
         """Take a job out of the retention set; only one cleaner gets True for it."""
@@ -343,7 +353,7 @@ class JobStore:
         added = 0
         base = self.keys.job_base
         for key in self.redis.scan_iter(match=f"{base}*", count=1000, _type="HASH"):
-            name = _text(key)
+            name = as_text(key)
             if not JOB_ID.fullmatch(name.removeprefix(base)):
                 continue
             status, finished_at = self.redis.hmget(name, "status", "finished_at")
@@ -356,10 +366,6 @@ class JobStore:
 
 def _pairs(fields: dict[str, Any]) -> list[str]:
     return [item for pair in encode_fields(fields).items() for item in pair]
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _as_record(pairs: list[Any]) -> dict[Any, Any]:
