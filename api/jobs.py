@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
@@ -73,17 +74,22 @@ def create_job() -> ResponseReturnValue:
         cover_type=(document.cover_type or "image/jpeg") if document is not None and document.cover else None,
     )
     held = idempotency.claim(body, job.id)
+    wait_s = _preferred_wait()
     if held is not None and held.job_id is not None:
-        return _replay(held.job_id)
-    try:
-        text = upload.stored_text if upload is not None else req.text
-        _enqueue(job, text, document.cover if document else None, held.redis_key if held else None)
-    except BaseException:
-        idempotency.release(held)
-        raise
-    with job_context(job.id):
-        logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
-    return _created_answer(job)
+        return _replay(held.job_id, wait_s)
+    # Watched from before it exists: no change can come before the watch, so the wait starts from the job as made.
+    with s.events.watch(job.id) if wait_s else nullcontext() as waiter:
+        try:
+            text = upload.stored_text if upload is not None else req.text
+            _enqueue(job, text, document.cover if document else None, held.redis_key if held else None)
+        except BaseException:
+            idempotency.release(held)
+            raise
+        with job_context(job.id):
+            logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
+        if waiter is not None and wait_s:
+            job = s.events.until_end(s.store, job, waiter, wait_s) or job
+    return _created_answer(job, wait_s)
 
 
 def _job_speaker(requested: str | None) -> str:
@@ -128,29 +134,31 @@ def _enqueue(job: Job, text: str, cover: bytes | None = None, idempotency_key: s
         )
 
 
-def _replay(job_id: str) -> ResponseReturnValue:
-    """The job an earlier request with the same Idempotency-Key made, as that request would see it now."""
-    job = services().store.get(job_id)
-    if job is None:  # the first request is still between claiming the key and recording its job
-        raise ApiError(
-            409,
-            "idempotency_in_progress",
-            "a request with this Idempotency-Key is still being processed; retry shortly",
-            headers={"Retry-After": "1"},
-        )
-    response, status = _created_answer(job)
+def _replay(job_id: str, wait_s: float | None) -> ResponseReturnValue:
+    """The job an earlier request with the same Idempotency-Key made, as that request would see it now (held as
+    the first one would be, with ``Prefer: wait``)."""
+    s = services()
+    with s.events.watch(job_id) if wait_s else nullcontext() as waiter:
+        job = s.store.get(job_id)  # read once the watch is in place: no change slips in between
+        if job is None:  # the first request is still between claiming the key and recording its job
+            raise ApiError(
+                409,
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        if waiter is not None and wait_s:
+            job = s.events.until_end(s.store, job, waiter, wait_s) or job
+    response, status = _created_answer(job, wait_s)
     response.headers["Idempotent-Replayed"] = "true"
     return response, status
 
 
-def _created_answer(job: Job) -> tuple[Response, int]:
-    """A POST's answer: the job as it stands, ``202``; or, held as ``Prefer: wait=S`` asks (RFC 7240), as it stands
-    once it ends or S seconds pass, and ``201`` if it ended. A short job's client then needs one request, not a
-    POST and a poll or two (issue 12)."""
+def _created_answer(job: Job, wait_s: float | None) -> tuple[Response, int]:
+    """A POST's answer: the job as it stands, ``202``; or, held as ``Prefer: wait=S`` asks (RFC 7240: ``wait_s``)
+    until it ends or S seconds pass, ``201`` if it ended. A short job's client then needs one request, not a POST
+    and a poll or two (issue 12)."""
     s = services()
-    wait_s = _preferred_wait() if _can_hold_requests() else None
-    if wait_s:
-        job = _until_ended(job, wait_s)
     link = _result_link(job) if job.status == JobStatus.succeeded else None
     view = job_view(job, link, waiting_for_worker(s, job))
     response = jsonify(view)
@@ -163,25 +171,15 @@ def _created_answer(job: Job) -> tuple[Response, int]:
 
 
 def _preferred_wait() -> float | None:
-    """The seconds of a ``Prefer: wait=S``, at most ``MAX_WAIT_S``; None without one. A preference is a hint
-    (RFC 7240): one that is not a number of seconds is ignored rather than refused."""
+    """The seconds of a ``Prefer: wait=S``, at most ``MAX_WAIT_S``; None without one, or where a request cannot be
+    held. A preference is a hint (RFC 7240): one that is not a number of seconds is ignored rather than refused."""
+    if not _can_hold_requests():
+        return None
     preferences = parse_dict_header(", ".join(request.headers.getlist("Prefer")))
     raw = (preferences.get("wait") or "").split(";")[0].strip()
     if not JSON_NUMBER.fullmatch(raw) or raw.startswith("-"):
         return None
     return min(float(raw), MAX_WAIT_S)
-
-
-def _until_ended(job: Job, wait_s: float) -> Job:
-    """The job once it ends, or as it stands after ``wait_s``: long polls until then (each answers its changes)."""
-    s = services()
-    deadline = time.monotonic() + wait_s
-    while not job.status.terminal and (remaining := deadline - time.monotonic()) > 0:
-        latest = s.events.wait_for_change(s.store, job.id, remaining)
-        if latest is None:  # removed meanwhile: answer the last copy seen
-            break
-        job = latest
-    return job
 
 
 MAX_WAIT_S = 30.0

@@ -314,3 +314,47 @@ def test_the_client_can_wait_in_its_post(app, runtime) -> None:  # type: ignore[
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_job_watched_from_before_it_exists_is_waited_to_its_end(runtime) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 (``Prefer: wait``): one wait, past the status change on the way, to the end, reading Redis only
+    for the change whose message is not a record; and as it stands when the wait runs out."""
+    events = JobEvents(runtime.store.redis, runtime.config.keys)
+    job = Job(
+        id=new_job_id(),
+        speaker="joe",
+        text_chars=6,
+        queue=runtime.config.keys.speaker_queue("joe"),
+        created_at=time.time(),
+    )
+    reads: list[str] = []
+    real_get = runtime.store.get
+
+    def counted_get(job_id: str) -> Job | None:
+        reads.append(job_id)
+        return real_get(job_id)
+
+    token = "watch-token"
+    result = JobResult(key=f"{job.id}.wav", format="wav", duration_s=1.5, sample_rate=22050, size_bytes=100)
+
+    def run() -> None:
+        running = runtime.store.take(job.id, token, 60, "w", 3).job
+        deadline = time.monotonic() + 5
+        while not reads and time.monotonic() < deadline:  # the running status seen before the end comes
+            time.sleep(0.01)
+        runtime.store.mark_succeeded(running, token, result, Progress(chunks_done=1, chunks_total=1))
+
+    with events.watch(job.id) as waiter:
+        runtime.store.create(job, "Hello.")
+        runtime.store.get = counted_get
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        answer = events.until_end(runtime.store, job, waiter, 10)
+        worker.join(10)
+    assert answer is not None and answer.status == JobStatus.succeeded and answer.result == result
+    assert reads == [job.id]  # the start's "changed"; the end came as its record
+    other = _job(runtime)
+    with events.watch(other.id) as waiter:
+        started = time.monotonic()
+        assert events.until_end(runtime.store, other, waiter, 0.3) == other  # nothing happened: as it stood
+        assert time.monotonic() - started >= 0.25

@@ -10,7 +10,8 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import redis
@@ -66,13 +67,9 @@ class JobEvents:
         wait (an API route raises there for a job its caller may not see): one read, not one before and one in.
         ``seen``: the caller's cursor (an API client's ``If-None-Match``), which says whether it has seen the job as
         it stands; one it has not is answered at once, so a change between two polls is never waited past."""
-        self._start()
         started = time.monotonic()
         deadline = started + timeout_s
-        waiter = _Waiter()
-        with self._lock:
-            self._waiting[job_id].add(waiter)
-        try:
+        with self.watch(job_id) as waiter:
             # Registered before reading, so no change can slip in between the read and the wait.
             first = admit(store.get(job_id))
             if first is None or first.status.terminal or (seen is not None and not seen(first)):
@@ -87,12 +84,39 @@ class JobEvents:
                 if latest.progress != first.progress:
                     return self._hold(store, job_id, first, waiter, min(started + PROGRESS_INTERVAL_S, deadline))
             return store.get(job_id)
+
+    @contextmanager
+    def watch(self, job_id: str) -> Iterator[_Waiter]:
+        """While inside, every event of the job wakes the waiter: a change made after entering is never missed (a
+        job watched before it is created needs no read to start from)."""
+        self._start()
+        waiter = _Waiter()
+        with self._lock:
+            self._waiting[job_id].add(waiter)
+        try:
+            yield waiter
         finally:
             with self._lock:
                 waiters = self._waiting[job_id]
                 waiters.discard(waiter)
                 if not waiters:
                     del self._waiting[job_id]
+
+    @staticmethod
+    def until_end(store: JobStore, job: Job, waiter: _Waiter, timeout_s: float) -> Job | None:
+        """``job`` once it ends, or as it stands after ``timeout_s`` (None if removed meanwhile); ``job`` as it stood
+        when ``waiter``'s watch began or since. Status changes and progress on the way are not answered: one wait
+        (an API's ``Prefer: wait``), not one poll a change."""
+        deadline = time.monotonic() + timeout_s
+        while not job.status.terminal and (remaining := deadline - time.monotonic()) > 0:
+            if not waiter.changed.wait(remaining) and not waiter.changed.is_set():
+                break
+            waiter.changed.clear()
+            latest = _latest(store, job.id, waiter)
+            if latest is None:
+                return None
+            job = latest
+        return job
 
     @staticmethod
     def _hold(store: JobStore, job_id: str, first: Job, waiter: _Waiter, until: float) -> Job | None:
