@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from functools import partial
 from typing import Any
 
+import redis
 from flask import Blueprint, Response, g, jsonify, request
 from flask.typing import ResponseReturnValue
-from werkzeug.http import parse_dict_header
+from werkzeug.http import parse_list_header
 
 from engine.chapters import CAPTION_FORMATS
 from ttsq.config import DEFAULT_SPEAKER
+from ttsq.jobs.events import Waiter
 from ttsq.links import result_link
 from ttsq.logs import job_context
 from ttsq.models import Job, JobStatus, is_job_id, iso, new_job_id
@@ -36,6 +38,8 @@ bp.before_request(access.authenticate)
 def create_job() -> ResponseReturnValue:
     """A JSON body with ``text``, or (issue 14) a multipart upload of a document with the options as form fields."""
     s = services()
+    wait_s = _preferred_wait()
+    deadline = time.monotonic() + (wait_s or 0.0)  # RFC 7240: the wait counts from the request
     upload: Upload | None
     if request.mimetype == "multipart/form-data":
         upload = read_upload(s.config)
@@ -74,12 +78,13 @@ def create_job() -> ResponseReturnValue:
         cover_type=(document.cover_type or "image/jpeg") if document is not None and document.cover else None,
     )
     held = idempotency.claim(body, job.id)
-    wait_s = _preferred_wait()
     if held is not None and held.job_id is not None:
-        return _replay(held.job_id, wait_s)
-    # Watched from before it exists: no change can come before the watch, so the wait starts from the job as made.
-    with s.events.watch(job.id) if wait_s else nullcontext() as waiter:
+        return _replay(held.job_id, wait_s, deadline)
+    with ExitStack() as watching:
         try:
+            # Watched from before it exists: no change can come before the watch, so the wait starts from the job
+            # as made, with no read.
+            waiter = watching.enter_context(s.events.watch(job.id)) if wait_s else None
             text = upload.stored_text if upload is not None else req.text
             _enqueue(job, text, document.cover if document else None, held.redis_key if held else None)
         except BaseException:
@@ -87,8 +92,7 @@ def create_job() -> ResponseReturnValue:
             raise
         with job_context(job.id):
             logger.info("%s: queued for %s (%d chars)", job.id, speaker, job.text_chars)
-        if waiter is not None and wait_s:
-            job = s.events.until_end(s.store, job, waiter, wait_s) or job
+        job = _held(job, waiter, deadline)
     return _created_answer(job, wait_s)
 
 
@@ -134,11 +138,12 @@ def _enqueue(job: Job, text: str, cover: bytes | None = None, idempotency_key: s
         )
 
 
-def _replay(job_id: str, wait_s: float | None) -> ResponseReturnValue:
+def _replay(job_id: str, wait_s: float | None, deadline: float) -> ResponseReturnValue:
     """The job an earlier request with the same Idempotency-Key made, as that request would see it now (held as
     the first one would be, with ``Prefer: wait``)."""
     s = services()
-    with s.events.watch(job_id) if wait_s else nullcontext() as waiter:
+    with ExitStack() as watching:
+        waiter = watching.enter_context(s.events.watch(job_id)) if wait_s else None
         job = s.store.get(job_id)  # read once the watch is in place: no change slips in between
         if job is None:  # the first request is still between claiming the key and recording its job
             raise ApiError(
@@ -147,11 +152,23 @@ def _replay(job_id: str, wait_s: float | None) -> ResponseReturnValue:
                 "a request with this Idempotency-Key is still being processed; retry shortly",
                 headers={"Retry-After": "1"},
             )
-        if waiter is not None and wait_s:
-            job = s.events.until_end(s.store, job, waiter, wait_s) or job
+        job = _held(job, waiter, deadline)
     response, status = _created_answer(job, wait_s)
     response.headers["Idempotent-Replayed"] = "true"
     return response, status
+
+
+def _held(job: Job, waiter: Waiter | None, deadline: float) -> Job:
+    """The job once it ends, or at the deadline of its ``Prefer: wait`` (no waiter: no wait). Redis failing meanwhile
+    answers the job as last seen: it was made, and a 500 would have its client make it again."""
+    if waiter is None:
+        return job
+    s = services()
+    try:
+        return s.events.until_end(s.store, job, waiter, deadline - time.monotonic()) or job
+    except redis.RedisError as error:
+        logger.warning("%s: answered as it was: Redis failed while the answer was held (%s)", job.id, error)
+        return job
 
 
 def _created_answer(job: Job, wait_s: float | None) -> tuple[Response, int]:
@@ -172,14 +189,16 @@ def _created_answer(job: Job, wait_s: float | None) -> tuple[Response, int]:
 
 def _preferred_wait() -> float | None:
     """The seconds of a ``Prefer: wait=S``, at most ``MAX_WAIT_S``; None without one, or where a request cannot be
-    held. A preference is a hint (RFC 7240): one that is not a number of seconds is ignored rather than refused."""
+    held. A preference is a hint (RFC 7240): one that is not a number of seconds is ignored rather than refused;
+    names are case-insensitive, the first ``wait`` counts, its parameters (after ``;``) are not read."""
     if not _can_hold_requests():
         return None
-    preferences = parse_dict_header(", ".join(request.headers.getlist("Prefer")))
-    raw = (preferences.get("wait") or "").split(";")[0].strip()
-    if not JSON_NUMBER.fullmatch(raw) or raw.startswith("-"):
-        return None
-    return min(float(raw), MAX_WAIT_S)
+    for preference in parse_list_header(", ".join(request.headers.getlist("Prefer"))):
+        name, _, value = preference.split(";", 1)[0].partition("=")
+        if name.strip().lower() == "wait":
+            raw = value.strip().strip('"')
+            return min(float(raw), MAX_WAIT_S) if JSON_NUMBER.fullmatch(raw) and not raw.startswith("-") else None
+    return None
 
 
 MAX_WAIT_S = 30.0

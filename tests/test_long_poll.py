@@ -13,7 +13,8 @@ from ttsq.jobs.events import PROGRESS_INTERVAL_S, JobEvents
 from ttsq.models import Job, JobResult, JobStatus, Progress, new_job_id
 
 
-def _job(runtime) -> Job:  # type: ignore[no-untyped-def]
+def _job(runtime, create: bool = True) -> Job:  # type: ignore[no-untyped-def]
+    """A queued job of "Hello." (with ``create=False``, not yet recorded)."""
     job = Job(
         id=new_job_id(),
         speaker="joe",
@@ -21,7 +22,8 @@ def _job(runtime) -> Job:  # type: ignore[no-untyped-def]
         queue=runtime.config.keys.speaker_queue("joe"),
         created_at=time.time(),
     )
-    runtime.store.create(job, "Hello.")
+    if create:
+        runtime.store.create(job, "Hello.")
     return job
 
 
@@ -276,6 +278,12 @@ def test_a_preference_is_a_hint(client, runtime) -> None:  # type: ignore[no-unt
         answer = client.post("/v1/jobs", json={"text": "Hello there."}, headers={"Prefer": prefer})
         assert answer.status_code == 202 and "Preference-Applied" not in answer.headers, prefer
         assert time.monotonic() - started < 2.0
+    # Names are case-insensitive, a value may be quoted and carry parameters, the first wait counts.
+    for prefer in ("Wait=0.3", 'wait="0.3"; foo=bar', "respond-async, wait=0.3, wait=20"):
+        started = time.monotonic()
+        answer = client.post("/v1/jobs", json={"text": "Hello there."}, headers={"Prefer": prefer})
+        assert answer.status_code == 202 and answer.headers["Preference-Applied"] == "wait=0.3", prefer
+        assert 0.25 <= time.monotonic() - started < 5, prefer
     ender = _end_the_next_job(runtime, runtime.store.cancel)
     answer = client.post("/v1/jobs", json={"text": "Hello there."}, headers={"Prefer": "wait=3600"})
     ender.join(10)
@@ -317,22 +325,22 @@ def test_the_client_can_wait_in_its_post(app, runtime) -> None:  # type: ignore[
 
 
 def test_a_job_watched_from_before_it_exists_is_waited_to_its_end(runtime) -> None:  # type: ignore[no-untyped-def]
-    """Issue 12 (``Prefer: wait``): one wait, past the status change on the way, to the end, reading Redis only
-    for the change whose message is not a record; and as it stands when the wait runs out."""
+    """Issue 12 (``Prefer: wait``): one wait, past the status change on the way (a status read, not the record's)
+    to the end (its published record, no read); and after a wait in which nothing happened, the job as it stands."""
     events = JobEvents(runtime.store.redis, runtime.config.keys)
-    job = Job(
-        id=new_job_id(),
-        speaker="joe",
-        text_chars=6,
-        queue=runtime.config.keys.speaker_queue("joe"),
-        created_at=time.time(),
-    )
+    job = _job(runtime, create=False)
     reads: list[str] = []
-    real_get = runtime.store.get
+    real_get, real_status = runtime.store.get, runtime.store.status
 
     def counted_get(job_id: str) -> Job | None:
-        reads.append(job_id)
-        return real_get(job_id)
+        read = real_get(job_id)
+        reads.append("record")  # once read: the run below ends the job only after
+        return read
+
+    def counted_status(job_id: str) -> JobStatus | None:
+        read = real_status(job_id)
+        reads.append("status")
+        return read
 
     token = "watch-token"
     result = JobResult(key=f"{job.id}.wav", format="wav", duration_s=1.5, sample_rate=22050, size_bytes=100)
@@ -346,15 +354,16 @@ def test_a_job_watched_from_before_it_exists_is_waited_to_its_end(runtime) -> No
 
     with events.watch(job.id) as waiter:
         runtime.store.create(job, "Hello.")
-        runtime.store.get = counted_get
+        runtime.store.get, runtime.store.status = counted_get, counted_status
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
         answer = events.until_end(runtime.store, job, waiter, 10)
         worker.join(10)
     assert answer is not None and answer.status == JobStatus.succeeded and answer.result == result
-    assert reads == [job.id]  # the start's "changed"; the end came as its record
+    assert reads == ["status"]  # the start's "changed"; the end came as its record
+    runtime.store.get, runtime.store.status = real_get, real_status
     other = _job(runtime)
     with events.watch(other.id) as waiter:
         started = time.monotonic()
-        assert events.until_end(runtime.store, other, waiter, 0.3) == other  # nothing happened: as it stood
+        assert events.until_end(runtime.store, other, waiter, 0.3) == other  # nothing happened: as it stands
         assert time.monotonic() - started >= 0.25

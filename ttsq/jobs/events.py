@@ -26,6 +26,7 @@ PROGRESS_INTERVAL_S = 1.0
 """A poll waiting on a running job answers progress no more often than this (a status change at once)."""
 RECONNECT_S = 1.0
 LISTEN_TIMEOUT_S = 1.0
+SUBSCRIBE_TIMEOUT_S = 2.0
 
 
 def _as_read(job: Job | None) -> Job | None:
@@ -37,7 +38,7 @@ CHANGED = b"changed"
 
 
 @dataclass(eq=False)  # each waiter is its own (a set member by identity)
-class _Waiter:
+class Waiter:
     """One waiting request: woken by any message about its job, and handed the ended record if that is one."""
 
     changed: threading.Event = field(default_factory=threading.Event)
@@ -49,7 +50,7 @@ class JobEvents:
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._client, self._keys = client, keys
-        self._waiting: dict[str, set[_Waiter]] = defaultdict(set)
+        self._waiting: dict[str, set[Waiter]] = defaultdict(set)
         self._lock = threading.Lock()
         self._started = False
         self._subscribed = threading.Event()
@@ -86,11 +87,11 @@ class JobEvents:
             return store.get(job_id)
 
     @contextmanager
-    def watch(self, job_id: str) -> Iterator[_Waiter]:
+    def watch(self, job_id: str) -> Iterator[Waiter]:
         """While inside, every event of the job wakes the waiter: a change made after entering is never missed (a
         job watched before it is created needs no read to start from)."""
         self._start()
-        waiter = _Waiter()
+        waiter = Waiter()
         with self._lock:
             self._waiting[job_id].add(waiter)
         try:
@@ -103,23 +104,27 @@ class JobEvents:
                     del self._waiting[job_id]
 
     @staticmethod
-    def until_end(store: JobStore, job: Job, waiter: _Waiter, timeout_s: float) -> Job | None:
+    def until_end(store: JobStore, job: Job, waiter: Waiter, timeout_s: float) -> Job | None:
         """``job`` once it ends, or as it stands after ``timeout_s`` (None if removed meanwhile); ``job`` as it stood
-        when ``waiter``'s watch began or since. Status changes and progress on the way are not answered: one wait
-        (an API's ``Prefer: wait``), not one poll a change."""
+        when ``waiter``'s watch began or since. One wait (an API's ``Prefer: wait``), not one poll a change: a change
+        on the way costs a status read, not the record's; the end comes as its record, or is read."""
         deadline = time.monotonic() + timeout_s
-        while not job.status.terminal and (remaining := deadline - time.monotonic()) > 0:
-            if not waiter.changed.wait(remaining) and not waiter.changed.is_set():
+        if job.status.terminal:
+            return job
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not waiter.changed.wait(remaining):
                 break
             waiter.changed.clear()
-            latest = _latest(store, job.id, waiter)
-            if latest is None:
-                return None
-            job = latest
-        return job
+            if waiter.ended is not None and (ended := store.published(job.id, waiter.ended)) is not None:
+                return ended
+            status = store.status(job.id)
+            if status is None or status.terminal:
+                break
+        # Read after the wait too: a message missed (a subscription not yet in place) costs no more than the wait.
+        return store.get(job.id)
 
     @staticmethod
-    def _hold(store: JobStore, job_id: str, first: Job, waiter: _Waiter, until: float) -> Job | None:
+    def _hold(store: JobStore, job_id: str, first: Job, waiter: Waiter, until: float) -> Job | None:
         """Progress moved: answer at ``until`` with the latest, or at once if the status changes before then."""
         while (remaining := until - time.monotonic()) > 0:
             if not waiter.changed.wait(remaining):
@@ -137,20 +142,21 @@ class JobEvents:
             self._started = True
         threading.Thread(target=self._listen, name="ttsq-job-events", daemon=True).start()
         # Until the subscription is in place a wakeup could be missed; waits time out and re-read regardless.
-        self._subscribed.wait(2.0)
+        self._subscribed.wait(SUBSCRIBE_TIMEOUT_S)
 
     def _listen(self) -> None:
         pattern = self._keys.events("*")
         base, suffix = self._keys.job(""), self._keys.events("")[len(self._keys.job("")) :]
         while True:
             try:
-                with self._client.pubsub(ignore_subscribe_messages=True) as events:
+                with self._client.pubsub() as events:
                     events.psubscribe(pattern)
+                    _confirmed(events)
                     self._subscribed.set()
                     self._wake_all()  # after a reconnect: whatever happened meanwhile is read again
                     while True:
                         message = events.get_message(timeout=LISTEN_TIMEOUT_S)
-                        if message is None:
+                        if message is None or message["type"] != "pmessage":
                             continue
                         channel = message["channel"].decode()
                         self._wake(channel.removeprefix(base).removesuffix(suffix), message["data"])
@@ -176,7 +182,17 @@ class JobEvents:
             waiter.changed.set()
 
 
-def _latest(store: JobStore, job_id: str, waiter: _Waiter) -> Job | None:
+def _confirmed(events: redis.client.PubSub) -> None:
+    """Until Redis confirms the subscription (or a few seconds pass): sent is not in place, and a message published
+    in between would reach no one (the first wait of a process would miss it; found by review)."""
+    deadline = time.monotonic() + SUBSCRIBE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        reply = events.get_message(timeout=LISTEN_TIMEOUT_S)
+        if reply is not None and reply["type"] == "psubscribe":
+            return
+
+
+def _latest(store: JobStore, job_id: str, waiter: Waiter) -> Job | None:
     """The job as its end published it, if that is what woke the waiter (one read of Redis less, issue 12), else
     as read now."""
     if waiter.ended is not None and (ended := store.published(job_id, waiter.ended)) is not None:
