@@ -367,3 +367,18 @@ def test_a_job_watched_from_before_it_exists_is_waited_to_its_end(runtime) -> No
         started = time.monotonic()
         assert events.until_end(runtime.store, other, waiter, 0.3) == other  # nothing happened: as it stands
         assert time.monotonic() - started >= 0.25
+
+
+def test_redis_failing_while_a_post_is_held_answers_the_job_as_made(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Review finding: the job was made before the hold; a 500 then would have its client make it again."""
+    import redis as redis_module
+
+    from ttsq.jobs.store import JobStore
+
+    def failing_get(self: JobStore, job_id: str) -> Job | None:
+        raise redis_module.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(JobStore, "get", failing_get)
+    answer = client.post("/v1/jobs", json={"text": "Hello there."}, headers={"Prefer": "wait=0.3"})
+    assert answer.status_code == 202 and answer.get_json()["status"] == "queued"
+    assert answer.headers["Location"] == f"/v1/jobs/{answer.get_json()['id']}"
