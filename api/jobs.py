@@ -160,7 +160,7 @@ def _replay(job_id: str, wait_s: float | None, deadline: float) -> ResponseRetur
 
 def _held(job: Job, waiter: Waiter | None, deadline: float) -> Job:
     """The job once it ends, or at the deadline of its ``Prefer: wait`` (no waiter: no wait). Redis failing meanwhile
-    answers the job as last seen: it was made, and a 500 would have its client make it again."""
+    answers the job as last seen: it was made, and an error (503) would have its client make it again."""
     if waiter is None:
         return job
     s = services()

@@ -370,7 +370,7 @@ def test_a_job_watched_from_before_it_exists_is_waited_to_its_end(runtime) -> No
 
 
 def test_redis_failing_while_a_post_is_held_answers_the_job_as_made(client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """Review finding: the job was made before the hold; a 500 then would have its client make it again."""
+    """Review finding: the job was made before the hold; an error (503) then would have its client make it again."""
     import redis as redis_module
 
     from ttsq.jobs.store import JobStore
