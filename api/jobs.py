@@ -84,7 +84,7 @@ def create_job() -> ResponseReturnValue:
         try:
             # Watched from before it exists: no change can come before the watch, so the wait starts from the job
             # as made, with no read.
-            waiter = watching.enter_context(s.events.watch(job.id)) if wait_s else None
+            waiter = _watched(watching, job.id, wait_s)
             text = upload.stored_text if upload is not None else req.text
             _enqueue(job, text, document.cover if document else None, held.redis_key if held else None)
         except BaseException:
@@ -143,7 +143,7 @@ def _replay(job_id: str, wait_s: float | None, deadline: float) -> ResponseRetur
     the first one would be, with ``Prefer: wait``)."""
     s = services()
     with ExitStack() as watching:
-        waiter = watching.enter_context(s.events.watch(job_id)) if wait_s else None
+        waiter = _watched(watching, job_id, wait_s)
         job = s.store.get(job_id)  # read once the watch is in place: no change slips in between
         if job is None:  # the first request is still between claiming the key and recording its job
             raise ApiError(
@@ -156,6 +156,11 @@ def _replay(job_id: str, wait_s: float | None, deadline: float) -> ResponseRetur
     response, status = _created_answer(job, wait_s)
     response.headers["Idempotent-Replayed"] = "true"
     return response, status
+
+
+def _watched(stack: ExitStack, job_id: str, wait_s: float | None) -> Waiter | None:
+    """A waiter for the job's changes, registered on ``stack`` (None when the request does not wait)."""
+    return stack.enter_context(services().events.watch(job_id)) if wait_s else None
 
 
 def _held(job: Job, waiter: Waiter | None, deadline: float) -> Job:
@@ -275,8 +280,8 @@ def _can_hold_requests() -> bool:
     if not _warned_single_threaded:
         _warned_single_threaded = True
         logger.warning(
-            "gunicorn runs single-threaded workers, so ?wait= long polls are answered at once; run it with "
-            "--worker-class gthread --threads 16 (as the README, the image and compose do)"
+            "gunicorn runs single-threaded workers, so long polls (?wait=, Prefer: wait) are answered at once; run it "
+            "with --worker-class gthread --threads 16 (as the README, the image and compose do)"
         )
     return False
 

@@ -51,7 +51,7 @@ from bench.stack import (
 )
 from engine import TTS, Speaker, SynthesisOptions
 from engine.onnx_voice import OnnxVoice
-from ttsq.client import wait_ready
+from ttsq.client import LONG_POLL_S, wait_ready
 from ttsq.config import celery_redis_url
 from ttsq.jobs.store import JobStore
 
@@ -67,8 +67,6 @@ SECTIONS = ("engine", "backends", "queue")
 JOBS, QUICK_JOBS = 60, 5
 """Short jobs through the stack, and as many raw Celery round trips and in-process syntheses."""
 
-LONG_POLL_S = 25
-"""Seconds the API may hold a GET /v1/jobs/<id> until the job changes."""
 READY_TIMEOUT_S = 120.0
 JOB_TIMEOUT_S = 60.0
 ROUND_TRIP_TIMEOUT_S = 10.0

@@ -45,7 +45,7 @@ from bench.stack import (
     worker_process,
     write_json,
 )
-from ttsq.client import wait_ready
+from ttsq.client import LONG_POLL_S, wait_ready
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "load.json"
 CLIENTS = (4, 8, 32)
@@ -54,7 +54,7 @@ QUICK_JOBS_PER_CLIENT = {"sentence": 3, "paragraph": 1}
 ROUNDS = 3
 TIMEOUT_S = 600
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PREFER_WAIT = {"Prefer": "wait=25"}
+PREFER_WAIT = {"Prefer": f"wait={LONG_POLL_S}"}
 
 
 @dataclass(frozen=True)
@@ -95,14 +95,14 @@ def cpu_seconds(pids: Sequence[int]) -> float:
 
 
 def ttsq_job(session: requests.Session, url: str, text: str) -> None:
-    # Prefer: wait holds the POST's answer until the job ends (or 25 s): a short job is one request, not a POST and
-    # a poll or two (a poll answers each status change: queued -> running, then the end).
+    # Prefer: wait holds the POST's answer until the job ends (or LONG_POLL_S seconds): a short job is one request, not
+    # a POST and a poll or two (a poll answers each status change: queued -> running, then the end).
     job = session.post(f"{url}/v1/jobs", json={"text": text}, headers=PREFER_WAIT, timeout=60).json()
     deadline = time.monotonic() + TIMEOUT_S
     while job["status"] in ("queued", "running"):
         if time.monotonic() > deadline:
             raise BenchError(f"job {job['id']} did not end")
-        job = session.get(f"{url}/v1/jobs/{job['id']}?wait=25", timeout=60).json()
+        job = session.get(f"{url}/v1/jobs/{job['id']}?wait={LONG_POLL_S}", timeout=60).json()
     if job["status"] != "succeeded":
         raise BenchError(f"job {job['id']} ended {job['status']}: {job.get('error')}")
     audio = session.get(job["result"]["url"], timeout=60)

@@ -4,38 +4,32 @@ Piper's decoder (HiFi-GAN) and flows are 1-D convolutions over time, about two t
 onnxruntime's CPU provider runs a 1-D Conv as im2col and a matrix product, but a 2-D one on its blocked (NCHWc)
 direct kernels. The same convolution as a 1 x k kernel over a [batch, channels, 1, time] tensor is the same sums in
 another order: the audio differs from the model's own by float rounding (under 1e-4, within an int16 step), and a
-sentence takes ~20% less CPU (bench/engine.py, issue 12). Everything else in the graph is left as it is.
+sentence takes ~20% less CPU (bench/engine.py, issue 12). The elementwise ops between two such convolutions run on
+the 2-D tensors too (``elementwise_in_2d``), so that onnxruntime's blocked layout can go on from one convolution to the
+next (engine/blocked.py); everything else in the graph is left as it is.
 """
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import EngineError
-
 if TYPE_CHECKING:
     import onnx
-
-logger = logging.getLogger(__name__)
 
 CONV_OPS = ("Conv", "ConvTranspose")
 HEIGHT_AXIS = "ttsq_height_axis"
 """The initializer both inserted Unsqueeze (before each convolution) and Squeeze (after it) take as their axes."""
-REWRITE_VERSION = "conv2d-v1"
+REWRITE_VERSION = "conv2d-v2"
 """Part of the cached file's name: a change to the rewrite makes a new file rather than reusing an old one."""
 UNCHANGED_EXIT = 3
-"""The child's exit status for a model with nothing to rewrite."""
-_ROOT = Path(__file__).resolve().parent.parent
-"""Where ``engine`` is importable from, for the child process."""
+"""A rewriting child's exit status for a model with nothing to rewrite (engine/cpu_cache.py)."""
 _PER_AXIS = ("kernel_shape", "strides", "dilations", "output_padding", "output_shape")
+ELEMENTWISE = frozenset({"Add", "Sub", "Mul", "Div", "LeakyRelu", "Relu", "Tanh", "Sigmoid"})
+"""Ops that do the same to each value whatever the tensor's shape (with same-shaped operands or a scalar)."""
 
 
 def conv1d_as_2d(model: onnx.ModelProto) -> int:
@@ -68,34 +62,59 @@ def conv1d_as_2d(model: onnx.ModelProto) -> int:
     return rewritten // 2
 
 
-def cpu_model(model_path: Path, cache_dir: Path) -> Path:
-    """The model to run on the CPU: its rewrite in ``cache_dir/onnx``, made once per model file (by content), or the
-    model itself when it has no 1-D convolution to rewrite. The rewrite runs in a child process, so a worker never
-    holds the model's protobuf (several times the model's size) in its own memory."""
-    target = cache_dir / "onnx" / f"{model_path.stem}.{_digest(model_path)}.{REWRITE_VERSION}.onnx"
-    unchanged = target.with_suffix(".unchanged")
-    if target.is_file():
-        return target
-    if unchanged.is_file():
-        return model_path
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # a read-only cache the image did not bake the rewrite into: slower, not broken
-        logger.warning("%s: runs as it is, without the CPU rewrite: cannot write %s (%s)", model_path, target, error)
-        return model_path
-    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-    command = [sys.executable, "-m", "engine.graph", str(model_path), str(partial)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=_ROOT)
-    if done.returncode not in (0, UNCHANGED_EXIT):
-        partial.unlink(missing_ok=True)
-        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise EngineError(f"could not rewrite {model_path} for the CPU: {reason}")
-    if done.returncode == UNCHANGED_EXIT:
-        unchanged.touch()
-        return model_path
-    partial.replace(target)  # atomic: another worker sharing the cache sees the whole file or none
-    logger.info("%s: 1-D convolutions rewritten as 2-D into %s", model_path, target)
-    return target
+def elementwise_in_2d(model: onnx.ModelProto) -> int:
+    """Run, in place, the elementwise ops between rewritten convolutions on their 2-D tensors too, so that one
+    convolution's output reaches the next without a Squeeze and an Unsqueeze between (where onnxruntime's blocked
+    layout could not go on, engine/blocked.py); the number of ops moved. An op moves when every operand is such a
+    tensor or a scalar; what else reads its 1-D output still can, and what nothing reads is pruned."""
+    from onnx import helper
+
+    graph = model.graph
+    scalars = {i.name for i in graph.initializer if int(np.prod(i.dims)) == 1}
+    wide: dict[str, str] = {}  # a tensor -> the same values with the height axis
+    renamed: dict[str, str] = {}
+    nodes: list[onnx.NodeProto] = []
+    moved = 0
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            node.input[position] = renamed.get(name, name)
+        height_axis = len(node.input) == 2 and node.input[1] == HEIGHT_AXIS
+        if node.op_type == "Squeeze" and height_axis:
+            wide[node.output[0]] = node.input[0]
+        elif node.op_type == "Unsqueeze" and height_axis and node.input[0] in wide:
+            renamed[node.output[0]] = wide[node.input[0]]
+            continue
+        elif (
+            node.op_type in ELEMENTWISE
+            and any(name in wide for name in node.input)
+            and all(name in wide or name in scalars for name in node.input)
+        ):
+            operands = [wide.get(name, name) for name in node.input]
+            wide[node.output[0]] = f"{node.output[0]}/ttsq_2d"
+            twin = helper.make_node(node.op_type, operands, [wide[node.output[0]]], name=f"{node.name}/ttsq_2d")
+            twin.attribute.extend(node.attribute)
+            nodes.append(twin)
+            moved += 1
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    prune(model)
+    return moved
+
+
+def prune(model: onnx.ModelProto) -> int:
+    """Drop, in place, the nodes nothing reads (graph outputs aside); the number dropped."""
+    graph = model.graph
+    needed = {output.name for output in graph.output}
+    kept: list[onnx.NodeProto] = []
+    for node in reversed(graph.node):
+        if any(output in needed for output in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    dropped = len(graph.node) - len(kept)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    return dropped
 
 
 def rewrite_file(source: Path, target: Path) -> int:
@@ -106,16 +125,9 @@ def rewrite_file(source: Path, target: Path) -> int:
     model = onnx.load(str(source))
     rewritten = conv1d_as_2d(model)
     if rewritten:
+        elementwise_in_2d(model)
         onnx.save(model, str(target))
     return rewritten
-
-
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def _as_2d(node: onnx.NodeProto, prefix: str) -> list[onnx.NodeProto]:
@@ -147,7 +159,7 @@ def _has_auto_pad(node: onnx.NodeProto) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    """``python -m engine.graph SOURCE TARGET``: the child process of ``cpu_model``."""
+    """``python -m engine.graph SOURCE TARGET``: a child process of ``engine.cpu_cache.cpu_model``."""
     source, target = (Path(a) for a in argv)
     return 0 if rewrite_file(source, target) else UNCHANGED_EXIT
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from .constants import DEFAULT_SOURCE, SPEAKER_NAME
 from .cores import available_cores
+from .cpu_cache import cpu_model
 from .errors import EngineError, NotPreparedError, UnknownSpeakerError
-from .graph import cpu_model
 from .onnx_voice import OnnxVoice, Provider
 from .options import TorchOptions
 from .sources import Source, find_voice_files, parse_source

@@ -10,8 +10,9 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from engine.cpu_cache import cpu_model
 from engine.errors import EngineError
-from engine.graph import conv1d_as_2d, cpu_model
+from engine.graph import conv1d_as_2d
 
 RNG = np.random.default_rng(12)
 

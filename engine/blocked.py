@@ -1,0 +1,223 @@
+"""A CPU model kept in onnxruntime's blocked (NCHWc) layout across its elementwise ops, between convolutions.
+
+onnxruntime's CPU provider runs a 2-D convolution on a blocked layout (channels in blocks of the vector width) and
+reorders a tensor into it before and out of it after, unless the next op takes the blocked tensor too. Its optimizer
+lets Add, Mul, Relu, Sigmoid, Tanh and a few more take it, but not LeakyRelu, and not an Add with an operand from a
+ConvTranspose. Piper's HiFi-GAN decoder is convolutions between exactly those, at the audio's rate: a sentence spent
+~40 ms of ~380 in reorders (issue 12, the ORT profiler, one thread).
+
+Here onnxruntime writes the model it optimized (its layout, its reorders) and the elementwise ops between reorders
+then run on the blocked tensors themselves (an elementwise op does the same to each value in any layout, and the
+padding channels are never read back); a residual Add goes into the convolution before it (its ``Sum`` input, the
+same additions). The reorders left are the ones that bound the region. The optimized model is specific to the
+machine (the block is the vector width: onnxruntime itself warns so), so its file name carries the machine's
+``hardware_tag`` and it is only kept if it speaks as the model it came from does, on this machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .graph import ELEMENTWISE, UNCHANGED_EXIT, prune
+
+if TYPE_CHECKING:
+    import onnx
+
+VERSION = "blocked-v1"
+"""Part of the cached file's name: a change to the edit makes a new file rather than reusing an old one."""
+NCHWC = "com.microsoft.nchwc"
+"""The domain of onnxruntime's blocked-layout ops (ReorderInput, ReorderOutput, Conv)."""
+SAME_AUDIO = 1e-5
+"""The most a sample of the edited model may differ from the model's own (an int16 step is 3e-5)."""
+CHECK_IDS = 40
+"""Phoneme ids of the sentence the two models are compared on."""
+
+
+def hardware_tag() -> str:
+    """What the optimized model depends on: onnxruntime's version and the CPU's instruction sets."""
+    import onnxruntime
+
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:  # not Linux: the processor's name stands for its flags
+        flags = platform.processor()
+    key = f"{onnxruntime.__version__}|{platform.machine()}|{' '.join(sorted(flags.split()))}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def keep_blocked(model: onnx.ModelProto) -> int:
+    """Move, in place, the elementwise ops whose operands leave the blocked layout just for them onto the blocked
+    tensors; the number moved. An operand from a ConvTranspose (never blocked) is reordered in once, and the
+    reorders no op needs any more are dropped."""
+    from onnx import helper
+
+    graph = model.graph
+    scalars = {i.name for i in graph.initializer if int(np.prod(i.dims)) == 1}
+    producers = {output: node for node in graph.node for output in node.output}
+    blocked: dict[str, tuple[str, int]] = {}  # a tensor -> its blocked twin and its channels
+    for node in graph.node:
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "ReorderOutput" and node.domain == NCHWC and not attributes.get("channels_last", 0):
+            blocked[node.output[0]] = (node.input[0], int(attributes["channels"]))
+    renamed: dict[str, str] = {}
+    nodes: list[onnx.NodeProto] = []
+    moved = 0
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            node.input[position] = renamed.get(name, name)
+        if _reorders_in(node) and node.input[0] in blocked:  # the tensor is blocked already
+            renamed[node.output[0]] = blocked[node.input[0]][0]
+            continue
+        operands = [name for name in node.input if name not in scalars]
+        channels = {blocked[name][1] for name in operands if name in blocked}
+        movable = node.op_type in ELEMENTWISE and node.domain == "" and len(channels) == 1
+        if not movable or not all(name in blocked or _unblocked_conv(producers.get(name)) for name in operands):
+            nodes.append(node)
+            continue
+        (count,) = channels
+        for name in operands:
+            if name not in blocked:
+                nodes.append(helper.make_node("ReorderInput", [name], [f"{name}/blocked"], domain=NCHWC))
+                blocked[name] = (f"{name}/blocked", count)
+        twin = _copy(node, f"{node.name}/blocked")
+        for position, name in enumerate(twin.input):
+            twin.input[position] = blocked[name][0] if name in blocked else name
+        twin.output[0] = f"{node.output[0]}/blocked"
+        # The plain tensor stays available to whatever else reads it; unread, it is pruned.
+        plain = helper.make_node("ReorderOutput", [twin.output[0]], [node.output[0]], domain=NCHWC, channels=count)
+        nodes.extend((twin, plain))
+        blocked[node.output[0]] = (twin.output[0], count)
+        moved += 1
+    del graph.node[:]
+    graph.node.extend(nodes)
+    prune(model)
+    return moved
+
+
+def fuse_sums(model: onnx.ModelProto) -> int:
+    """Fold, in place, each blocked Add into the blocked convolution that makes one of its operands (onnxruntime's
+    ``Sum`` input: the convolution adds it to its output) where that convolution's output is read by the Add alone
+    and the other operand is made before it; the number folded."""
+    graph = model.graph
+    made_at = {output: index for index, node in enumerate(graph.node) for output in node.output}
+    producers = {output: node for node in graph.node for output in node.output}
+    reads = Counter(name for node in graph.node for name in node.input)
+    outputs = {output.name for output in graph.output}
+    folded: list[onnx.NodeProto] = []
+    for node in graph.node:
+        if node.op_type != "Add" or node.domain != "" or len(node.input) != 2:
+            continue
+        for own, other in (tuple(node.input), tuple(reversed(node.input))):
+            conv = producers.get(own)
+            if (
+                conv is None
+                or (conv.op_type, conv.domain) != ("Conv", NCHWC)
+                or len(conv.input) > 3
+                or any(a.name == "activation" for a in conv.attribute)
+                or reads[own] != 1
+                or own in outputs
+                or made_at.get(other, -1) > made_at[own]
+            ):
+                continue
+            conv.input.extend([""] * (3 - len(conv.input)) + [other])
+            conv.output[0] = node.output[0]
+            folded.append(node)
+            break
+    for node in folded:
+        graph.node.remove(node)
+    return len(folded)
+
+
+def build(source: Path, target: Path) -> int:
+    """Write ``source`` as onnxruntime optimizes it on this machine, kept blocked, to ``target``, if that speaks as
+    ``source`` does; the number of ops moved or folded (0: nothing written)."""
+    import onnx
+
+    with tempfile.TemporaryDirectory() as scratch:
+        optimized = Path(scratch) / "optimized.onnx"
+        _session(source, optimized)
+        model = onnx.load(str(optimized))
+        edited = keep_blocked(model)
+        if not edited:
+            return 0
+        edited += fuse_sums(model)
+        onnx.save(model, str(optimized))
+        if not speaks_alike(source, optimized):
+            return 0
+        optimized.replace(target)
+    return edited
+
+
+def speaks_alike(source: Path, edited: Path) -> bool:
+    """Whether two Piper models give the same audio (within ``SAME_AUDIO``) for one sentence with no noise; False
+    for a model that does not take a Piper model's inputs."""
+    first, second = _session(source), _session(edited)
+    names = {i.name for i in first.get_inputs()}
+    if not {"input", "input_lengths", "scales"} <= names:
+        return False
+    feeds = {
+        "input": np.arange(1, CHECK_IDS + 1, dtype=np.int64)[np.newaxis, :],
+        "input_lengths": np.array([CHECK_IDS], dtype=np.int64),
+        "scales": np.array([0.0, 1.0, 0.0], dtype=np.float32),  # no noise: the same input, the same audio
+    }
+    if "sid" in names:
+        feeds["sid"] = np.array([0], dtype=np.int64)
+    try:
+        theirs, ours = first.run(None, feeds)[0], second.run(None, feeds)[0]
+    except Exception:  # onnxruntime's own kinds (Fail, InvalidArgument) derive from Exception: ids this voice lacks
+        return False
+    return theirs.shape == ours.shape and float(np.abs(theirs - ours).max()) <= SAME_AUDIO
+
+
+def _copy(node: onnx.NodeProto, name: str) -> onnx.NodeProto:
+    from onnx import NodeProto
+
+    twin = NodeProto()
+    twin.CopyFrom(node)
+    twin.name = name
+    return twin
+
+
+def _reorders_in(node: onnx.NodeProto) -> bool:
+    return (node.op_type, node.domain) == ("ReorderInput", NCHWC) and not any(
+        a.name == "channels_last" and a.i for a in node.attribute
+    )
+
+
+def _unblocked_conv(node: onnx.NodeProto | None) -> bool:
+    """A ConvTranspose's output: the same shape as the blocked operand it is added to, never blocked itself."""
+    return node is not None and node.op_type == "ConvTranspose"
+
+
+def _session(model: Path, optimized: Path | None = None):  # type: ignore[no-untyped-def]
+    """A one-thread session at onnxruntime's full optimization (the worker's own level), writing what it optimized
+    to ``optimized`` if given."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3  # not its warning that the written model is this machine's: that is the point
+    if optimized is not None:
+        options.optimized_model_filepath = str(optimized)
+    return onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+
+
+def main(argv: list[str]) -> int:
+    """``python -m engine.blocked SOURCE TARGET``: a child process of ``engine.cpu_cache.cpu_model``."""
+    source, target = (Path(a) for a in argv)
+    return 0 if build(source, target) else UNCHANGED_EXIT
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,75 @@
+"""The model file onnxruntime runs on the CPU, made once per model file (by content) into the cache.
+
+Each step that makes it (engine/graph.py, then engine/blocked.py) runs as ``python -m MODULE SOURCE TARGET`` in a
+child process, so a worker never holds a model's protobuf (several times the model's size) in its own memory; a
+step that changes nothing is remembered as such, and another worker sharing the cache sees a whole file or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .blocked import VERSION, hardware_tag
+from .errors import EngineError
+from .graph import REWRITE_VERSION, UNCHANGED_EXIT
+
+logger = logging.getLogger(__name__)
+
+_ROOT = Path(__file__).resolve().parent.parent
+"""Where ``engine`` is importable from, for the child processes."""
+
+
+def cpu_model(model_path: Path, cache_dir: Path) -> Path:
+    """The model to run on the CPU, made once per model file (by content) into ``cache_dir/onnx``: its 1-D
+    convolutions as 2-D ones, then (engine/blocked.py, once per machine) kept in onnxruntime's blocked layout across
+    its elementwise ops; each step left out where it changes nothing. The steps run in a child process, so a worker
+    never holds the model's protobuf (several times the model's size) in its own memory."""
+    stem = f"{model_path.stem}.{_digest(model_path)}"
+    wide = _made_once(model_path, cache_dir / "onnx" / f"{stem}.{REWRITE_VERSION}.onnx", "engine.graph")
+    blocked = cache_dir / "onnx" / f"{stem}.{VERSION}.{hardware_tag()}.onnx"
+    try:
+        return _made_once(wide, blocked, "engine.blocked")
+    except EngineError as error:  # the 2-D model runs; this step only saves a few percent
+        logger.warning("%s: runs without the blocked layout: %s", model_path, error)
+        return wide
+
+
+def _made_once(source: Path, target: Path, module: str) -> Path:
+    """``target``, made from ``source`` by ``python -m module SOURCE TARGET`` unless it exists; ``source`` when that
+    child finds nothing to change (remembered beside ``target``) or the cache cannot be written."""
+    unchanged = target.with_suffix(".unchanged")
+    if target.is_file():
+        return target
+    if unchanged.is_file():
+        return source
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a read-only cache the image did not bake the rewrite into: slower, not broken
+        logger.warning("%s: runs as it is, without the CPU rewrite: cannot write %s (%s)", source, target, error)
+        return source
+    partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+    command = [sys.executable, "-m", module, str(source), str(partial)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=_ROOT)
+    if done.returncode not in (0, UNCHANGED_EXIT):
+        partial.unlink(missing_ok=True)
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EngineError(f"could not rewrite {source} for the CPU: {reason}")
+    if done.returncode == UNCHANGED_EXIT:
+        unchanged.touch()
+        return source
+    partial.replace(target)  # atomic: another worker sharing the cache sees the whole file or none
+    logger.info("%s: rewritten for the CPU into %s", source, target)
+    return target
+
+
+def _digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
