@@ -36,7 +36,7 @@ import soundfile
 from bench import audiobook
 from bench import stack as kit
 from bench.rss import MB, RSS_PERIOD_S, RssSampler, proc_status_bytes, reset_peak_rss, rss_curve
-from ttsq.client import wait_ready
+from ttsq.client import LONG_POLL_S, wait_ready
 from ttsq.config import load_config
 from ttsq.jobs.store import JobStore
 from ttsq.storage.base import key_for
@@ -60,8 +60,6 @@ RSS_TARGET_MB = 50.0
 """The worker's peak RSS on the largest text may exceed its peak on the smallest by at most this many MB."""
 
 
-LONG_POLL_S = 25
-"""Seconds the API may hold a GET /v1/jobs/<id> until the job changes."""
 PROGRESS_EVERY_S = 60.0
 """How often the job's progress is shown on stderr."""
 READY_TIMEOUT_S = 120.0

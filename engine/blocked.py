@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .graph import ELEMENTWISE, UNCHANGED_EXIT, prune
+from .errors import EngineError
+from .graph import ELEMENTWISE, UNCHANGED_EXIT, prune, scalar_initializers
 
 if TYPE_CHECKING:
     import onnx
+    import onnxruntime
 
 VERSION = "blocked-v1"
 """Part of the cached file's name: a change to the edit makes a new file rather than reusing an old one."""
@@ -41,28 +43,42 @@ CHECK_IDS = 40
 """Phoneme ids of the sentence the two models are compared on."""
 
 
+class NothingToGain(EngineError):
+    """The model is better run as it is here; the message says why."""
+
+
 def hardware_tag() -> str:
-    """What the optimized model depends on: onnxruntime's version and the CPU's instruction sets."""
+    """What the optimized model depends on: onnxruntime's version, the machine and the CPU's instruction sets."""
     import onnxruntime
 
-    flags = ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "")
+            flags = cpu_flags(cpuinfo.read())
     except OSError:  # not Linux: the processor's name stands for its flags
         flags = platform.processor()
-    key = f"{onnxruntime.__version__}|{platform.machine()}|{' '.join(sorted(flags.split()))}"
+    key = f"{onnxruntime.__version__}|{platform.machine()}|{flags}"
     return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def cpu_flags(cpuinfo: str) -> str:
+    """The first processor's instruction sets from ``/proc/cpuinfo``: ``flags`` on x86, ``Features`` on ARM."""
+    for line in cpuinfo.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            return " ".join(sorted(value.split()))
+    return ""
 
 
 def keep_blocked(model: onnx.ModelProto) -> int:
     """Move, in place, the elementwise ops whose operands leave the blocked layout just for them onto the blocked
-    tensors; the number moved. An operand from a ConvTranspose (never blocked) is reordered in once, and the
-    reorders no op needs any more are dropped."""
+    tensors; the number moved. An operand from a ConvTranspose (never blocked) is reordered in once, right where it
+    is made, and the reorders no op needs any more are dropped. Two operands of the same channels are taken to be of
+    one shape (in Piper's decoder, a convolution's output and its residual): the model onnxruntime writes carries
+    no shapes to show it, and a broadcast between them would compute something else, which ``build`` refuses."""
     from onnx import helper
 
     graph = model.graph
-    scalars = {i.name for i in graph.initializer if int(np.prod(i.dims)) == 1}
+    scalars = scalar_initializers(model)
     producers = {output: node for node in graph.node for output in node.output}
     blocked: dict[str, tuple[str, int]] = {}  # a tensor -> its blocked twin and its channels
     for node in graph.node:
@@ -80,14 +96,15 @@ def keep_blocked(model: onnx.ModelProto) -> int:
             continue
         operands = [name for name in node.input if name not in scalars]
         channels = {blocked[name][1] for name in operands if name in blocked}
-        movable = node.op_type in ELEMENTWISE and node.domain == "" and len(channels) == 1
-        if not movable or not all(name in blocked or _unblocked_conv(producers.get(name)) for name in operands):
+        movable = (node.op_type, node.domain) in ELEMENTWISE and len(channels) == 1
+        if not movable or not all(name in blocked or _from_conv_transpose(producers.get(name)) for name in operands):
             nodes.append(node)
             continue
         (count,) = channels
         for name in operands:
-            if name not in blocked:
-                nodes.append(helper.make_node("ReorderInput", [name], [f"{name}/blocked"], domain=NCHWC))
+            if name not in blocked:  # reordered where it is made, so a convolution after it can add it (fuse_sums)
+                made = next(index for index, made in enumerate(nodes) if made is producers[name])
+                nodes.insert(made + 1, helper.make_node("ReorderInput", [name], [f"{name}/blocked"], domain=NCHWC))
                 blocked[name] = (f"{name}/blocked", count)
         twin = _copy(node, f"{node.name}/blocked")
         for position, name in enumerate(twin.input):
@@ -107,8 +124,10 @@ def keep_blocked(model: onnx.ModelProto) -> int:
 def fuse_sums(model: onnx.ModelProto) -> int:
     """Fold, in place, each blocked Add into the blocked convolution that makes one of its operands (onnxruntime's
     ``Sum`` input: the convolution adds it to its output) where that convolution's output is read by the Add alone
-    and the other operand is made before it; the number folded."""
+    (with no activation, which would come after the sum) and the other operand is blocked and made before it; the
+    number folded."""
     graph = model.graph
+    blocked = blocked_tensors(model)
     made_at = {output: index for index, node in enumerate(graph.node) for output in node.output}
     producers = {output: node for node in graph.node for output in node.output}
     reads = Counter(name for node in graph.node for name in node.input)
@@ -126,6 +145,7 @@ def fuse_sums(model: onnx.ModelProto) -> int:
                 or any(a.name == "activation" for a in conv.attribute)
                 or reads[own] != 1
                 or own in outputs
+                or other not in blocked
                 or made_at.get(other, -1) > made_at[own]
             ):
                 continue
@@ -138,33 +158,44 @@ def fuse_sums(model: onnx.ModelProto) -> int:
     return len(folded)
 
 
+def blocked_tensors(model: onnx.ModelProto) -> set[str]:
+    """The tensors in the blocked layout: made by one of onnxruntime's blocked ops (but a ReorderOutput, which
+    leaves the layout), or by an op reading one."""
+    found: set[str] = set()
+    for node in model.graph.node:
+        if node.op_type != "ReorderOutput" and (node.domain == NCHWC or any(name in found for name in node.input)):
+            found.update(node.output)
+    return found
+
+
 def build(source: Path, target: Path) -> int:
-    """Write ``source`` as onnxruntime optimizes it on this machine, kept blocked, to ``target``, if that speaks as
-    ``source`` does; the number of ops moved or folded (0: nothing written)."""
+    """Write ``source`` as onnxruntime optimizes it on this machine, kept blocked, to ``target``; the number of ops
+    moved or folded. Raises ``NothingToGain`` (and writes nothing) where nothing moves or the audio would differ."""
     import onnx
 
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:  # beside target: a rename, not a copy
         optimized = Path(scratch) / "optimized.onnx"
         _session(source, optimized)
         model = onnx.load(str(optimized))
         edited = keep_blocked(model)
         if not edited:
-            return 0
+            raise NothingToGain("onnxruntime's blocked layout has nothing to go on across here")
         edited += fuse_sums(model)
         onnx.save(model, str(optimized))
-        if not speaks_alike(source, optimized):
-            return 0
+        difference = audio_difference(source, optimized)
+        if difference > SAME_AUDIO:
+            raise NothingToGain(f"kept blocked it speaks otherwise (by {difference:.2g}, over {SAME_AUDIO:g})")
         optimized.replace(target)
     return edited
 
 
-def speaks_alike(source: Path, edited: Path) -> bool:
-    """Whether two Piper models give the same audio (within ``SAME_AUDIO``) for one sentence with no noise; False
-    for a model that does not take a Piper model's inputs."""
-    first, second = _session(source), _session(edited)
+def audio_difference(source: Path, edited: Path) -> float:
+    """The most a sample of ``edited`` differs from ``source``'s for one sentence with no noise (both Piper
+    models); ``NothingToGain`` for a model that does not take a Piper voice's inputs, to check it with."""
+    first = _session(source)
     names = {i.name for i in first.get_inputs()}
     if not {"input", "input_lengths", "scales"} <= names:
-        return False
+        raise NothingToGain("not a Piper voice (no phoneme ids to check the edit with)")
     feeds = {
         "input": np.arange(1, CHECK_IDS + 1, dtype=np.int64)[np.newaxis, :],
         "input_lengths": np.array([CHECK_IDS], dtype=np.int64),
@@ -172,11 +203,8 @@ def speaks_alike(source: Path, edited: Path) -> bool:
     }
     if "sid" in names:
         feeds["sid"] = np.array([0], dtype=np.int64)
-    try:
-        theirs, ours = first.run(None, feeds)[0], second.run(None, feeds)[0]
-    except Exception:  # onnxruntime's own kinds (Fail, InvalidArgument) derive from Exception: ids this voice lacks
-        return False
-    return theirs.shape == ours.shape and float(np.abs(theirs - ours).max()) <= SAME_AUDIO
+    theirs, ours = first.run(None, feeds)[0], _session(edited).run(None, feeds)[0]
+    return float(np.abs(theirs - ours).max()) if theirs.shape == ours.shape else float("inf")
 
 
 def _copy(node: onnx.NodeProto, name: str) -> onnx.NodeProto:
@@ -194,12 +222,12 @@ def _reorders_in(node: onnx.NodeProto) -> bool:
     )
 
 
-def _unblocked_conv(node: onnx.NodeProto | None) -> bool:
-    """A ConvTranspose's output: the same shape as the blocked operand it is added to, never blocked itself."""
+def _from_conv_transpose(node: onnx.NodeProto | None) -> bool:
+    """A ConvTranspose's output: onnxruntime never blocks one; reordered in, it can meet a blocked operand."""
     return node is not None and node.op_type == "ConvTranspose"
 
 
-def _session(model: Path, optimized: Path | None = None):  # type: ignore[no-untyped-def]
+def _session(model: Path, optimized: Path | None = None) -> onnxruntime.InferenceSession:
     """A one-thread session at onnxruntime's full optimization (the worker's own level), writing what it optimized
     to ``optimized`` if given."""
     import onnxruntime
@@ -214,9 +242,15 @@ def _session(model: Path, optimized: Path | None = None):  # type: ignore[no-unt
 
 
 def main(argv: list[str]) -> int:
-    """``python -m engine.blocked SOURCE TARGET``: a child process of ``engine.cpu_cache.cpu_model``."""
+    """``python -m engine.blocked SOURCE TARGET``: a child process of ``engine.cpu_cache.cpu_model``; where nothing
+    is written, the reason is its last line of output."""
     source, target = (Path(a) for a in argv)
-    return 0 if build(source, target) else UNCHANGED_EXIT
+    try:
+        build(source, target)
+    except NothingToGain as reason:
+        print(reason)
+        return UNCHANGED_EXIT
+    return 0
 
 
 if __name__ == "__main__":

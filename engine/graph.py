@@ -28,8 +28,8 @@ REWRITE_VERSION = "conv2d-v2"
 UNCHANGED_EXIT = 3
 """A rewriting child's exit status for a model with nothing to rewrite (engine/cpu_cache.py)."""
 _PER_AXIS = ("kernel_shape", "strides", "dilations", "output_padding", "output_shape")
-ELEMENTWISE = frozenset({"Add", "Sub", "Mul", "Div", "LeakyRelu", "Relu", "Tanh", "Sigmoid"})
-"""Ops that do the same to each value whatever the tensor's shape (with same-shaped operands or a scalar)."""
+ELEMENTWISE = frozenset((op, "") for op in ("Add", "Sub", "Mul", "Div", "LeakyRelu", "Relu", "Tanh", "Sigmoid"))
+"""Ops (type, domain) that do the same to each value whatever the layout, given same-shaped operands or scalars."""
 
 
 def conv1d_as_2d(model: onnx.ModelProto) -> int:
@@ -70,7 +70,7 @@ def elementwise_in_2d(model: onnx.ModelProto) -> int:
     from onnx import helper
 
     graph = model.graph
-    scalars = {i.name for i in graph.initializer if int(np.prod(i.dims)) == 1}
+    scalars = scalar_initializers(model)
     wide: dict[str, str] = {}  # a tensor -> the same values with the height axis
     renamed: dict[str, str] = {}
     nodes: list[onnx.NodeProto] = []
@@ -85,13 +85,14 @@ def elementwise_in_2d(model: onnx.ModelProto) -> int:
             renamed[node.output[0]] = wide[node.input[0]]
             continue
         elif (
-            node.op_type in ELEMENTWISE
+            (node.op_type, node.domain) in ELEMENTWISE
             and any(name in wide for name in node.input)
             and all(name in wide or name in scalars for name in node.input)
         ):
             operands = [wide.get(name, name) for name in node.input]
             wide[node.output[0]] = f"{node.output[0]}/ttsq_2d"
-            twin = helper.make_node(node.op_type, operands, [wide[node.output[0]]], name=f"{node.name}/ttsq_2d")
+            name = f"{node.name or node.output[0]}/ttsq_2d"
+            twin = helper.make_node(node.op_type, operands, [wide[node.output[0]]], name=name)
             twin.attribute.extend(node.attribute)
             nodes.append(twin)
             moved += 1
@@ -102,9 +103,19 @@ def elementwise_in_2d(model: onnx.ModelProto) -> int:
     return moved
 
 
+def scalar_initializers(model: onnx.ModelProto) -> set[str]:
+    """The initializers of one value and at most one axis: an operand that changes neither shape nor layout."""
+    return {i.name for i in model.graph.initializer if len(i.dims) <= 1 and int(np.prod(i.dims)) == 1}
+
+
 def prune(model: onnx.ModelProto) -> int:
-    """Drop, in place, the nodes nothing reads (graph outputs aside); the number dropped."""
+    """Drop, in place, the nodes nothing reads (graph outputs aside); the number dropped. A graph with subgraphs
+    (If, Loop, Scan: what their bodies read is not counted here) is left whole."""
+    from onnx import AttributeProto
+
     graph = model.graph
+    if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for node in graph.node for a in node.attribute):
+        return 0
     needed = {output.name for output in graph.output}
     kept: list[onnx.NodeProto] = []
     for node in reversed(graph.node):
@@ -161,7 +172,10 @@ def _has_auto_pad(node: onnx.NodeProto) -> bool:
 def main(argv: list[str]) -> int:
     """``python -m engine.graph SOURCE TARGET``: a child process of ``engine.cpu_cache.cpu_model``."""
     source, target = (Path(a) for a in argv)
-    return 0 if rewrite_file(source, target) else UNCHANGED_EXIT
+    if rewrite_file(source, target):
+        return 0
+    print("it has no 1-D convolution to rewrite")  # the reason engine.cpu_cache remembers
+    return UNCHANGED_EXIT
 
 
 if __name__ == "__main__":

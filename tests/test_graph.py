@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from engine.cpu_cache import cpu_model
 from engine.errors import EngineError
-from engine.graph import conv1d_as_2d
+from engine.graph import conv1d_as_2d, elementwise_in_2d
 
 RNG = np.random.default_rng(12)
 
@@ -58,6 +58,48 @@ def test_the_rewrite_computes_what_the_model_computes() -> None:
     for ours, theirs in zip(run(model, x), expected, strict=True):
         assert ours.shape == theirs.shape
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def residual_model() -> onnx.ModelProto:
+    """Piper's resblock, small: Conv -> Add(residual) -> LeakyRelu -> Div(scalar) -> Conv, and a mask Mul ([1, 1, T]
+    against [1, C, T]: a broadcast) beside it."""
+    weight = numpy_helper.from_array(RNG.standard_normal((4, 4, 3)).astype(np.float32), "w")
+    three = numpy_helper.from_array(np.array(3.0, dtype=np.float32), "three")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c1"], pads=[1, 1]),
+        helper.make_node("Add", ["c1", "x"], ["r1"]),  # x is plain 1-D: the Add stays 1-D
+        helper.make_node("Conv", ["r1", "w"], ["c2"], pads=[1, 1]),
+        helper.make_node("LeakyRelu", ["c2"], ["a2"], alpha=0.1),
+        helper.make_node("Div", ["a2", "three"], ["d2"]),
+        helper.make_node("Conv", ["d2", "w"], ["c3"], pads=[1, 1]),
+        helper.make_node("Mul", ["c3", "mask"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "residual",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, "time"]),
+            helper.make_tensor_value_info("mask", TensorProto.FLOAT, [1, 1, "time"]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, "time"])],
+        [weight, three],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_elementwise_ops_between_convolutions_run_in_2d() -> None:
+    model = residual_model()
+    x = RNG.standard_normal((1, 4, 29)).astype(np.float32)
+    mask = (RNG.random((1, 1, 29)) > 0.3).astype(np.float32)
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {"x": x, "mask": mask})[0]
+    assert conv1d_as_2d(model) == 3
+    assert elementwise_in_2d(model) == 2  # the LeakyRelu and the Div; not the Add (x) nor the Mul (the mask)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Squeeze") == 2 and ops.count("Unsqueeze") == 2  # was 3 of each: c2 -> c3 stays 2-D
+    onnx.checker.check_model(model)
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"x": x, "mask": mask})[0], expected, rtol=1e-5, atol=1e-5)
 
 
 def test_a_weight_something_else_reads_keeps_its_convolutions_as_they_are() -> None:
