@@ -26,6 +26,27 @@ MOTO_START_TIMEOUT_S = 30.0
 MOTO_MIN_PART_SIZE = 64 * 1024
 
 
+_shared_rewrites: list[Path] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_rewrites(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where every test's cache keeps the bundled voice's CPU rewrites (engine/cpu_cache.py): each file is named by
+    the voice's content, the rewrite's version and the machine, so they are shared safely, made once a run rather
+    than at each test's first worker start (~5 s each)."""
+    _shared_rewrites.append(tmp_path_factory.mktemp("rewrites"))
+    return _shared_rewrites[-1]
+
+
+def cache_dir(root: Path) -> Path:
+    """A test's TTSQ_CACHE under ``root``, its CPU rewrites shared with the other tests'."""
+    cache = root / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    if _shared_rewrites and not (cache / "onnx").exists():
+        (cache / "onnx").symlink_to(_shared_rewrites[-1], target_is_directory=True)
+    return cache
+
+
 @pytest.fixture(scope="session")
 def tts() -> TTS:
     """The real joe voice, prepared once for the whole run: two streams, whatever the host's cores."""
@@ -66,7 +87,7 @@ def config_env(tmp_path: Path, redis_url: str, redis_client: redis.Redis) -> dic
         "TTSQ_REDIS_URL": redis_url,
         "TTSQ_SECRET_KEY": TEST_SECRET,
         "TTSQ_DATA_DIR": str(tmp_path / "data"),
-        "TTSQ_CACHE": str(tmp_path / "cache"),
+        "TTSQ_CACHE": str(cache_dir(tmp_path)),
         "TTSQ_KEY_PREFIX": TEST_PREFIX,
         "TTSQ_MAX_TEXT_CHARS": "2000",
     }

@@ -16,7 +16,7 @@ from pathlib import Path
 import openai
 import redis
 import requests
-from conftest import ALICE, BOB, TEST_SECRET, worker_process
+from conftest import ALICE, BOB, TEST_SECRET, cache_dir, worker_process
 
 from ttsq.credentials import hash_api_key
 from ttsq.procinfo import stop_process
@@ -59,7 +59,7 @@ def running_stack(redis_url: str, root: Path, prefix: str, extra: dict[str, str]
         "TTSQ_REDIS_URL": redis_url,
         "TTSQ_SECRET_KEY": TEST_SECRET,
         "TTSQ_DATA_DIR": str(root / "data"),
-        "TTSQ_CACHE": str(root / "cache"),
+        "TTSQ_CACHE": str(cache_dir(root)),
         "TTSQ_KEY_PREFIX": prefix,
         "TTSQ_API_KEYS": f"alice:{hash_api_key(ALICE)},bob:{hash_api_key(BOB)}",
         "TTSQ_LOG_LEVEL": "INFO",

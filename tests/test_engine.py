@@ -13,7 +13,9 @@ import soundfile
 from piper import PiperVoice, SynthesisConfig
 
 from engine import TTS, Audio, EngineError, InvalidInputError, NotPreparedError, SynthesisOptions, UnknownSpeakerError
+from engine.blocked import VERSION
 from engine.cores import available_cores, cgroup_quota
+from engine.graph import REWRITE_VERSION
 
 DETERMINISTIC = SynthesisOptions(noise_scale=0.0, noise_w_scale=0.0)
 TEXT = "Dr. Smith arrived at ten. It was raining, and the streets were empty! Was anyone home?"
@@ -140,9 +142,9 @@ def test_pre_download_finds_files_without_sessions(tmp_path) -> None:  # type: i
     tts = TTS(cache_dir=tmp_path).load("joe")
     found = tts.pre_download()
     assert found["joe"].name == "en_US-joe-medium.onnx"
-    (rewrite,) = (tmp_path / "onnx").glob("en_US-joe-medium.*.conv2d-*.onnx")
+    (rewrite,) = (tmp_path / "onnx").glob(f"en_US-joe-medium.*.{REWRITE_VERSION}.onnx")
     assert rewrite.stat().st_size > 60e6
-    assert len(list((tmp_path / "onnx").glob("en_US-joe-medium.*.blocked-*"))) == 1  # the file, or "unchanged"
+    assert len(list((tmp_path / "onnx").glob(f"{rewrite.stem}.{VERSION}.*"))) == 1  # the file, or "unchanged"
     assert len(tts.speakers) == 0
 
 
