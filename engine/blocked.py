@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import EngineError
-from .graph import ELEMENTWISE, UNCHANGED_EXIT, prune, scalar_initializers
+from .graph import ELEMENTWISE, UNCHANGED_EXIT, prune, scalar_initializers, twin
 
 if TYPE_CHECKING:
     import onnx
@@ -82,16 +82,17 @@ def keep_blocked(model: onnx.ModelProto) -> int:
     producers = {output: node for node in graph.node for output in node.output}
     blocked: dict[str, tuple[str, int]] = {}  # a tensor -> its blocked twin and its channels
     for node in graph.node:
-        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type == "ReorderOutput" and node.domain == NCHWC and not attributes.get("channels_last", 0):
-            blocked[node.output[0]] = (node.input[0], int(attributes["channels"]))
+        if (node.op_type, node.domain) == ("ReorderOutput", NCHWC) and not _channels_last(node):
+            channels = next(a.i for a in node.attribute if a.name == "channels")
+            blocked[node.output[0]] = (node.input[0], channels)
     renamed: dict[str, str] = {}
     nodes: list[onnx.NodeProto] = []
     moved = 0
     for node in graph.node:
         for position, name in enumerate(node.input):
             node.input[position] = renamed.get(name, name)
-        if _reorders_in(node) and node.input[0] in blocked:  # the tensor is blocked already
+        reorders_in = (node.op_type, node.domain) == ("ReorderInput", NCHWC) and not _channels_last(node)
+        if reorders_in and node.input[0] in blocked:  # the tensor is blocked already
             renamed[node.output[0]] = blocked[node.input[0]][0]
             continue
         operands = [name for name in node.input if name not in scalars]
@@ -103,17 +104,14 @@ def keep_blocked(model: onnx.ModelProto) -> int:
         (count,) = channels
         for name in operands:
             if name not in blocked:  # reordered where it is made, so a convolution after it can add it (fuse_sums)
-                made = next(index for index, made in enumerate(nodes) if made is producers[name])
-                nodes.insert(made + 1, helper.make_node("ReorderInput", [name], [f"{name}/blocked"], domain=NCHWC))
+                at = next(index for index, made in enumerate(nodes) if made is producers[name])
+                nodes.insert(at + 1, helper.make_node("ReorderInput", [name], [f"{name}/blocked"], domain=NCHWC))
                 blocked[name] = (f"{name}/blocked", count)
-        twin = _copy(node, f"{node.name}/blocked")
-        for position, name in enumerate(twin.input):
-            twin.input[position] = blocked[name][0] if name in blocked else name
-        twin.output[0] = f"{node.output[0]}/blocked"
+        moved_op = twin(node, [blocked[name][0] if name in blocked else name for name in node.input], "blocked")
         # The plain tensor stays available to whatever else reads it; unread, it is pruned.
-        plain = helper.make_node("ReorderOutput", [twin.output[0]], [node.output[0]], domain=NCHWC, channels=count)
-        nodes.extend((twin, plain))
-        blocked[node.output[0]] = (twin.output[0], count)
+        plain = helper.make_node("ReorderOutput", [moved_op.output[0]], [node.output[0]], domain=NCHWC, channels=count)
+        nodes.extend((moved_op, plain))
+        blocked[node.output[0]] = (moved_op.output[0], count)
         moved += 1
     del graph.node[:]
     graph.node.extend(nodes)
@@ -207,19 +205,9 @@ def audio_difference(source: Path, edited: Path) -> float:
     return float(np.abs(theirs - ours).max()) if theirs.shape == ours.shape else float("inf")
 
 
-def _copy(node: onnx.NodeProto, name: str) -> onnx.NodeProto:
-    from onnx import NodeProto
-
-    twin = NodeProto()
-    twin.CopyFrom(node)
-    twin.name = name
-    return twin
-
-
-def _reorders_in(node: onnx.NodeProto) -> bool:
-    return (node.op_type, node.domain) == ("ReorderInput", NCHWC) and not any(
-        a.name == "channels_last" and a.i for a in node.attribute
-    )
+def _channels_last(node: onnx.NodeProto) -> bool:
+    """A reorder to or from NHWC rather than the plain NCHW layout: not the blocked twin of a plain tensor."""
+    return any(a.name == "channels_last" and a.i for a in node.attribute)
 
 
 def _from_conv_transpose(node: onnx.NodeProto | None) -> bool:

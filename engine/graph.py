@@ -67,8 +67,6 @@ def elementwise_in_2d(model: onnx.ModelProto) -> int:
     convolution's output reaches the next without a Squeeze and an Unsqueeze between (where onnxruntime's blocked
     layout could not go on, engine/blocked.py); the number of ops moved. An op moves when every operand is such a
     tensor or a scalar; what else reads its 1-D output still can, and what nothing reads is pruned."""
-    from onnx import helper
-
     graph = model.graph
     scalars = scalar_initializers(model)
     wide: dict[str, str] = {}  # a tensor -> the same values with the height axis
@@ -89,18 +87,27 @@ def elementwise_in_2d(model: onnx.ModelProto) -> int:
             and any(name in wide for name in node.input)
             and all(name in wide or name in scalars for name in node.input)
         ):
-            operands = [wide.get(name, name) for name in node.input]
-            wide[node.output[0]] = f"{node.output[0]}/ttsq_2d"
-            name = f"{node.name or node.output[0]}/ttsq_2d"
-            twin = helper.make_node(node.op_type, operands, [wide[node.output[0]]], name=name)
-            twin.attribute.extend(node.attribute)
-            nodes.append(twin)
+            nodes.append(twin(node, [wide.get(name, name) for name in node.input], "ttsq_2d"))
+            wide[node.output[0]] = nodes[-1].output[0]
             moved += 1
         nodes.append(node)
     del graph.node[:]
     graph.node.extend(nodes)
     prune(model)
     return moved
+
+
+def twin(node: onnx.NodeProto, inputs: list[str], suffix: str) -> onnx.NodeProto:
+    """The same op (type, domain, attributes) on ``inputs``, its name and its one output ``suffix``-ed: a copy of
+    ``node`` on other tensors, the original left to whatever reads its output."""
+    from onnx import helper
+
+    name = node.name or node.output[0]
+    copy = helper.make_node(
+        node.op_type, inputs, [f"{node.output[0]}/{suffix}"], name=f"{name}/{suffix}", domain=node.domain or None
+    )
+    copy.attribute.extend(node.attribute)
+    return copy
 
 
 def scalar_initializers(model: onnx.ModelProto) -> set[str]:
