@@ -80,6 +80,7 @@ def test_an_epub_becomes_an_m4b_with_its_chapters_tags_and_cover(config_env, tts
     tags = MP4(str(path)).tags
     assert tags is not None and bytes(tags["covr"][0]) == COVER
     assert client.get(result["url"]).headers["Content-Type"] == "audio/mp4"
+    assert result["size_bytes"] == path.stat().st_size  # counted as it was written (built, tagged, then copied)
 
 
 def test_an_epub_becomes_an_mp3_with_id3_chapters(config_env, tts) -> None:  # type: ignore[no-untyped-def]
@@ -110,6 +111,7 @@ def test_an_epub_becomes_an_mp3_with_id3_chapters(config_env, tts) -> None:  # t
 def test_chapters_as_vorbis_comments(config_env, tts, fmt: str) -> None:  # type: ignore[no-untyped-def]
     client, runtime = make_stack(job_env(config_env), tts)
     job, path = narrate_book(client, runtime, fmt)
+    assert job["result"]["size_bytes"] == path.stat().st_size
     probe = ffprobe(path)
     assert [c["tags"]["title"] for c in probe["chapters"]] == CHAPTERS
     for mine, theirs in zip(job["result"]["chapters"], probe["chapters"], strict=True):

@@ -34,6 +34,19 @@ def test_writer_publishes_only_on_success(tmp_path: Path) -> None:
     assert storage.size(key) is None
 
 
+def test_writer_makes_its_directory_when_it_is_missing_and_leaves_only_the_file(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "audio")
+    key = key_for(JOB, "wav")
+    with storage.writer(key, tag="run") as sink:  # the directory is made on the first file, not asked for at each
+        sink.write(b"first")
+    (tmp_path / "audio" / key).unlink()
+    (tmp_path / "audio").rmdir()  # removed while the process runs (a volume remounted, a cleanup)
+    with storage.writer(key, tag="run") as sink:
+        sink.write(b"again")
+    assert [p.name for p in (tmp_path / "audio").iterdir()] == [key]
+    assert storage.size(key) == 5
+
+
 def test_signature_verifies_until_expiry() -> None:
     expires, sig = signing.sign("secret", "k.wav", ttl_s=60, now=1000)
     assert expires == 1060

@@ -11,6 +11,7 @@ a writer fenced by the run's lock, and committed only if the run still holds it.
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import logging
 import tempfile
@@ -77,6 +78,7 @@ def assemble(
             sink = commits.enter_context(runtime.storage.writer(key, tag=token, fence=fence))
             with open_audio_writer(sink, rate, job.format, total) as out:
                 _write_segments(runtime, job, records, out, sink, held)
+            size = sink.seek(0, io.SEEK_END)  # what was written: no stat of the file (or HEAD of the object) after
         else:
             folder = commits.enter_context(tempfile.TemporaryDirectory(prefix=f"ttsq-{job.id}-"))
             built = Path(folder) / f"output.{job.format}"
@@ -88,6 +90,7 @@ def assemble(
                 while block := source.read(READ_BLOCK_BYTES):
                     sink.write(block)
                     sink.flush()
+            size = sink.seek(0, io.SEEK_END)
         captions = _write_captions(runtime, job, token, records, chunks, commits, fence)
     public_marks = [asdict(Mark(**{k: m[k] for k in ("paragraph", "heading", "start_s", "text")})) for m in marks]
     result = JobResult(
@@ -95,7 +98,7 @@ def assemble(
         format=job.format,
         duration_s=round(duration_s, 3),
         sample_rate=rate,
-        size_bytes=runtime.storage.size(key) or 0,
+        size_bytes=size,
         marks=public_marks if job.marks else None,
         chapters=[asdict(c) for c in chapters],
         captions=captions,

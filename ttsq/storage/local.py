@@ -26,16 +26,26 @@ class LocalStorage:
         with its job (``remove_job``), not here: looking for them would list the whole directory, which a week's
         retention fills with hundreds of thousands of files, for every file written."""
         final = self.path(key)
-        self.root.mkdir(parents=True, exist_ok=True)
         partial = final.with_name(f".{final.name}.{tag or os.getpid()}.part")
+        committed = False
         try:
-            with open(partial, "w+b") as handle:
+            with self._created(partial) as handle:
                 yield handle
             if fence is not None and not fence():
                 raise WriteFenced(f"{key}: this run lost its lock before the file was committed")
             os.replace(partial, final)
+            committed = True
         finally:
-            partial.unlink(missing_ok=True)
+            if not committed:
+                partial.unlink(missing_ok=True)
+
+    def _created(self, path: Path) -> BinaryIO:
+        """A new file; the directory is made only when it is missing (not asked for at every file: issue 12)."""
+        try:
+            return open(path, "w+b")
+        except FileNotFoundError:
+            self.root.mkdir(parents=True, exist_ok=True)
+            return open(path, "w+b")
 
     @contextlib.contextmanager
     def reader(self, key: str) -> Iterator[BinaryIO]:
