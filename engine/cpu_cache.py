@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 
 _ROOT = Path(__file__).resolve().parent.parent
 """Where ``engine`` is importable from, for the child processes."""
+MADE_MODE = 0o644
+"""A made model's permissions: as the downloads beside it (a voice's weights are read by every worker's user)."""
 CHILD_TIMEOUT_S = 600
 """The most a step may take (the 2-D rewrite of a voice takes ~3 s, the blocked one ~2): a hung one fails the start
 rather than holding it for ever."""
@@ -75,6 +77,8 @@ def _made_once(source: Path, target: Path, module: str) -> Path:
         if done.returncode != 0:
             reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise EngineError(f"could not rewrite {source} for the CPU: {reason}")
+        # mkstemp's file is its user's alone; a cache baked by root into an image is read by the service user.
+        partial.chmod(MADE_MODE)
         partial.replace(target)  # atomic: another worker sharing the cache sees the whole file or none
     except subprocess.TimeoutExpired as error:
         raise EngineError(f"could not rewrite {source} for the CPU: took over {CHILD_TIMEOUT_S} s") from error

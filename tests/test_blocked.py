@@ -3,6 +3,7 @@ same audio as the 2-D model it is made from, fewer layout changes, made once per
 
 from __future__ import annotations
 
+import stat
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -25,7 +26,7 @@ from engine.blocked import (
     hardware_tag,
     keep_blocked,
 )
-from engine.cpu_cache import cpu_model
+from engine.cpu_cache import MADE_MODE, cpu_model
 from engine.graph import REWRITE_VERSION, rewrite_file
 from engine.onnx_voice import OnnxVoice
 from engine.options import SynthesisOptions
@@ -116,6 +117,9 @@ def test_cpu_model_makes_it_once_per_machine(tmp_path: Path, monkeypatch: pytest
     made = first.stat().st_mtime_ns
     assert cpu_model(source, tmp_path / "cache") == first and first.stat().st_mtime_ns == made
     assert not list((tmp_path / "cache" / "onnx").glob("*.partial"))
+    # Readable by others: an image's cache is made by root at build time and read by the service user.
+    made_files = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
+    assert made_files and all(stat.S_IMODE(f.stat().st_mode) == MADE_MODE for f in made_files)
     monkeypatch.setattr(cpu_cache, "hardware_tag", lambda: "another-cpu")  # another machine sharing the cache
     other = cpu_model(source, tmp_path / "cache")
     assert other != first and other.name.endswith(f".{VERSION}.another-cpu.onnx") and first.is_file()

@@ -380,6 +380,17 @@ def test_final_stage_runs_offline_as_a_user_with_a_healthcheck(path: Path) -> No
     final.require("CMD")  # without its own, the image would run the base image's command
 
 
+def test_the_cpu_workers_may_add_the_model_for_their_machine_but_not_change_the_baked_ones(cpu: Dockerfile) -> None:
+    """engine/blocked.py's file is made per machine (its hardware tag), so the one baked in fits the build machine's
+    CPU only: the service user's group may write the onnx folder, sticky, after the cache is copied in."""
+    final = cpu.final
+    cache = final.env["TTSQ_CACHE"]
+    copied = [i.line for i in final.all("COPY") if i.args.split()[-1] == cache]
+    runs = [i for i in final.all("RUN") if f"{cache}/onnx" in i.args]
+    assert copied and runs and runs[0].line > copied[0], "made writable after the cache is copied in"
+    assert f"chgrp ttsq {cache}/onnx" in runs[0].args and f"chmod 1775 {cache}/onnx" in runs[0].args
+
+
 def test_both_images_run_as_the_same_uid(cpu: Dockerfile, gpu_image: Dockerfile) -> None:
     """API and workers write to one shared data volume."""
     users = {d.path.name: d.final.last("USER") for d in (cpu, gpu_image)}
