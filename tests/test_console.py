@@ -8,6 +8,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -90,6 +91,17 @@ def errors_in_console(driver: WebDriver) -> list[str]:
     return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
+def sent_requests(driver: WebDriver, stack: Stack) -> list[dict[str, Any]]:
+    """The page's own requests so far (url, headers), from Chromium's performance log (read once: it empties)."""
+    found = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        # Only the page's own requests (the browser's start page, before the console, is not ours).
+        if message["method"] == "Network.requestWillBeSent" and message["params"]["documentURL"].startswith(stack.url):
+            found.append(message["params"]["request"])
+    return found
+
+
 def queue(driver: WebDriver, text: str) -> str:
     area = driver.find_element(By.ID, "narrate-text")
     area.clear()
@@ -139,6 +151,9 @@ def test_the_progress_bar_moves_without_a_reload_and_cancel_works(
     first = until(browser, f"{bar} && {bar}.value > 0 && {bar}.value", 60, "the bar did not move")
     until(browser, f"{bar} && {bar}.value > {first}", 60, "the bar moved only once")
     assert browser.execute_script("return window.notReloaded === true;")
+    # Each long poll carries the last answer's ETag as its cursor, so no change between two polls is waited past.
+    polls = [request for request in sent_requests(browser, stack) if f"/v1/jobs/{job_id}?wait=" in request["url"]]
+    assert len(polls) >= 2 and all(request["headers"].get("If-None-Match", "").startswith('W/"') for request in polls)
     shot(browser, tmp_path, "running")
     browser.find_element(By.CSS_SELECTOR, f"#job-{job_id} button.cancel").click()
     row = f"document.getElementById('job-{job_id}')"
@@ -167,12 +182,7 @@ def test_the_page_talks_to_its_own_origin_only(browser: WebDriver, stack: Stack,
     browser.find_element(By.ID, "speak").click()
     until(browser, "document.getElementById('try-audio').currentTime > 0.1", 30)
     until(browser, "document.querySelectorAll('#worker-list li').length > 0", 20, "workers did not show")
-    urls = set()
-    for entry in browser.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
-        # Only the page's own requests (the browser's start page, before the console, is not ours).
-        if message["method"] == "Network.requestWillBeSent" and message["params"]["documentURL"].startswith(stack.url):
-            urls.add(message["params"]["request"]["url"])
+    urls = {request["url"] for request in sent_requests(browser, stack)}
     assert urls and all(url.startswith((stack.url, "blob:", "data:")) for url in urls), urls
     width = browser.execute_script("return document.documentElement.scrollWidth;")
     browser.set_window_size(390, 900)  # a phone's width: nothing sticks out sideways

@@ -143,10 +143,24 @@ async function loadJobs(more = false) {
 async function follow(id) {
   if (state.polling.has(id)) return;
   state.polling.add(id);
+  // The last answer's ETag is the poll's cursor: a change between two polls is answered at once, never waited past
+  // (without it a poll waits for the change after the one it missed). The first read, at once, fetches it.
+  let cursor = null;
   try {
     for (let failures = 0; failures < 30; ) {
       try {
-        const job = await callJson(`/v1/jobs/${id}?wait=${WAIT_S}`);
+        const path = cursor ? `/v1/jobs/${id}?wait=${WAIT_S}` : `/v1/jobs/${id}`;
+        const asked = performance.now();
+        const response = await call(path, { cache: "no-store", headers: cursor ? { "If-None-Match": cursor } : {} });
+        if (response.status === 304) {
+          // The wait ran out with nothing new: ask again (after a second where the server could not hold it).
+          failures = 0;
+          if (performance.now() - asked < 1000) await new Promise((resolve) => setTimeout(resolve, 1000));
+          continue;
+        }
+        const job = await response.json();
+        if (!response.ok) throw new Error(job.error?.message || response.statusText);
+        cursor = response.headers.get("ETag");
         const row = document.getElementById(`job-${id}`);
         if (row) row.replaceWith(renderJob(job));
         if (!ACTIVE.has(job.status)) return;
