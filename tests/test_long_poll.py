@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
 import redis
 from conftest import run_to_end
 
@@ -225,6 +226,34 @@ def test_the_client_polls_with_its_cursor(app, runtime) -> None:  # type: ignore
         server.shutdown()
         server.server_close()
     assert seen == ["queued", "running", "canceled"]
+
+
+def test_the_client_does_not_spin_on_a_server_that_cannot_hold_its_polls() -> None:
+    """Under gunicorn's sync workers a poll is answered at once (304: nothing new): ``ttsq.client.wait`` asks again
+    a second later, not thousands of times a second until its deadline."""
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    from ttsq import client
+
+    polls: list[bool] = []
+
+    @Request.application
+    def unheld(request: Request) -> Response:
+        polls.append("If-None-Match" in request.headers)
+        if polls[-1]:
+            return Response(status=304, headers={"ETag": 'W/"1"'})
+        return Response('{"id": "x", "status": "running"}', content_type="application/json", headers={"ETag": 'W/"1"'})
+
+    server = make_server("127.0.0.1", 0, unheld, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(client.ClientError, match="did not finish"):
+            client.wait(f"http://127.0.0.1:{server.server_port}", "x", timeout_s=2.5)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert polls[0] is False and all(polls[1:]) and 2 <= len(polls) <= 5, len(polls)
 
 
 def _end_the_next_job(runtime, end: Callable[[str], object]) -> threading.Thread:  # type: ignore[no-untyped-def]

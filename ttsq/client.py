@@ -10,6 +10,9 @@ from typing import Any
 import requests
 
 LONG_POLL_S = 25
+UNHELD_POLL_S = 1.0
+"""A poll answered sooner than this with nothing new (a server that cannot hold polls: gunicorn's sync workers
+answer at once) is sent again only after it, not in a tight loop."""
 
 
 class ClientError(Exception):
@@ -80,7 +83,10 @@ def wait(
             return job
         if time.monotonic() > deadline:
             raise ClientError(f"job {job_id} did not finish within {timeout_s:.0f} s")
+        asked, last = time.monotonic(), tag
         job, tag = _poll(base_url, job_id, LONG_POLL_S, api_key, (job, tag))
+        if tag == last and (held_s := time.monotonic() - asked) < UNHELD_POLL_S:
+            time.sleep(UNHELD_POLL_S - held_s)
 
 
 def _poll(
