@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import EngineError
-from .graph import ELEMENTWISE, UNCHANGED_EXIT, prune, scalar_initializers, twin
+from .graph import ELEMENTWISE, UNCHANGED_EXIT, follow_renames, prune, scalar_initializers, set_nodes, twin
 
 if TYPE_CHECKING:
     import onnx
@@ -89,8 +89,7 @@ def keep_blocked(model: onnx.ModelProto) -> int:
     nodes: list[onnx.NodeProto] = []
     moved = 0
     for node in graph.node:
-        for position, name in enumerate(node.input):
-            node.input[position] = renamed.get(name, name)
+        follow_renames(node, renamed)
         reorders_in = (node.op_type, node.domain) == ("ReorderInput", NCHWC) and not _channels_last(node)
         if reorders_in and node.input[0] in blocked:  # the tensor is blocked already
             renamed[node.output[0]] = blocked[node.input[0]][0]
@@ -113,8 +112,7 @@ def keep_blocked(model: onnx.ModelProto) -> int:
         nodes.extend((moved_op, plain))
         blocked[node.output[0]] = (moved_op.output[0], count)
         moved += 1
-    del graph.node[:]
-    graph.node.extend(nodes)
+    set_nodes(graph, nodes)
     prune(model)
     return moved
 

@@ -57,8 +57,7 @@ def conv1d_as_2d(model: onnx.ModelProto) -> int:
     rewritten = len(nodes) - len(graph.node)
     if rewritten:
         graph.initializer.append(numpy_helper.from_array(np.array([2], dtype=np.int64), HEIGHT_AXIS))
-        del graph.node[:]
-        graph.node.extend(nodes)
+        set_nodes(graph, nodes)
     return rewritten // 2
 
 
@@ -74,8 +73,7 @@ def elementwise_in_2d(model: onnx.ModelProto) -> int:
     nodes: list[onnx.NodeProto] = []
     moved = 0
     for node in graph.node:
-        for position, name in enumerate(node.input):
-            node.input[position] = renamed.get(name, name)
+        follow_renames(node, renamed)
         height_axis = len(node.input) == 2 and node.input[1] == HEIGHT_AXIS
         if node.op_type == "Squeeze" and height_axis:
             wide[node.output[0]] = node.input[0]
@@ -91,10 +89,21 @@ def elementwise_in_2d(model: onnx.ModelProto) -> int:
             wide[node.output[0]] = nodes[-1].output[0]
             moved += 1
         nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(nodes)
+    set_nodes(graph, nodes)
     prune(model)
     return moved
+
+
+def follow_renames(node: onnx.NodeProto, renamed: dict[str, str]) -> None:
+    """Point, in place, the node's inputs at the tensors ``renamed`` maps them to (those of ops an edit dropped)."""
+    for position, name in enumerate(node.input):
+        node.input[position] = renamed.get(name, name)
+
+
+def set_nodes(graph: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> None:
+    """The graph's nodes, in place, as ``nodes`` in their order (an edit builds the new list while it walks)."""
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def twin(node: onnx.NodeProto, inputs: list[str], suffix: str) -> onnx.NodeProto:
@@ -130,8 +139,7 @@ def prune(model: onnx.ModelProto) -> int:
             kept.append(node)
             needed.update(node.input)
     dropped = len(graph.node) - len(kept)
-    del graph.node[:]
-    graph.node.extend(reversed(kept))
+    set_nodes(graph, list(reversed(kept)))
     return dropped
 
 
